@@ -1,0 +1,320 @@
+"""The ledger application: the licence aggregate on a sealed, encrypted event store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import (
+    MapperDeserialisationError,
+    Notification,
+    PersistenceError,
+)
+
+from .clock import Clock, SystemClock, TimeKeeper
+from .codec import CompactTranscoder, RowCipher, SealedMapper
+from .commands import Command, run_command
+from .errors import KeyFileError, LedgerError, LicenceError, LicenceNotFoundError, StoreError
+from .licence import LICENCE_ID, Licence, Notice, Release
+from .merkle import Frontier
+from .seal import Sealer, VerifyReport, verify_records
+from .store import CompactSQLiteRecorder, persistence_env
+from .values import DEFAULT_CUTOFF_SECONDS, GracePolicy
+
+DEFAULT_SNAPSHOT_EVERY = 20_000
+DEFAULT_CHECKPOINT_EVERY = 10_000
+
+
+class _EventSourcedLedger(Application[UUID]):
+    """eventsourcing's Application, with our mapper. Configured only by LedgerApp."""
+
+    name = "seatledger"
+
+    def __init__(self, env: Mapping[str, str], cipher: RowCipher | None, compress: bool):
+        self._cipher = cipher
+        self._compress = compress
+        super().__init__(env=dict(env))
+
+    def construct_mapper(self) -> SealedMapper:  # type: ignore[override]
+        return SealedMapper(CompactTranscoder(), self._cipher, self._compress)
+
+
+class LedgerApp:
+    """The ledger: commands in, events recorded, sealed; state and history out.
+
+    Holds the licence aggregate in memory between commands (a master is the only writer),
+    and commits each command or batch of commands in one transaction.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key: bytes | None,
+        signing_key: Ed25519PrivateKey,
+        clock: Clock | None = None,
+        origin: str = "seatledger",
+        checkpoint_file: Path | None = None,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+        compress: bool = True,
+    ):
+        env = persistence_env(url)
+        env["IS_SNAPSHOTTING_ENABLED"] = "y"
+        self.url = url
+        self.origin = origin
+        self.signing_key = signing_key
+        self.public_key: Ed25519PublicKey = signing_key.public_key()
+        self.cipher = RowCipher(key) if key is not None else None
+        self.checkpoint_file = checkpoint_file
+        self.snapshot_every = snapshot_every
+        self.checkpoint_every = checkpoint_every
+        self.timekeeper = TimeKeeper(clock or SystemClock())
+        try:
+            self._app = _EventSourcedLedger(env, self.cipher, compress)
+        except (PersistenceError, OSError) as e:
+            raise StoreError(f"cannot open store {_redact(url)}: {_first_line(e)}") from e
+        self.recorder: Any = self._app.recorder
+        self.mapper: SealedMapper = self._app.mapper  # type: ignore[assignment]
+        self.contiguous_ids = isinstance(self.recorder, CompactSQLiteRecorder)
+        self._licence: Licence | None = None
+        self._events_since_snapshot = 0
+        self._open_seal()
+        self._load()
+
+    # ---------------------------------------------------------------- opening
+    def _open_seal(self) -> None:
+        try:
+            _rows, frontier_bytes = self.recorder.read_seal()
+            top = self.recorder.max_notification_id() or 0
+        except PersistenceError as e:
+            raise StoreError(f"cannot read store: {_first_line(e)}") from e
+        frontier = Frontier.from_bytes(frontier_bytes) if frontier_bytes else Frontier()
+        if self.contiguous_ids and frontier.size != top:
+            raise StoreError(
+                f"the store holds {top} records but its seal covers {frontier.size}: "
+                "it was altered outside the ledger (run 'seatledger audit verify')"
+            )
+        self.sealer = Sealer(frontier, self.signing_key, self.origin, self.checkpoint_file,
+                             contiguous_ids=self.contiguous_ids)
+        self.recorder.seal_hook = self.sealer
+
+    def _load(self) -> None:
+        try:
+            self._licence = self._app.repository.get(LICENCE_ID)
+        except AggregateNotFoundError:
+            self._licence = None
+        except MapperDeserialisationError as e:
+            raise KeyFileError(
+                "the at-rest key does not open this store (wrong key, or the store is damaged: "
+                "run 'seatledger audit verify')"
+            ) from e
+        except PersistenceError as e:
+            raise StoreError(f"cannot read store: {_first_line(e)}") from e
+
+    def close(self) -> None:
+        """Seal the tail with a recorded checkpoint, then close the store."""
+        try:
+            if self._licence is not None and self.sealer.frontier.size > self._licence.last_checkpoint_size:
+                self._record_checkpoint()
+        finally:
+            self._app.close()
+
+    def __enter__(self) -> LedgerApp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- state
+    @property
+    def licence(self) -> Licence:
+        if self._licence is None:
+            raise LicenceNotFoundError("no licence has been issued yet: run 'seatledger licence issue'")
+        return self._licence
+
+    @property
+    def has_licence(self) -> bool:
+        return self._licence is not None
+
+    def now(self) -> datetime:
+        """The recorded time a command arriving now would get."""
+        last = self._licence.modified_on if self._licence is not None else None
+        return self.timekeeper.read(last)[0]
+
+    def _time(self, licence: Licence | None) -> datetime:
+        last = licence.modified_on if licence is not None else None
+        now, step = self.timekeeper.read(last)
+        if step is not None and licence is not None:
+            licence.record_clock_step(now, *step)
+        return now
+
+    # ---------------------------------------------------------------- saving
+    def _save(self, licence: Licence) -> None:
+        pending = len(licence.pending_events)
+        if not pending:
+            return
+        try:
+            self._app.save(licence)
+        except (PersistenceError, StoreError, OSError) as e:
+            # The aggregate in memory is now ahead of the store: reload what was committed.
+            self._licence = None
+            self._load()
+            if isinstance(e, StoreError):
+                raise
+            raise StoreError(f"commit failed: {_first_line(e)}") from e
+        self._licence = licence
+        self._events_since_snapshot += pending
+        if self._events_since_snapshot >= self.snapshot_every:
+            self.take_snapshot()
+        if self.sealer.frontier.size - licence.last_checkpoint_size >= self.checkpoint_every:
+            self._record_checkpoint()
+
+    def _record_checkpoint(self) -> None:
+        licence = self.licence
+        frontier = self.sealer.frontier
+        licence.record_checkpoint(self._time(licence), frontier.size, frontier.root(),
+                                  self.sealer.signed_note())
+        self._save(licence)
+
+    def take_snapshot(self) -> None:
+        if self._licence is None or self._app.snapshots is None:
+            return
+        snapshot = Licence.Snapshot.take(self._licence)
+        self._app.snapshots.put([snapshot])
+        self._events_since_snapshot = 0
+
+    def _command(self, fn: Callable[[Licence, datetime], Any]) -> Any:
+        licence = self.licence
+        result = fn(licence, self._time(licence))
+        self._save(licence)
+        return result
+
+    # ---------------------------------------------------------------- commands
+    def issue_licence(
+        self,
+        *,
+        customer: str,
+        limits: Mapping[str, int],
+        total_pred_acd: int | None = None,
+        expires_at: datetime | None = None,
+        policy: GracePolicy = GracePolicy(),
+        cutoff_seconds: int = DEFAULT_CUTOFF_SECONDS,
+    ) -> Licence:
+        """Issue the store's licence. Raises LicenceError (including too small)."""
+        if self._licence is not None:
+            raise LicenceError("a licence is already issued here: use 'licence amend'")
+        licence = Licence.issue(
+            self._time(None), customer=customer, limits=limits, total_pred_acd=total_pred_acd,
+            expires_at=expires_at, policy=policy, cutoff_seconds=cutoff_seconds,
+        )
+        self._save(licence)
+        return licence
+
+    def amend_licence(self, **terms: Any) -> None:
+        self._command(lambda lic, now: lic.amend(now, **terms))
+
+    def enrol_site(self, name: str, fingerprint: str = "",
+                   local_limits: Mapping[str, int] | None = None) -> None:
+        self._command(lambda lic, now: lic.enrol_site(now, name, fingerprint, local_limits))
+
+    def revoke_site(self, name: str) -> list[Release]:
+        result: list[Release] = self._command(lambda lic, now: lic.revoke_site(now, name))
+        return result
+
+    def execute(self, commands: Sequence[Command]) -> list[Any]:
+        """Apply a batch of commands and commit them in one transaction.
+
+        Returns one outcome per command (a Grant, Refusal, Release, SyncResult, list of
+        Notices, None, or a Failure for a command rejected without a record). Raises
+        StoreError if the commit fails, in which case nothing of the batch is recorded.
+        """
+        licence = self.licence
+        now = self._time(licence)
+        outcomes = [run_command(licence, now, c) for c in commands]
+        self._save(licence)
+        return outcomes
+
+    def tick(self) -> list[Notice]:
+        """Fire what is due now; return notices to broadcast."""
+        result: list[Notice] = self._command(lambda lic, now: lic.tick(now))
+        return result
+
+    def record_export(self, day: str, first_id: int, last_id: int, destination: str,
+                      sha256: str) -> None:
+        self._command(lambda lic, now: lic.record_export(now, day, first_id, last_id,
+                                                         destination, sha256))
+
+    # ---------------------------------------------------------------- reading
+    def notifications(self, start: int = 1, stop: int | None = None) -> Iterator[Notification]:
+        """Stored records in notification order (raw, still encrypted)."""
+        for n in self.recorder.iter_notifications(start):
+            if stop is not None and n.id > stop:
+                return
+            yield n
+
+    def decode(self, notification: Notification) -> Any:
+        """A stored record as its domain event. Raises StoreError if it cannot be read."""
+        try:
+            return self.mapper.to_domain_event(notification)
+        except MapperDeserialisationError as e:
+            raise StoreError(f"record {notification.id}: {e}") from e
+
+    def events(self, start: int = 1, stop: int | None = None) -> Iterator[tuple[int, Any]]:
+        for n in self.notifications(start, stop):
+            yield n.id, self.decode(n)
+
+    def max_id(self) -> int:
+        return int(self.recorder.max_notification_id() or 0)
+
+    def replay(self) -> Licence | None:
+        """Rebuild the licence from every stored event, ignoring snapshots."""
+        licence: Licence | None = None
+        for n in self.notifications():
+            event = self.mapper.to_domain_event(n)
+            if n.originator_id == LICENCE_ID:
+                licence = event.mutate(licence)
+        return licence
+
+    def verify(self, progress: Callable[[int], None] | None = None) -> VerifyReport:
+        """Verify every stored record against the seal (see ledger.seal)."""
+        try:
+            rows, frontier = self.recorder.read_seal()
+        except PersistenceError as e:
+            raise StoreError(f"cannot read the seal: {_first_line(e)}") from e
+        note = None
+        if self.checkpoint_file is not None and self.checkpoint_file.exists():
+            note = self.checkpoint_file.read_text()
+        return verify_records(
+            self.recorder.iter_notifications(),
+            rows,
+            frontier,
+            public_key=self.public_key,
+            origin=self.origin,
+            cipher=self.cipher,
+            decode_state=self.mapper.transcoder.decode,
+            checkpoint_note=note,
+            contiguous_ids=self.contiguous_ids,
+            progress=progress,
+        )
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}@{host}"
+    return url
+
+
+__all__ = ["LedgerApp", "LedgerError"]

@@ -1,0 +1,88 @@
+"""Commands the master's connections send to the ledger in batches, and their dispatch.
+
+The daemon's group commit collects these from many connections, hands a list to
+:meth:`ledger.LedgerApp.execute`, and gets one outcome per command back after the batch
+has been committed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from .errors import LedgerError
+from .licence import HeldSeat, Licence, OfflineEvent
+from .values import ReleaseReason
+
+
+@attrs.frozen
+class AcquireSeat:
+    site: str
+    user: str
+    agent_class: str
+    tenant: str = ""
+    campaign: str = ""
+
+
+@attrs.frozen
+class ReleaseSeat:
+    site: str
+    user: str
+    reason: str = ReleaseReason.LOGOFF
+
+
+@attrs.frozen
+class ConnectSite:
+    site: str
+
+
+@attrs.frozen
+class DisconnectSite:
+    site: str
+    reason: str = "connection lost"
+
+
+@attrs.frozen
+class SyncSite:
+    site: str
+    events: tuple[OfflineEvent, ...]
+    held: tuple[HeldSeat, ...]
+
+
+@attrs.frozen
+class Tick:
+    """Fire whatever is due (grace deadlines, notices, cut-offs, expiry)."""
+
+
+Command = AcquireSeat | ReleaseSeat | ConnectSite | DisconnectSite | SyncSite | Tick
+
+
+@attrs.frozen
+class Failure:
+    """A command the ledger rejected without recording anything (e.g. an unknown seat)."""
+
+    error: str
+    kind: str
+
+
+def run_command(licence: Licence, now: datetime, command: Command) -> Any:
+    """Apply one command to the licence; ledger errors become a :class:`Failure` outcome."""
+    try:
+        match command:
+            case AcquireSeat(site, user, agent_class, tenant, campaign):
+                return licence.acquire(now, site, user, agent_class, tenant, campaign)
+            case ReleaseSeat(site, user, reason):
+                return licence.release(now, site, user, reason)
+            case ConnectSite(site):
+                return licence.connect_site(now, site)
+            case DisconnectSite(site, reason):
+                return licence.disconnect_site(now, site, reason)
+            case SyncSite(site, events, held):
+                return licence.sync(now, site, events, held)
+            case Tick():
+                return licence.tick(now)
+    except LedgerError as e:
+        return Failure(str(e), type(e).__name__)
+    raise TypeError(f"not a ledger command: {command!r}")

@@ -1,0 +1,156 @@
+"""The grace policy: DESIGN.md section 3, rules 1-6, in one place.
+
+A *pool* is what a limit is counted against: one agent class (PRED, ACD, PBX, VIR) or the
+combined PRED+ACD total when the licence caps it. Each pool has a grace state:
+
+* AVAILABLE - over-use may open a window.
+* OPEN      - a window is open until ``deadline``; over-limit grants are granted (up to the
+              ceiling, if the licence sets one).
+* SPENT     - the window has closed; over-limit grants are refused (``limit_enforced``) until
+              grace is re-armed by an amendment or after ``rearm_seconds``.
+
+Rule 1: a grant that keeps in-use <= limit is granted.
+Rule 2: a grant above the limit while AVAILABLE opens the window (deadline = now + grace);
+        while OPEN it is granted (up to the ceiling). Dropping back under the limit ends the
+        over-use but not the window.
+Rule 3: at the deadline the window closes (GraceExpired); if still above the limit,
+        enforcement starts. SPENT refuses over-limit grants; seats held are never revoked.
+Rule 4: grace re-arms on amendment, or ``rearm_seconds`` after the window closed.
+Rule 5: deadlines fire without requests: :func:`due_transitions` is what the timer calls.
+Rule 6: time is always passed in; nothing here reads a clock.
+
+The functions here decide; :mod:`ledger.licence` records the decisions as events.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+import attrs
+
+from .codec import register_value_class
+from .values import GracePolicy, RefusalReason, Severity
+
+AVAILABLE = "available"
+OPEN = "open"
+SPENT = "spent"
+
+# Notices before the deadline: (severity, time left when it is due).
+NOTICE_SCHEDULE: tuple[tuple[int, timedelta], ...] = (
+    (Severity.DAY_LEFT, timedelta(hours=24)),
+    (Severity.HOURS_LEFT, timedelta(hours=4)),
+)
+
+
+@register_value_class
+@attrs.define
+class Pool:
+    """Counting state of one limit. Mutated only by event ``apply`` methods."""
+
+    name: str
+    members: tuple[str, ...]
+    limit: int
+    in_use: int = 0
+    state: str = AVAILABLE
+    deadline: datetime | None = None
+    opened_at: datetime | None = None
+    closed_at: datetime | None = None
+    overuse: bool = False
+    severity: int = 0
+    enforced: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        # Snapshots store tuples as lists.
+        self.members = tuple(self.members)
+
+
+@attrs.frozen
+class Admission:
+    """What the policy says about one more seat in a set of pools."""
+
+    refusal: str | None = None
+    refused_pool: str | None = None
+    overuse: bool = False
+    opens: tuple[str, ...] = ()  # pools whose window this grant opens
+    resumes: tuple[str, ...] = ()  # pools whose open window sees over-use start again
+
+
+def ceiling(pool: Pool, policy: GracePolicy) -> int | None:
+    if policy.ceiling_percent is None:
+        return None
+    return math.floor(pool.limit * policy.ceiling_percent / 100)
+
+
+def admit(pools: Iterable[Pool], policy: GracePolicy, *, offline: bool = False) -> Admission:
+    """Decide one more seat against every pool it counts in.
+
+    ``offline`` is for seats a site already granted while cut off from the master: they
+    happened, so they are never refused here; they are flagged as over-use and open a window
+    where one is available.
+    """
+    opens: list[str] = []
+    resumes: list[str] = []
+    overuse = False
+    for pool in pools:
+        after = pool.in_use + 1
+        if after <= pool.limit:
+            continue  # rule 1
+        overuse = True
+        if not offline:
+            if pool.state == SPENT:
+                return Admission(refusal=RefusalReason.LIMIT_ENFORCED, refused_pool=pool.name)
+            cap = ceiling(pool, policy)
+            if cap is not None and after > cap:
+                return Admission(refusal=RefusalReason.OVERUSE_CEILING, refused_pool=pool.name)
+        if pool.state == AVAILABLE:
+            opens.append(pool.name)  # rule 2: open the window
+        elif pool.state == OPEN and not pool.overuse:
+            resumes.append(pool.name)
+    return Admission(overuse=overuse, opens=tuple(opens), resumes=tuple(resumes))
+
+
+def deadline_for(start: datetime, policy: GracePolicy) -> datetime:
+    return start + timedelta(seconds=policy.grace_seconds)
+
+
+@attrs.frozen
+class Transition:
+    """Something due at a pool at a given time (rules 3, 4 and the notice schedule)."""
+
+    kind: str  # "notice" | "expire" | "rearm"
+    pool: str
+    severity: int = 0
+
+
+def due_transitions(pool: Pool, now: datetime, policy: GracePolicy) -> list[Transition]:
+    """What is due at ``pool`` by ``now``, in the order it must be recorded."""
+    if pool.state == OPEN and pool.deadline is not None:
+        if now >= pool.deadline:
+            return [Transition("expire", pool.name, Severity.EXPIRED)]
+        due = []
+        for severity, left in NOTICE_SCHEDULE:
+            at = pool.deadline - left
+            opened = pool.opened_at or at
+            if pool.severity < severity and now >= at and at > opened:
+                due.append(Transition("notice", pool.name, severity))
+        return due[-1:]  # only the most severe one that is due
+    if pool.state == SPENT and pool.closed_at is not None:
+        if now >= pool.closed_at + timedelta(seconds=policy.rearm_seconds):
+            return [Transition("rearm", pool.name)]
+    return []
+
+
+def next_due(pool: Pool, policy: GracePolicy) -> datetime | None:
+    """When :func:`due_transitions` will next have something for this pool."""
+    if pool.state == OPEN and pool.deadline is not None:
+        times = [pool.deadline]
+        for severity, left in NOTICE_SCHEDULE:
+            at = pool.deadline - left
+            if pool.severity < severity and at > (pool.opened_at or at):
+                times.append(at)
+        return min(times)
+    if pool.state == SPENT and pool.closed_at is not None:
+        return pool.closed_at + timedelta(seconds=policy.rearm_seconds)
+    return None

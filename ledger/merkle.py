@@ -1,0 +1,281 @@
+"""Merkle tree hashing, inclusion and consistency proofs as in RFC 9162 section 2.1.
+
+The audit seal hashes every stored record into a leaf (``leaf_hash``) and keeps a
+:class:`Frontier` -- the roots of the perfect subtrees on the tree's left edge -- so the
+root can be advanced one record at a time without re-reading history. Proofs are built
+from the full list of leaf hashes, which only the verifier of an export holds.
+
+Leaf indexes are 0-based. Functions raise :class:`ValueError` for arguments that cannot
+describe a tree (an index outside it, an old size larger than the new one); verifiers
+return ``False`` for any proof that does not check out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+__all__ = [
+    "EMPTY_ROOT",
+    "HASH_SIZE",
+    "Frontier",
+    "consistency_proof",
+    "inclusion_proof",
+    "leaf_hash",
+    "node_hash",
+    "root_from_leaf_hashes",
+    "verify_consistency",
+    "verify_inclusion",
+]
+
+HASH_SIZE = 32
+_sha256 = hashlib.sha256
+EMPTY_ROOT = _sha256(b"").digest()
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """Hash of a leaf: SHA-256(0x00 || data)."""
+    return _sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """Hash of an interior node: SHA-256(0x01 || left || right)."""
+    return _sha256(b"\x01" + left + right).digest()
+
+
+def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
+    """The Merkle tree hash (MTH) of a list of leaf hashes; ``EMPTY_ROOT`` for none.
+
+    Hashing level by level and carrying an odd last node up unchanged builds the same
+    tree as RFC 9162's split at the largest power of two below n.
+    """
+    if not hashes:
+        return EMPTY_ROOT
+    level = list(hashes)
+    while len(level) > 1:
+        paired = [
+            _sha256(b"\x01" + left + right).digest()
+            for left, right in zip(level[0::2], level[1::2], strict=False)
+        ]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
+
+
+def _split(n: int) -> int:
+    """The largest power of two smaller than ``n`` (for ``n >= 2``)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+class Frontier:
+    """The compact range ``[0, size)``: one subtree hash per set bit of ``size``.
+
+    Hashes are held largest subtree first, so appending merges from the right, like
+    incrementing a binary counter: one node hash per append on average.
+    """
+
+    __slots__ = ("_hashes", "_size")
+
+    def __init__(self) -> None:
+        self._size = 0
+        self._hashes: list[bytes] = []
+
+    @property
+    def size(self) -> int:
+        """Number of leaves appended so far."""
+        return self._size
+
+    def append(self, leaf_hash: bytes) -> None:
+        """Add the next leaf's hash.
+
+        Raises:
+            ValueError: ``leaf_hash`` is not a 32-byte hash.
+        """
+        if len(leaf_hash) != HASH_SIZE:
+            raise ValueError(f"a leaf hash is {HASH_SIZE} bytes, not {len(leaf_hash)}")
+        hashes = self._hashes
+        carry = leaf_hash
+        n = self._size
+        while n & 1:
+            carry = _sha256(b"\x01" + hashes.pop() + carry).digest()
+            n >>= 1
+        hashes.append(carry)
+        self._size += 1
+
+    def root(self) -> bytes:
+        """The tree's root hash: equal to ``root_from_leaf_hashes`` of every leaf appended."""
+        if not self._hashes:
+            return EMPTY_ROOT
+        root = self._hashes[-1]
+        for left in reversed(self._hashes[:-1]):
+            root = node_hash(left, root)
+        return root
+
+    def copy(self) -> Frontier:
+        """An independent frontier with the same leaves."""
+        twin = Frontier()
+        twin._size = self._size
+        twin._hashes = list(self._hashes)
+        return twin
+
+    def to_bytes(self) -> bytes:
+        """8-byte big-endian size, then each subtree hash, largest subtree first."""
+        return self._size.to_bytes(8, "big") + b"".join(self._hashes)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Frontier:
+        """Rebuild a frontier written by :meth:`to_bytes`.
+
+        Raises:
+            ValueError: ``data`` is not a size followed by exactly one hash per set bit.
+        """
+        if len(data) < 8:
+            raise ValueError(f"a frontier is at least 8 bytes, got {len(data)}")
+        size = int.from_bytes(data[:8], "big")
+        expected = 8 + HASH_SIZE * size.bit_count()
+        if len(data) != expected:
+            raise ValueError(f"a frontier of size {size} is {expected} bytes, got {len(data)}")
+        frontier = cls()
+        frontier._size = size
+        frontier._hashes = [data[i : i + HASH_SIZE] for i in range(8, len(data), HASH_SIZE)]
+        return frontier
+
+    def __repr__(self) -> str:
+        return f"Frontier(size={self._size}, root={self.root().hex()})"
+
+
+def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
+    """The audit path (RFC 9162 2.1.3.1) for leaf ``index`` in the tree of ``leaf_hashes``.
+
+    Raises:
+        ValueError: ``index`` is not a leaf of the tree.
+    """
+    size = len(leaf_hashes)
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
+    proof: list[bytes] = []
+    lo, hi = 0, size
+    while hi - lo > 1:
+        mid = lo + _split(hi - lo)
+        if index < mid:
+            proof.append(root_from_leaf_hashes(leaf_hashes[mid:hi]))
+            hi = mid
+        else:
+            proof.append(root_from_leaf_hashes(leaf_hashes[lo:mid]))
+            lo = mid
+    # Collected from the root down; the proof lists siblings from the leaf up.
+    proof.reverse()
+    return proof
+
+
+def consistency_proof(old_size: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
+    """The proof (RFC 9162 2.1.4.1) that the first ``old_size`` leaves are a prefix.
+
+    ``leaf_hashes`` is every leaf of the new tree. The proof is empty when ``old_size``
+    is 0 or the whole tree.
+
+    Raises:
+        ValueError: ``old_size`` is negative or larger than the tree.
+    """
+    size = len(leaf_hashes)
+    if not 0 <= old_size <= size:
+        raise ValueError(f"old size {old_size} is outside 0..{size} (the new tree's size)")
+    if old_size in (0, size):
+        return []
+    proof: list[bytes] = []
+    lo, hi, m = 0, size, old_size
+    whole_old_tree = True  # SUBPROOF's flag b: the old tree's root is known to the verifier.
+    while m != hi - lo:
+        mid = lo + _split(hi - lo)
+        if m <= mid - lo:
+            proof.append(root_from_leaf_hashes(leaf_hashes[mid:hi]))
+            hi = mid
+        else:
+            proof.append(root_from_leaf_hashes(leaf_hashes[lo:mid]))
+            m -= mid - lo
+            lo = mid
+            whole_old_tree = False
+    if not whole_old_tree:
+        proof.append(root_from_leaf_hashes(leaf_hashes[lo:hi]))
+    proof.reverse()
+    return proof
+
+
+def _all_hashes(hashes: Sequence[bytes]) -> bool:
+    return all(len(h) == HASH_SIZE for h in hashes)
+
+
+def verify_inclusion(
+    index: int, size: int, leaf_hash: bytes, proof: Sequence[bytes], root: bytes
+) -> bool:
+    """Whether ``proof`` shows leaf ``index`` with ``leaf_hash`` is in the tree ``root``.
+
+    The RFC 9162 2.1.3.2 algorithm.
+
+    Raises:
+        ValueError: ``index`` is not a leaf of a tree of ``size`` leaves.
+    """
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
+    if len(leaf_hash) != HASH_SIZE or not _all_hashes(proof):
+        return False
+    fn, sn = index, size - 1
+    r = leaf_hash
+    for p in proof:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root
+
+
+def verify_consistency(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> bool:
+    """Whether ``proof`` shows the tree ``old_root`` is a prefix of the tree ``new_root``.
+
+    The RFC 9162 2.1.4.2 algorithm. Equal sizes need an empty proof and equal roots;
+    an empty old tree needs an empty proof and ``EMPTY_ROOT``.
+
+    Raises:
+        ValueError: a size is negative or ``old_size > new_size``.
+    """
+    if not 0 <= old_size <= new_size:
+        raise ValueError(f"old size {old_size} is outside 0..{new_size} (the new size)")
+    if old_size == new_size:
+        return not proof and old_root == new_root
+    if old_size == 0:
+        return not proof and old_root == EMPTY_ROOT
+    if not proof or not _all_hashes(proof):
+        return False
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:
+        # The old tree is a perfect subtree of the new one: its root starts the path.
+        path.insert(0, old_root)
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and fr == old_root and sr == new_root

@@ -1,0 +1,247 @@
+"""The audit seal: a Merkle tree over the stored records, signed checkpoints, verification.
+
+Every commit extends an RFC 9162 Merkle tree whose leaves are the stored records in
+notification order, and writes, in the same transaction, a checkpoint row (tree size, root,
+Ed25519 signature over the C2SP checkpoint body) and the tree's frontier. After the commit
+the latest checkpoint is also written as a signed note to a file outside the store, so a
+truncated store cannot pass for a complete one. Every ``checkpoint_every`` records the
+application records an AuditCheckpointSigned event holding a signed note; those travel in
+the daily export.
+
+Verification re-reads every record and checks, in one pass: ids without gaps, each
+originator's versions in order, each state's AES-GCM tag (which binds the state to its row),
+and the Merkle root at every checkpoint. It names the first bad record and why.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from eventsourcing.persistence import Notification
+
+from .checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from .codec import RowCipher, unpack_payload
+from .errors import CheckpointError, SealError, StoreError
+from .merkle import Frontier, leaf_hash
+from .store import SealHook
+
+CHECKPOINT_TOPIC_SUFFIX = "Licence.AuditCheckpointSigned"
+_Q = struct.Struct(">Q")
+
+
+def leaf_bytes(n: Notification) -> bytes:
+    """The bytes a record contributes to the tree: its id, originator, version, topic, state."""
+    oid = n.originator_id.bytes if hasattr(n.originator_id, "bytes") else str(n.originator_id).encode()
+    return _Q.pack(n.id) + oid + _Q.pack(n.originator_version) + n.topic.encode() + b"\n" + n.state
+
+
+class Sealer(SealHook):
+    """Extends the tree inside each insert transaction; see the module docstring."""
+
+    def __init__(self, frontier: Frontier, signing_key: Ed25519PrivateKey, origin: str,
+                 checkpoint_file: Path | None, *, contiguous_ids: bool = True):
+        self.frontier = frontier
+        self.signing_key = signing_key
+        self.origin = origin
+        self.checkpoint_file = checkpoint_file
+        self.contiguous_ids = contiguous_ids
+
+    def seal_in_transaction(self, execute: Callable[..., Any],
+                            notifications: Sequence[Notification]) -> Any:
+        f = self.frontier.copy()
+        for n in notifications:
+            if self.contiguous_ids and n.id != f.size + 1:
+                raise StoreError(
+                    f"refusing to commit: record {n.id} would follow a seal of {f.size} records;"
+                    " the store was altered (run 'seatledger audit verify')"
+                )
+            f.append(leaf_hash(leaf_bytes(n)))
+        root = f.root()
+        body = Checkpoint(self.origin, f.size, root).body()
+        signature = self.signing_key.sign(body.encode())
+        execute(
+            "INSERT INTO seal_checkpoints (tree_size, root, signature, signed_at) VALUES (?, ?, ?, ?)",
+            (f.size, root, signature, time.time()),
+        )
+        execute(
+            "INSERT INTO seal_state (id, frontier) VALUES (1, ?) "
+            "ON CONFLICT (id) DO UPDATE SET frontier = excluded.frontier",
+            (f.to_bytes(),),
+        )
+        return f
+
+    def committed(self, token: Any) -> None:
+        self.frontier = token
+        if self.checkpoint_file is not None:
+            write_atomic(self.checkpoint_file, self.signed_note().encode())
+
+    def signed_note(self) -> str:
+        """The latest checkpoint as a C2SP signed note."""
+        cp = Checkpoint(self.origin, self.frontier.size, self.frontier.root())
+        return sign_checkpoint(cp, self.origin, self.signing_key)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- verification
+@attrs.frozen
+class Problem:
+    record: int
+    reason: str
+
+
+@attrs.frozen
+class VerifyReport:
+    records: int
+    checkpoints: int
+    signed_notes: int
+    root: bytes
+    problem: Problem | None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "records": self.records,
+            "checkpoints": self.checkpoints,
+            "signed_notes": self.signed_notes,
+            "root": self.root.hex(),
+            "first_bad_record": self.problem.record if self.problem else None,
+            "reason": self.problem.reason if self.problem else None,
+        }
+
+
+class _Found(Exception):
+    def __init__(self, record: int, reason: str):
+        self.problem = Problem(record, reason)
+
+
+def verify_records(
+    notifications: Iterable[Notification],
+    seal_rows: Sequence[tuple[int, bytes, bytes, float]],
+    frontier_state: bytes | None,
+    *,
+    public_key: Ed25519PublicKey,
+    origin: str,
+    cipher: RowCipher | None,
+    decode_state: Callable[[bytes], dict[str, Any]],
+    checkpoint_note: str | None = None,
+    contiguous_ids: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    """Check every record against the seal. Never raises for a bad store: it reports."""
+    by_size: dict[int, list[tuple[bytes, bytes]]] = {}
+    for size, root, sig, _ in seal_rows:
+        by_size.setdefault(size, []).append((root, sig))
+    roots: dict[int, bytes] = {0: Frontier().root()}
+    frontier = Frontier()
+    last_version: dict[Any, int] = {}
+    last_good = 0
+    checkpoints = notes = 0
+    expected = 1
+    count = 0
+    try:
+        for n in notifications:
+            count += 1
+            if contiguous_ids and n.id != expected:
+                if n.id > expected:
+                    raise _Found(expected, f"missing (the next stored record is {n.id})")
+                raise _Found(n.id, f"out of order: follows record {expected - 1}")
+            prev = last_version.get(n.originator_id, 0)
+            if n.originator_version != prev + 1:
+                raise _Found(n.id, f"version {n.originator_version} of {n.originator_id} "
+                                   f"follows version {prev}: reordered, removed or re-used")
+            last_version[n.originator_id] = n.originator_version
+            state = n.state
+            if cipher is not None:
+                try:
+                    state = cipher.open(state, RowCipher.associated_data(
+                        n.originator_id, n.originator_version, n.topic))
+                except (InvalidTag, ValueError):
+                    raise _Found(n.id, "state fails authentication: altered, or moved from "
+                                       "another record") from None
+            if n.topic.endswith(CHECKPOINT_TOPIC_SUFFIX):
+                notes += 1
+                _check_note(n.id, decode_state(unpack_payload(state)), roots, public_key, origin)
+            frontier.append(leaf_hash(leaf_bytes(n)))
+            expected = n.id + 1
+            size = frontier.size
+            seals = by_size.get(size)
+            if seals:
+                root = frontier.root()
+                roots[size] = root
+                for sealed_root, sig in seals:
+                    checkpoints += 1
+                    body = Checkpoint(origin, size, sealed_root).body().encode()
+                    try:
+                        public_key.verify(sig, body)
+                    except InvalidSignature:
+                        raise _Found(n.id, f"the checkpoint for {size} records has a bad "
+                                           "signature") from None
+                    if sealed_root != root:
+                        first = last_good + 1
+                        where = f"record {first}" if first == size else f"records {first}-{size}"
+                        raise _Found(first, f"does not match the checkpoint signed for {size} "
+                                            f"records ({where} altered, replaced or re-used)")
+                last_good = size
+            if progress is not None and count % 10000 == 0:
+                progress(count)
+        size = frontier.size
+        if seal_rows:
+            top = max(r[0] for r in seal_rows)
+            if top > size:
+                raise _Found(size + 1, f"missing: the seal covers {top} records but the store "
+                                       f"ends at {size} (truncated)")
+        if size > last_good:
+            raise _Found(last_good + 1, "not covered by any checkpoint: written outside the ledger")
+        if frontier_state is not None:
+            state_frontier = Frontier.from_bytes(frontier_state)
+            if state_frontier.size != size or state_frontier.root() != frontier.root():
+                raise _Found(min(state_frontier.size, size) + 1,
+                             f"the seal state covers {state_frontier.size} records, "
+                             f"the store holds {size}")
+        if checkpoint_note is not None:
+            try:
+                cp = open_checkpoint(checkpoint_note, origin, public_key)
+            except CheckpointError as e:
+                raise _Found(size + 1, f"latest checkpoint file: {e}") from None
+            if cp.size > size:
+                raise _Found(size + 1, f"missing: the latest checkpoint covers {cp.size} records "
+                                       f"but the store ends at {size} (truncated)")
+            if roots.get(cp.size) not in (None, cp.root) or (
+                    cp.size == size and cp.root != frontier.root()):
+                raise _Found(cp.size, "does not match the latest checkpoint file")
+    except _Found as found:
+        return VerifyReport(count, checkpoints, notes, frontier.root(), found.problem)
+    return VerifyReport(count, checkpoints, notes, frontier.root(), None)
+
+
+def _check_note(record: int, state: dict[str, Any], roots: dict[int, bytes],
+                public_key: Ed25519PublicKey, origin: str) -> None:
+    try:
+        cp = open_checkpoint(state["note"], origin, public_key)
+    except (CheckpointError, KeyError) as e:
+        raise _Found(record, f"recorded checkpoint does not verify: {e}") from None
+    if roots.get(cp.size) not in (None, cp.root):
+        raise _Found(record, f"recorded checkpoint for {cp.size} records disagrees with the log")
+
+
+def require_ok(report: VerifyReport) -> None:
+    if report.problem is not None:
+        raise SealError(f"record {report.problem.record}: {report.problem.reason}")

@@ -1,0 +1,369 @@
+"""The event store: recorders chosen by one URL, each sealing what it commits.
+
+* ``sqlite:///path/to/ledger.db`` - the embedded default. A compact schema: originator ids
+  and topics are stored once in small lookup tables and referenced by integer, so a stored
+  event costs its encrypted state plus about 20 bytes.
+* ``postgresql://user:password@host:port/dbname`` - eventsourcing's PostgreSQL recorder.
+
+Both recorders call a :class:`ledger.seal.Sealer` inside the transaction that inserts the
+events, so that the events and the signed Merkle checkpoint covering them commit together.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+from uuid import UUID
+
+from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+
+from .errors import KeyFileError, StoreError
+
+KEY_BYTES = 32
+
+
+# --------------------------------------------------------------------- key files
+def create_key_file(path: Path) -> None:
+    """Write a fresh random at-rest key, readable by the owner only (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(os.urandom(KEY_BYTES).hex().encode() + b"\n")
+
+
+def load_key_file(path: Path) -> bytes:
+    """Read the at-rest key. Raises KeyFileError with a one-line reason."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        raise KeyFileError(f"at-rest key {path} is missing") from None
+    except OSError as e:
+        raise KeyFileError(f"at-rest key {path} cannot be read: {e.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(f"at-rest key {path} is readable by others: chmod 600 it")
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise KeyFileError(f"at-rest key {path} is not a {KEY_BYTES}-byte hex key")
+    return key
+
+
+# --------------------------------------------------------------------- URLs
+def persistence_env(url: str) -> dict[str, str]:
+    """eventsourcing environment for a store URL. Raises StoreError for a bad URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+")[0]
+    if scheme == "sqlite":
+        path = unquote(parts.path)
+        if parts.netloc or not path or path == "/":
+            raise StoreError(f"bad store URL {url!r}: use sqlite:///path/to/ledger.db")
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": "10",
+            "APPLICATION_RECORDER_TOPIC": "ledger.store:CompactSQLiteRecorder",
+        }
+    if scheme in ("postgresql", "postgres"):
+        dbname = parts.path.lstrip("/")
+        if not parts.hostname or not dbname:
+            raise StoreError(f"bad store URL {url!r}: use postgresql://user@host:port/dbname")
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": dbname,
+            "POSTGRES_HOST": parts.hostname,
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "APPLICATION_RECORDER_TOPIC": "ledger.store:SealedPostgresRecorder",
+        }
+    raise StoreError(f"unsupported store URL {url!r}: use sqlite:/// or postgresql://")
+
+
+def sqlite_path(url: str) -> Path | None:
+    env = persistence_env(url)
+    return Path(env["SQLITE_DBNAME"]) if "SQLITE_DBNAME" in env else None
+
+
+# --------------------------------------------------------------------- sealing hook
+class SealHook:
+    """What a recorder calls inside its insert transaction (see ledger.seal.Sealer)."""
+
+    def seal_in_transaction(self, execute: Any, notifications: Sequence[Notification]) -> Any:
+        raise NotImplementedError
+
+    def committed(self, token: Any) -> None:
+        raise NotImplementedError
+
+
+SEAL_TABLES_SQLITE = (
+    "CREATE TABLE IF NOT EXISTS seal_checkpoints ("
+    "tree_size INTEGER NOT NULL, root BLOB NOT NULL, signature BLOB NOT NULL, "
+    "signed_at REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS seal_state (id INTEGER PRIMARY KEY CHECK (id = 1), "
+    "frontier BLOB NOT NULL)",
+)
+SEAL_TABLES_POSTGRES = (
+    "CREATE TABLE IF NOT EXISTS seal_checkpoints (seq BIGSERIAL PRIMARY KEY, "
+    "tree_size BIGINT NOT NULL, root BYTEA NOT NULL, signature BYTEA NOT NULL, "
+    "signed_at DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS seal_state (id INTEGER PRIMARY KEY CHECK (id = 1), "
+    "frontier BYTEA NOT NULL)",
+)
+
+
+class CompactSQLiteRecorder(SQLiteApplicationRecorder):
+    """SQLite application recorder with a compact schema and in-transaction sealing."""
+
+    def __init__(self, datastore: Any, events_table_name: str = "events"):
+        self.seal_hook: SealHook | None = None
+        self._originator_ids: dict[UUID, int] = {}
+        self._originators: dict[int, UUID] = {}
+        self._topic_ids: dict[str, int] = {}
+        self._topics: dict[int, str] = {}
+        super().__init__(datastore, events_table_name="events")
+        t = self.events_table_name
+        self._insert = f"INSERT INTO {t} (id, originator, version, topic, state) VALUES (?,?,?,?,?)"
+        self.select_max_notification_id_statement = f"SELECT MAX(id) FROM {t}"
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            "CREATE TABLE IF NOT EXISTS originators (id INTEGER PRIMARY KEY, uuid BLOB NOT NULL UNIQUE)",
+            "CREATE TABLE IF NOT EXISTS topics (id INTEGER PRIMARY KEY, topic TEXT NOT NULL UNIQUE)",
+            "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, originator INTEGER NOT NULL, "
+            "version INTEGER NOT NULL, topic INTEGER NOT NULL, state BLOB NOT NULL)",
+            "CREATE UNIQUE INDEX IF NOT EXISTS events_by_originator ON events (originator, version)",
+            *SEAL_TABLES_SQLITE,
+        ]
+
+    # lookups ------------------------------------------------------------------
+    def _load_lookups(self, c: Any) -> None:
+        c.execute("SELECT id, uuid FROM originators")
+        self._originators = {r[0]: UUID(bytes=r[1]) for r in c.fetchall()}
+        self._originator_ids = {u: i for i, u in self._originators.items()}
+        c.execute("SELECT id, topic FROM topics")
+        self._topics = {r[0]: r[1] for r in c.fetchall()}
+        self._topic_ids = {t: i for i, t in self._topics.items()}
+
+    def _lookup_id(self, c: Any, table: str, column: str, value: Any, cache: dict[Any, int],
+                   staged: dict[Any, int]) -> int:
+        found = cache.get(value)
+        if found is None:
+            found = staged.get(value)
+        if found is None:
+            stored = value.bytes if isinstance(value, UUID) else value
+            c.execute(f"SELECT id FROM {table} WHERE {column} = ?", (stored,))
+            row = c.fetchone()
+            if row is None:
+                c.execute(f"INSERT INTO {table} ({column}) VALUES (?)", (stored,))
+                found = c.lastrowid
+            else:
+                found = row[0]
+            staged[value] = found
+        return found
+
+    def _originator(self, ident: int) -> UUID:
+        try:
+            return self._originators[ident]
+        except KeyError:
+            with self.datastore.transaction(commit=False) as c:
+                self._load_lookups(c)
+            return self._originators[ident]
+
+    def _topic(self, ident: int) -> str:
+        try:
+            return self._topics[ident]
+        except KeyError:
+            with self.datastore.transaction(commit=False) as c:
+                self._load_lookups(c)
+            return self._topics[ident]
+
+    # writing ------------------------------------------------------------------
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        staged_o: dict[Any, int] = {}
+        staged_t: dict[Any, int] = {}
+        token = None
+        with self.datastore.transaction(commit=True) as c:
+            ids = self._insert_compact(c, stored_events, staged_o, staged_t)
+            if self.seal_hook is not None and stored_events:
+                notes = [
+                    Notification(id=i, originator_id=s.originator_id,
+                                 originator_version=s.originator_version, topic=s.topic,
+                                 state=s.state)
+                    for i, s in zip(ids, stored_events, strict=True)
+                ]
+                token = self.seal_hook.seal_in_transaction(c.execute, notes)
+        # Only now that the transaction committed may the caches learn the new ids.
+        for u, i in staged_o.items():
+            self._originator_ids[u] = i
+            self._originators[i] = u
+        for t, i in staged_t.items():
+            self._topic_ids[t] = i
+            self._topics[i] = t
+        if token is not None and self.seal_hook is not None:
+            self.seal_hook.committed(token)
+        return ids
+
+    def _insert_compact(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
+                        staged_o: dict[Any, int], staged_t: dict[Any, int]) -> list[int]:
+        c.execute(self.select_max_notification_id_statement)
+        first = (c.fetchone()[0] or 0) + 1
+        rows = []
+        for n, s in enumerate(stored_events):
+            rows.append((
+                first + n,
+                self._lookup_id(c, "originators", "uuid", s.originator_id,
+                                self._originator_ids, staged_o),
+                s.originator_version,
+                self._lookup_id(c, "topics", "topic", s.topic, self._topic_ids, staged_t),
+                s.state,
+            ))
+        c.executemany(self._insert, rows)
+        return [first + n for n in range(len(rows))]
+
+    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
+                       **_: Any) -> Sequence[int] | None:
+        return self._insert_compact(c, stored_events, {}, {})
+
+    # reading ------------------------------------------------------------------
+    def select_events(self, originator_id: UUID | str, *, gt: int | None = None,
+                      lte: int | None = None, desc: bool = False,
+                      limit: int | None = None) -> Sequence[StoredEvent]:
+        assert isinstance(originator_id, UUID)
+        oid = self._originator_ids.get(originator_id)
+        if oid is None:
+            with self.datastore.transaction(commit=False) as c:
+                self._load_lookups(c)
+            oid = self._originator_ids.get(originator_id)
+            if oid is None:
+                return []
+        statement = "SELECT version, topic, state FROM events WHERE originator = ? "
+        params: list[Any] = [oid]
+        if gt is not None:
+            statement += "AND version > ? "
+            params.append(gt)
+        if lte is not None:
+            statement += "AND version <= ? "
+            params.append(lte)
+        statement += "ORDER BY version " + ("DESC " if desc else "ASC ")
+        if limit is not None:
+            statement += "LIMIT ?"
+            params.append(limit)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(statement, params)
+            rows = c.fetchall()
+        topic = self._topic
+        return [StoredEvent(originator_id, r[0], topic(r[1]), r[2]) for r in rows]
+
+    def select_notifications(self, start: int | None, limit: int, stop: int | None = None,
+                             topics: Sequence[str] = (), *,
+                             inclusive_of_start: bool = True) -> Sequence[Notification]:
+        statement = "SELECT id, originator, version, topic, state FROM events WHERE 1=1 "
+        params: list[Any] = []
+        if start is not None:
+            statement += "AND id >= ? " if inclusive_of_start else "AND id > ? "
+            params.append(start)
+        if stop is not None:
+            statement += "AND id <= ? "
+            params.append(stop)
+        if topics:
+            ids = [self._topic_ids[t] for t in topics if t in self._topic_ids]
+            statement += f"AND topic IN ({','.join('?' * len(ids))}) "
+            params += ids
+        statement += "ORDER BY id LIMIT ?"
+        params.append(limit)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(statement, params)
+            rows = c.fetchall()
+        origin, topic = self._originator, self._topic
+        return [
+            Notification(id=r[0], originator_id=origin(r[1]), originator_version=r[2],
+                         topic=topic(r[3]), state=r[4])
+            for r in rows
+        ]
+
+    def iter_notifications(self, start: int = 1, page: int = 20000) -> Iterator[Notification]:
+        """Every notification from ``start`` on, in order, read a page at a time."""
+        while True:
+            batch = self.select_notifications(start, page)
+            yield from batch
+            if len(batch) < page:
+                return
+            start = batch[-1].id + 1
+
+    def read_seal(self) -> tuple[list[tuple[int, bytes, bytes, float]], bytes | None]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT tree_size, root, signature, signed_at FROM seal_checkpoints ORDER BY rowid")
+            rows = [(r[0], bytes(r[1]), bytes(r[2]), r[3]) for r in c.fetchall()]
+            c.execute("SELECT frontier FROM seal_state WHERE id = 1")
+            row = c.fetchone()
+        return rows, (bytes(row[0]) if row else None)
+
+
+class SealedPostgresRecorder(PostgresApplicationRecorder):
+    """eventsourcing's PostgreSQL recorder, sealing inside the insert transaction."""
+
+    seal_hook: SealHook | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._pending_token: Any = None
+        self.sql_create_statements.extend(SEAL_TABLES_POSTGRES)  # type: ignore[arg-type]
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        self._pending_token = None
+        ids = super().insert_events(stored_events, **kwargs)
+        if self._pending_token is not None and self.seal_hook is not None:
+            self.seal_hook.committed(self._pending_token)
+            self._pending_token = None
+        return ids
+
+    def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Sequence[StoredEvent],
+                                       **kwargs: Any) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        if self.seal_hook is not None and ids:
+            notes = [
+                Notification(id=i, originator_id=s.originator_id,
+                             originator_version=s.originator_version, topic=s.topic, state=s.state)
+                for i, s in zip(ids, stored_events, strict=True)
+            ]
+
+            def execute(sql: str, params: Sequence[Any] = ()) -> None:
+                curs.execute(sql.replace("?", "%s"), params)
+
+            self._pending_token = self.seal_hook.seal_in_transaction(execute, notes)
+        return ids
+
+    def iter_notifications(self, start: int = 1, page: int = 20000) -> Iterator[Notification]:
+        while True:
+            batch = self.select_notifications(start, page)
+            yield from batch
+            if len(batch) < page:
+                return
+            start = batch[-1].id + 1
+
+    def read_seal(self) -> tuple[list[tuple[int, bytes, bytes, float]], bytes | None]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute("SELECT tree_size, root, signature, signed_at FROM seal_checkpoints ORDER BY seq")
+            rows = [(r["tree_size"], bytes(r["root"]), bytes(r["signature"]), r["signed_at"])
+                    for r in curs.fetchall()]
+            curs.execute("SELECT frontier FROM seal_state WHERE id = 1")
+            row = curs.fetchone()
+        return rows, (bytes(row["frontier"]) if row else None)
+
+
+def sqlite_connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection for verification and tooling."""
+    if not path.exists():
+        raise StoreError(f"no store at {path}")
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)

@@ -1,0 +1,117 @@
+"""Value types and constants of the licensing domain."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import attrs
+
+AGENT_CLASSES: tuple[str, ...] = ("PRED", "ACD", "PBX", "VIR")
+COMBINED_POOL = "PRED+ACD"
+COMBINED_MEMBERS: tuple[str, ...] = ("PRED", "ACD")
+MIN_LICENCE_SEATS = 100
+MAX_LICENCE_DAYS = 366  # "at most one year", a leap year included
+
+DEFAULT_GRACE_SECONDS = 48 * 3600
+DEFAULT_REARM_SECONDS = 30 * 86400
+DEFAULT_CUTOFF_SECONDS = 15 * 60
+
+
+class RefusalReason:
+    """Why a seat was refused; stored in SeatRefused.reason."""
+
+    LIMIT_ENFORCED = "limit_enforced"
+    OVERUSE_CEILING = "overuse_ceiling"
+    SITE_LIMIT = "site_limit"
+    LICENCE_EXPIRED = "licence_expired"
+    CLASS_NOT_LICENSED = "class_not_licensed"
+    UNKNOWN_SITE = "unknown_site"
+    SITE_REVOKED = "site_revoked"
+
+
+class ReleaseReason:
+    """Why a seat was released; stored in SeatReleased.reason."""
+
+    LOGOFF = "logoff"
+    RECONCILED = "reconciled"
+    SITE_CUT_OFF = "site_cut_off"
+    OPERATOR = "operator"
+    EXPIRED = "expired"
+
+    ALL = (LOGOFF, RECONCILED, SITE_CUT_OFF, OPERATOR, EXPIRED)
+
+
+class Severity:
+    """Abuse-notice severities, rising as the grace deadline nears."""
+
+    OPENED = 1
+    DAY_LEFT = 2
+    HOURS_LEFT = 3
+    EXPIRED = 4
+
+    NAMES = {1: "opened", 2: "24h left", 3: "4h left", 4: "expired"}
+
+
+@attrs.frozen
+class GracePolicy:
+    """Per-licence grace parameters (DESIGN.md section 3)."""
+
+    grace_seconds: int = DEFAULT_GRACE_SECONDS
+    rearm_seconds: int = DEFAULT_REARM_SECONDS
+    ceiling_percent: int | None = None
+
+
+def utc(dt: datetime) -> datetime:
+    """Return an aware UTC datetime (naive input is taken to be UTC)."""
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> int:
+    """'48h' -> 172800 seconds. Raises ValueError with a readable message."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"bad duration {text!r}: use a number with s, m, h, d or w, e.g. 48h")
+    return int(m.group(1)) * _UNIT[m.group(2)]
+
+
+def parse_limits(text: str) -> dict[str, int]:
+    """'PRED=150,ACD=50' -> {'PRED': 150, 'ACD': 50}. Raises ValueError."""
+    limits: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip().upper()
+        if not sep or name not in AGENT_CLASSES:
+            raise ValueError(
+                f"bad seat limit {part!r}: use CLASS=N with CLASS one of {', '.join(AGENT_CLASSES)}"
+            )
+        try:
+            count = int(value)
+        except ValueError:
+            raise ValueError(f"bad seat count in {part!r}: not a whole number") from None
+        if count < 0:
+            raise ValueError(f"bad seat count in {part!r}: negative")
+        limits[name] = count
+    if not limits:
+        raise ValueError("no seat limits given, e.g. PRED=150,ACD=50")
+    return limits
+
+
+def licence_total(limits: Mapping[str, int], total_pred_acd: int | None) -> int:
+    """Total seats of a licence, counting a PRED+ACD cap where it bites."""
+    pred_acd = sum(limits.get(c, 0) for c in COMBINED_MEMBERS)
+    if total_pred_acd is not None:
+        pred_acd = min(pred_acd, total_pred_acd)
+    others = sum(n for c, n in limits.items() if c not in COMBINED_MEMBERS)
+    return pred_acd + others
+
+
+def format_limits(limits: Mapping[str, int]) -> str:
+    return ",".join(f"{c}={limits[c]}" for c in AGENT_CLASSES if c in limits)
