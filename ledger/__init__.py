@@ -1,1 +1,65 @@
-"""ledger package."""
+"""The licensing ledger: licences, sites, seats, the grace policy, and a sealed event store.
+
+Synchronous; imports stdlib, attrs, eventsourcing, sqlalchemy and cryptography only.
+"""
+
+from .application import LedgerApp
+from .clock import Clock, ManualClock, SystemClock
+from .commands import (
+    AcquireSeat,
+    Command,
+    ConnectSite,
+    DisconnectSite,
+    Failure,
+    ReleaseSeat,
+    SyncSite,
+    Tick,
+)
+from .errors import (
+    CheckpointError,
+    KeyFileError,
+    LedgerError,
+    LicenceError,
+    LicenceNotFoundError,
+    LicenceTooSmallError,
+    SealError,
+    SiteExistsError,
+    StoreError,
+    UnknownSeatError,
+    UnknownSiteError,
+)
+from .licence import (
+    LICENCE_ID,
+    Grant,
+    HeldSeat,
+    Licence,
+    Notice,
+    OfflineEvent,
+    Refusal,
+    Release,
+    Seat,
+    Site,
+    SyncResult,
+)
+from .seal import Problem, VerifyReport
+from .store import create_key_file, load_key_file
+from .values import (
+    AGENT_CLASSES,
+    GracePolicy,
+    RefusalReason,
+    ReleaseReason,
+    Severity,
+    parse_duration,
+    parse_limits,
+)
+
+__all__ = [
+    "AGENT_CLASSES", "LICENCE_ID", "AcquireSeat", "CheckpointError", "Clock", "Command",
+    "ConnectSite", "DisconnectSite", "Failure", "Grant", "GracePolicy", "HeldSeat",
+    "KeyFileError", "LedgerApp", "LedgerError", "Licence", "LicenceError",
+    "LicenceNotFoundError", "LicenceTooSmallError", "ManualClock", "Notice", "OfflineEvent",
+    "Problem", "Refusal", "RefusalReason", "Release", "ReleaseReason", "ReleaseSeat",
+    "SealError", "Seat", "Severity", "Site", "SiteExistsError", "StoreError", "SyncResult",
+    "SyncSite", "SystemClock", "Tick", "UnknownSeatError", "UnknownSiteError", "VerifyReport",
+    "create_key_file", "load_key_file", "parse_duration", "parse_limits",
+]

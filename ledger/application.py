@@ -24,7 +24,7 @@ from .licence import LICENCE_ID, Licence, Notice, Release
 from .merkle import Frontier
 from .seal import Sealer, VerifyReport, verify_records
 from .store import CompactSQLiteRecorder, persistence_env
-from .values import DEFAULT_CUTOFF_SECONDS, GracePolicy
+from .values import DEFAULT_CUTOFF_SECONDS, DEFAULT_POLICY, GracePolicy
 
 DEFAULT_SNAPSHOT_EVERY = 20_000
 DEFAULT_CHECKPOINT_EVERY = 10_000
@@ -84,6 +84,7 @@ class LedgerApp:
         self.contiguous_ids = isinstance(self.recorder, CompactSQLiteRecorder)
         self._licence: Licence | None = None
         self._events_since_snapshot = 0
+        self._wrote = False
         self._open_seal()
         self._load()
 
@@ -94,7 +95,10 @@ class LedgerApp:
             top = self.recorder.max_notification_id() or 0
         except PersistenceError as e:
             raise StoreError(f"cannot read store: {_first_line(e)}") from e
-        frontier = Frontier.from_bytes(frontier_bytes) if frontier_bytes else Frontier()
+        try:
+            frontier = Frontier.from_bytes(frontier_bytes) if frontier_bytes else Frontier()
+        except ValueError as e:
+            raise StoreError(f"the seal state is damaged ({e}): run 'seatledger audit verify'") from None
         if self.contiguous_ids and frontier.size != top:
             raise StoreError(
                 f"the store holds {top} records but its seal covers {frontier.size}: "
@@ -120,7 +124,8 @@ class LedgerApp:
     def close(self) -> None:
         """Seal the tail with a recorded checkpoint, then close the store."""
         try:
-            if self._licence is not None and self.sealer.frontier.size > self._licence.last_checkpoint_size:
+            if (self._wrote and self._licence is not None
+                    and self.sealer.frontier.size > self._licence.last_checkpoint_size):
                 self._record_checkpoint()
         finally:
             self._app.close()
@@ -169,6 +174,7 @@ class LedgerApp:
                 raise
             raise StoreError(f"commit failed: {_first_line(e)}") from e
         self._licence = licence
+        self._wrote = True
         self._events_since_snapshot += pending
         if self._events_since_snapshot >= self.snapshot_every:
             self.take_snapshot()
@@ -203,7 +209,7 @@ class LedgerApp:
         limits: Mapping[str, int],
         total_pred_acd: int | None = None,
         expires_at: datetime | None = None,
-        policy: GracePolicy = GracePolicy(),
+        policy: GracePolicy = DEFAULT_POLICY,
         cutoff_seconds: int = DEFAULT_CUTOFF_SECONDS,
     ) -> Licence:
         """Issue the store's licence. Raises LicenceError (including too small)."""

@@ -13,6 +13,7 @@ recorded time (see :class:`ledger.clock.TimeKeeper`); the grace rules live in
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +36,7 @@ from .values import (
     COMBINED_MEMBERS,
     COMBINED_POOL,
     DEFAULT_CUTOFF_SECONDS,
+    DEFAULT_POLICY,
     MAX_LICENCE_DAYS,
     MIN_LICENCE_SEATS,
     GracePolicy,
@@ -43,6 +45,9 @@ from .values import (
     Severity,
     licence_total,
 )
+
+# Site names travel in certificates as DNS names, so they are DNS labels.
+_SITE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 LICENCE_ID = uuid5(UUID("6f1c1a52-52a5-4d8e-a0b5-0c5e1c8a7d10"), "seatledger-licence")
 
@@ -443,7 +448,7 @@ class Licence(Aggregate):
         limits: Mapping[str, int],
         total_pred_acd: int | None = None,
         expires_at: datetime | None = None,
-        policy: GracePolicy = GracePolicy(),
+        policy: GracePolicy = DEFAULT_POLICY,
         cutoff_seconds: int = DEFAULT_CUTOFF_SECONDS,
         master_slave: bool = True,
     ) -> Licence:
@@ -508,9 +513,9 @@ class Licence(Aggregate):
         self, now: datetime, name: str, fingerprint: str = "",
         local_limits: Mapping[str, int] | None = None,
     ) -> None:
-        if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        if not _SITE_NAME.fullmatch(name):
             raise LicenceError(
-                f"bad site name {name!r}: use letters, digits, '-', '_' or '.'"
+                f"bad site name {name!r}: use letters, digits and inner hyphens (at most 63)"
             )
         if name in self.sites and self.sites[name].status != REVOKED:
             raise SiteExistsError(f"site {name!r} is already enrolled")

@@ -211,7 +211,10 @@ def verify_records(
         if size > last_good:
             raise _Found(last_good + 1, "not covered by any checkpoint: written outside the ledger")
         if frontier_state is not None:
-            state_frontier = Frontier.from_bytes(frontier_state)
+            try:
+                state_frontier = Frontier.from_bytes(frontier_state)
+            except ValueError as e:
+                raise _Found(size + 1, f"the seal state is damaged: {e}") from None
             if state_frontier.size != size or state_frontier.root() != frontier.root():
                 raise _Found(min(state_frontier.size, size) + 1,
                              f"the seal state covers {state_frontier.size} records, "

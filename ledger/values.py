@@ -115,3 +115,6 @@ def licence_total(limits: Mapping[str, int], total_pred_acd: int | None) -> int:
 
 def format_limits(limits: Mapping[str, int]) -> str:
     return ",".join(f"{c}={limits[c]}" for c in AGENT_CLASSES if c in limits)
+
+
+DEFAULT_POLICY = GracePolicy()

@@ -1,0 +1,26 @@
+"""Where exports are delivered: the :class:`Sink` port and its adapters.
+
+Every sink writes under a temporary name and renames, refuses to overwrite different content,
+treats identical content as already delivered, and retries transient failures with backoff.
+"""
+
+from .base import CHUNK_SIZE, RetryPolicy, Sink, SinkSession, UploadResult, UploadStatus, check_name
+from .ftp import FtpSink, FtpsSink
+from .local import LocalSink
+from .memory import MemorySink
+from .sftp import SftpSink
+
+__all__ = [
+    "CHUNK_SIZE",
+    "FtpSink",
+    "FtpsSink",
+    "LocalSink",
+    "MemorySink",
+    "RetryPolicy",
+    "SftpSink",
+    "Sink",
+    "SinkSession",
+    "UploadResult",
+    "UploadStatus",
+    "check_name",
+]

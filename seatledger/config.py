@@ -1,0 +1,163 @@
+"""The data directory and its ``seatledger.toml``."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+CONFIG_NAME = "seatledger.toml"
+ENV_DATA_DIR = "SEATLEDGER_DATA_DIR"
+DEFAULT_DATA_DIR = "seatledger-data"
+
+
+class ConfigError(Exception):
+    """The data directory or its configuration is missing or wrong."""
+
+
+def data_dir_from(arg: str | None) -> Path:
+    """--data-dir, else $SEATLEDGER_DATA_DIR, else ./seatledger-data."""
+    return Path(arg or os.environ.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR).absolute()
+
+
+@attrs.frozen
+class Layout:
+    """Where things live inside a data directory."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def at_rest_key(self) -> Path:
+        return self.keys / "at-rest.key"
+
+    @property
+    def signing_key(self) -> Path:
+        return self.keys / "signing.key"
+
+    @property
+    def signing_pub(self) -> Path:
+        return self.keys / "signing.pub"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.root / "ca"
+
+    @property
+    def ledger_db(self) -> Path:
+        return self.root / "ledger.db"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "seal" / "latest.checkpoint"
+
+    @property
+    def bundles(self) -> Path:
+        return self.root / "bundles"
+
+
+@attrs.frozen
+class Config:
+    """Settings read from seatledger.toml, with their defaults."""
+
+    layout: Layout
+    store_url: str
+    origin: str
+    checkpoint_every: int = 10_000
+    snapshot_every: int = 20_000
+    listen: str = "127.0.0.1:7600"
+    heartbeat_seconds: float = 10.0
+    missed_heartbeats: int = 3
+    events_per_agent_per_day: int = 10
+    raw: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+    @property
+    def root(self) -> Path:
+        return self.layout.root
+
+
+def load_config(root: Path) -> Config:
+    """Read the data directory's configuration. Raises ConfigError with a one-line reason."""
+    layout = Layout(root)
+    if not layout.config.exists():
+        raise ConfigError(
+            f"no seatledger data directory at {root} (run 'seatledger init --data-dir {root}')"
+        )
+    try:
+        raw = tomllib.loads(layout.config.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{layout.config}: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{layout.config}: {e.strerror}") from None
+    store = _table(raw, "store")
+    seal = _table(raw, "seal")
+    master = _table(raw, "master")
+    storage = _table(raw, "storage")
+    url = _get(store, "url", str, "", "store")
+    if not url:
+        url = f"sqlite:///{layout.ledger_db}"
+    return Config(
+        layout=layout,
+        store_url=url,
+        origin=_get(seal, "origin", str, "seatledger", "seal"),
+        checkpoint_every=_get(seal, "checkpoint_every", int, 10_000, "seal"),
+        snapshot_every=_get(seal, "snapshot_every", int, 20_000, "seal"),
+        listen=_get(master, "listen", str, "127.0.0.1:7600", "master"),
+        heartbeat_seconds=float(_get(master, "heartbeat_seconds", (int, float), 10.0, "master")),
+        missed_heartbeats=_get(master, "missed_heartbeats", int, 3, "master"),
+        events_per_agent_per_day=_get(storage, "events_per_agent_per_day", int, 10, "storage"),
+        raw=raw,
+    )
+
+
+def _table(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{CONFIG_NAME}: [{name}] must be a table")
+    return value
+
+
+def _get(table: dict[str, Any], key: str, kind: Any, default: Any, section: str) -> Any:
+    value = table.get(key, default)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{CONFIG_NAME}: [{section}] {key} has the wrong type ({value!r})")
+    return value
+
+
+def render_config(origin: str, store_url: str | None) -> str:
+    """The initial seatledger.toml written by ``seatledger init``."""
+    store_line = (
+        f'url = "{store_url}"' if store_url
+        else '# url = "postgresql://user@host:5432/seatledger"   # default: ledger.db in this directory'
+    )
+    return f"""# seatledger configuration. Secrets never go here: keys live in keys/ (mode 0600).
+
+[store]
+{store_line}
+
+[seal]
+# Name under which checkpoints are signed (C2SP signed-note origin and key name).
+origin = "{origin}"
+# Record a signed checkpoint in the log every this many records (and at shutdown).
+checkpoint_every = 10000
+snapshot_every = 20000
+
+[master]
+listen = "127.0.0.1:7600"
+heartbeat_seconds = 10
+missed_heartbeats = 3
+
+[storage]
+# Workload used to project storage per agent over six months.
+events_per_agent_per_day = 10
+"""

@@ -1,0 +1,28 @@
+"""Composition root: builds the ledger (and later the daemons) from a data directory."""
+
+from __future__ import annotations
+
+from ledger.application import LedgerApp
+from ledger.clock import Clock
+from ledger.store import load_key_file
+
+from .config import Config
+from .keys import load_signing_key
+
+
+def open_ledger(config: Config, clock: Clock | None = None) -> LedgerApp:
+    """Open the data directory's ledger with its keys. Raises LedgerError subclasses."""
+    layout = config.layout
+    key = load_key_file(layout.at_rest_key)
+    signing_key = load_signing_key(layout.signing_key)
+    layout.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    return LedgerApp(
+        config.store_url,
+        key=key,
+        signing_key=signing_key,
+        clock=clock,
+        origin=config.origin,
+        checkpoint_file=layout.checkpoint,
+        snapshot_every=config.snapshot_every,
+        checkpoint_every=config.checkpoint_every,
+    )

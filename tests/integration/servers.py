@@ -1,0 +1,377 @@
+"""Real servers for the integration tests, all on 127.0.0.1, in their own folders.
+
+* :func:`start_sshd`: the system's OpenSSH ``sshd`` (Debian package ``openssh-server``) in the
+  foreground on a free port, with fresh host and client ed25519 keys and a known_hosts file
+  for the client. Logs in as the user running the tests, by key.
+* :func:`start_ftp_server`: pyftpdlib in a background thread, plain FTP or FTPS (a throwaway
+  CA signs a certificate for IP 127.0.0.1; TLS is required on control and data channels).
+
+Each ``start_*`` either returns a server that answered on its port or raises
+:class:`ServerStartError` with the reason (and the server's log).
+"""
+
+from __future__ import annotations
+
+import datetime
+import getpass
+import ipaddress
+import logging
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+HOST = "127.0.0.1"
+_START_TIMEOUT = 10.0
+
+
+class ServerStartError(RuntimeError):
+    """A test server could not be started."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago (connecting is refused)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_banner(
+    port: int, prefix: bytes, alive: Callable[[], bool], describe: Callable[[], str]
+) -> None:
+    """Connect until the server greets with ``prefix``, or raise ServerStartError."""
+    deadline = time.monotonic() + _START_TIMEOUT
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if not alive():
+            raise ServerStartError(f"server exited during start-up\n{describe()}")
+        try:
+            with socket.create_connection((HOST, port), timeout=2) as sock:
+                banner = sock.recv(64)
+            if banner.startswith(prefix):
+                return
+            last = ValueError(f"unexpected greeting {banner!r}")
+        except OSError as err:
+            last = err
+        time.sleep(0.05)
+    raise ServerStartError(f"no {prefix!r} greeting on port {port} ({last})\n{describe()}")
+
+
+# --- OpenSSH -----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class SshdServer:
+    """A running sshd. ``root`` is a folder the client may write to."""
+
+    port: int
+    username: str
+    root: Path
+    client_key: Path
+    known_hosts: Path
+    workdir: Path
+    process: subprocess.Popen[bytes] = attrs.field(eq=False)
+
+    host: str = HOST
+
+    def stop(self) -> None:
+        """Terminate sshd (and so its sessions) and wait for it."""
+        _stop_process(self.process)
+
+
+def ssh_keygen(path: Path) -> Path:
+    """Create an ed25519 key pair without passphrase at ``path`` (and ``path.pub``)."""
+    tool = shutil.which("ssh-keygen")
+    if tool is None:
+        raise ServerStartError("ssh-keygen not found (Debian package openssh-client)")
+    result = subprocess.run(
+        [tool, "-q", "-t", "ed25519", "-N", "", "-C", "seatledger-test", "-f", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ServerStartError(f"ssh-keygen failed: {result.stderr.strip()}")
+    return path
+
+
+def write_known_hosts(path: Path, port: int, public_key_file: Path) -> Path:
+    """A known_hosts file naming ``[127.0.0.1]:port`` with the key in ``public_key_file``."""
+    key_type, key_base64 = public_key_file.read_text().split()[:2]
+    path.write_text(f"[{HOST}]:{port} {key_type} {key_base64}\n")
+    return path
+
+
+def _sshd_binary() -> str:
+    found = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
+    if found is None:
+        raise ServerStartError("sshd not found (Debian package openssh-server)")
+    return found
+
+
+def _openssh_version(sshd: str) -> tuple[int, int]:
+    output = subprocess.run([sshd, "-V"], capture_output=True, text=True, check=False)
+    match = re.search(r"OpenSSH_(\d+)\.(\d+)", output.stdout + output.stderr)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def start_sshd(workdir: Path) -> SshdServer:
+    """Start sshd serving SFTP (internal-sftp) on a free port; see the module notes."""
+    sshd = _sshd_binary()
+    root = workdir / "root"
+    root.mkdir(parents=True)
+    host_key = ssh_keygen(workdir / "host_key")
+    client_key = ssh_keygen(workdir / "client_key")
+    authorized = workdir / "authorized_keys"
+    authorized.write_text((workdir / "client_key.pub").read_text())
+    if os.geteuid() == 0:
+        # sshd started as root insists on its privilege-separation folder.
+        Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
+    # 9.8 added penalties for clients that disconnect early: our refusal tests do that.
+    penalties = "PerSourcePenalties no\n" if _openssh_version(sshd) >= (9, 8) else ""
+    last_error: ServerStartError | None = None
+    for _ in range(3):  # the free port may be taken between probing and binding
+        port = free_port()
+        config = workdir / "sshd_config"
+        config.write_text(
+            f"Port {port}\n"
+            f"ListenAddress {HOST}\n"
+            f"HostKey {host_key}\n"
+            f"PidFile {workdir / 'sshd.pid'}\n"
+            f"AuthorizedKeysFile {authorized}\n"
+            "StrictModes no\n"
+            "PubkeyAuthentication yes\n"
+            "PasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\n"
+            "UsePAM no\n"
+            "PermitRootLogin prohibit-password\n"
+            "MaxStartups 100\n"
+            "LogLevel VERBOSE\n"
+            f"{penalties}"
+            "Subsystem sftp internal-sftp\n"
+        )
+        check = subprocess.run([sshd, "-t", "-f", str(config)], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise ServerStartError(f"sshd rejects its configuration: {check.stderr.strip()}")
+        log_path = workdir / "sshd.log"
+        log = log_path.open("ab")
+        process = subprocess.Popen(
+            [sshd, "-D", "-e", "-f", str(config)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
+        log.close()
+        try:
+            _wait_for_banner(
+                port,
+                b"SSH-",
+                lambda: process.poll() is None,
+                lambda: log_path.read_text(errors="replace")[-2000:],
+            )
+        except ServerStartError as err:
+            _stop_process(process)
+            last_error = err
+            continue
+        return SshdServer(
+            port=port,
+            username=getpass.getuser(),
+            root=root,
+            client_key=client_key,
+            known_hosts=write_known_hosts(workdir / "known_hosts", port, host_key.with_suffix(".pub")),
+            workdir=workdir,
+            process=process,
+        )
+    raise ServerStartError(f"sshd did not start after 3 tries: {last_error}")
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+# --- FTP and FTPS (pyftpdlib) -------------------------------------------------------------
+
+
+@attrs.frozen
+class TlsFiles:
+    """A throwaway CA and a server certificate it signed for 127.0.0.1 and localhost."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def make_ca(workdir: Path, name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, Path]:
+    """Create a self-signed CA; return it, its key and the PEM file written for clients."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    path = workdir / f"{name}.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert, key, path
+
+
+def make_tls_files(workdir: Path) -> TlsFiles:
+    """CA plus a server certificate with subjectAltName IP:127.0.0.1 and DNS:localhost."""
+    ca_cert, ca_key, ca_file = make_ca(workdir, "test-ca")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_file = workdir / "server.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file = workdir / "server.key"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return TlsFiles(ca_file=ca_file, cert_file=cert_file, key_file=key_file)
+
+
+class FtpServer:
+    """pyftpdlib serving ``root`` for one user, driven by its own IO loop in a thread."""
+
+    def __init__(self, workdir: Path, *, tls: bool) -> None:
+        # Imported here so a missing pyftpdlib/pyOpenSSL becomes a ServerStartError.
+        try:
+            from pyftpdlib.authorizers import DummyAuthorizer
+            from pyftpdlib.handlers import FTPHandler
+            from pyftpdlib.ioloop import IOLoop
+            from pyftpdlib.servers import FTPServer
+
+            tls_handler = None
+            if tls:
+                from pyftpdlib.handlers import TLS_FTPHandler
+
+                tls_handler = TLS_FTPHandler
+        except ImportError as err:
+            raise ServerStartError(f"pyftpdlib (and pyOpenSSL for FTPS) needed: {err}") from err
+
+        self.host = HOST
+        self.username = "exporter"
+        self.root = workdir / "root"
+        self.root.mkdir(parents=True)
+        self.password_file = workdir / "password"
+        self.password_file.write_text("s3cret-for-tests\n")
+        self.tls = make_tls_files(workdir) if tls else None
+        authorizer = DummyAuthorizer()
+        authorizer.add_user(self.username, "s3cret-for-tests", str(self.root), perm="elradfmwMT")
+        attributes: dict[str, object] = {"authorizer": authorizer, "timeout": 30}
+        base: type = FTPHandler
+        if self.tls is not None and tls_handler is not None:
+            base = tls_handler
+            attributes.update(
+                certfile=str(self.tls.cert_file),
+                keyfile=str(self.tls.key_file),
+                tls_control_required=True,
+                tls_data_required=True,
+                ssl_context=None,  # the handler caches its context on the class: use ours
+            )
+        # A subclass per server: pyftpdlib keeps its settings on the handler class.
+        handler = type("TestFtpHandler", (base,), attributes)
+        logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
+        try:
+            self._server = FTPServer((HOST, 0), handler, ioloop=IOLoop())
+        except Exception as err:
+            raise ServerStartError(f"pyftpdlib could not listen: {err}") from err
+        self.port = int(self._server.address[1])
+        self._stopping = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._serve, name=f"ftp-{self.port}", daemon=True)
+        self._thread.start()
+        _wait_for_banner(
+            self.port,
+            b"220",
+            self._thread.is_alive,
+            lambda: f"server thread failure: {self._failure!r}",
+        )
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The CA file clients verify the server against (FTPS only)."""
+        return self.tls.ca_file if self.tls is not None else None
+
+    def _serve(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                self._server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
+        except BaseException as err:  # reported through the start-up check and stop()
+            self._failure = err
+            raise
+        finally:
+            self._server.close_all()
+
+    def stop(self) -> None:
+        """Stop the loop, close every connection, join the thread."""
+        self._stopping.set()
+        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            raise RuntimeError(f"FTP server thread on port {self.port} did not stop")
+
+
+def start_ftp_server(workdir: Path, *, tls: bool) -> FtpServer:
+    """Start pyftpdlib (FTPS with mandatory TLS if ``tls``) on a free port in a thread."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return FtpServer(workdir, tls=tls)
