@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -97,6 +98,9 @@ def register_value_class(cls: type) -> type:
     return cls
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None), bytes, datetime, UUID})
+
+
 class CompactTranscoder(Transcoder):
     """MessagePack with one-byte field codes; see the module docstring."""
 
@@ -108,13 +112,27 @@ class CompactTranscoder(Transcoder):
     def _enc_hook(self, obj: Any) -> Any:
         if isinstance(obj, UUID):
             return msgspec.msgpack.Ext(_EXT_UUID, obj.bytes)
-        code = _ATTRS_CODE.get(type(obj))
-        if code is not None:
-            values = [getattr(obj, a.name) for a in attrs.fields(type(obj))]
-            return msgspec.msgpack.Ext(_EXT_ATTRS, self._inner.encode([code, *values]))
         if isinstance(obj, (set, frozenset)):
             return sorted(obj)
         raise NotImplementedError(f"cannot store a value of type {type(obj).__name__}")
+
+    def _prepare(self, obj: Any) -> Any:
+        """Turn registered value classes into extension values, wherever they are nested.
+
+        msgspec would otherwise encode attrs instances as plain maps, losing their type.
+        """
+        kind = type(obj)
+        if kind in _SCALARS:
+            return obj
+        code = _ATTRS_CODE.get(kind)
+        if code is not None:
+            values = [self._prepare(getattr(obj, a.name)) for a in attrs.fields(kind)]
+            return msgspec.msgpack.Ext(_EXT_ATTRS, self._inner.encode([code, *values]))
+        if kind is dict:
+            return {k: self._prepare(v) for k, v in obj.items()}
+        if kind in (list, tuple):
+            return [self._prepare(v) for v in obj]
+        return obj
 
     def _ext_hook(self, code: int, data: memoryview) -> Any:
         if code == _EXT_UUID:
@@ -128,7 +146,7 @@ class CompactTranscoder(Transcoder):
         if isinstance(obj, dict):
             occurred = obj.get("occurred_at", False)
             obj = {
-                _CODE.get(k, k): v
+                _CODE.get(k, k): v if type(v) in _SCALARS else self._prepare(v)
                 for k, v in obj.items()
                 if not (k == "occurred_at" and occurred == obj.get("timestamp"))
             }

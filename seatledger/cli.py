@@ -285,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     add(asub, "verify", cmd_audit_verify,
         "verify every stored record against the signed Merkle seal")
 
+    from . import cli_reports
+
+    cli_reports.register(sub, add, asub)
+
     add(sub, "storage", cmd_storage,
         "bytes used, per event, and projected per agent over six months")
 

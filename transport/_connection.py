@@ -171,7 +171,7 @@ class Connection:
                 return CLOSED
             try:
                 message = decode_message(payload)
-            except (msgspec.DecodeError, RecursionError) as exc:
+            except (RecursionError,) as exc:
                 raise RemoteProtocolError(f"malformed message: {exc}", _decode_code(exc)) from exc
             sender = self.their_role
             new_state = self._validate(sender, message, RemoteProtocolError)
@@ -208,9 +208,7 @@ class Connection:
 
     # --- the rules ------------------------------------------------------------------------
 
-    def _validate(
-        self, sender: Role, message: Message, error: type[ProtocolError]
-    ) -> State:
+    def _validate(self, sender: Role, message: Message, error: type[ProtocolError]) -> State:
         """Check ``message`` from ``sender`` against the rules; return the sender's next state."""
         state = self._states[sender]
         new_state = TRANSITIONS[sender][state].get(transition_key(message))
@@ -250,8 +248,7 @@ class Connection:
                 )
             if sender is self.their_role and self._peer_site not in (None, message.site):
                 raise error(
-                    f"Hello names site {message.site!r}, "
-                    f"the certificate names {self._peer_site!r}",
+                    f"Hello names site {message.site!r}, the certificate names {self._peer_site!r}",
                     "identity_mismatch",
                 )
         return new_state

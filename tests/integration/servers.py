@@ -23,6 +23,7 @@ import socket
 import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -164,21 +165,9 @@ def start_sshd(workdir: Path) -> SshdServer:
         check = subprocess.run([sshd, "-t", "-f", str(config)], capture_output=True, text=True)
         if check.returncode != 0:
             raise ServerStartError(f"sshd rejects its configuration: {check.stderr.strip()}")
-        log_path = workdir / "sshd.log"
-        log = log_path.open("ab")
-        process = subprocess.Popen(
-            [sshd, "-D", "-e", "-f", str(config)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
-        )
-        log.close()
         try:
-            _wait_for_banner(
-                port,
-                b"SSH-",
-                lambda: process.poll() is None,
-                lambda: log_path.read_text(errors="replace")[-2000:],
-            )
+            process = _run_sshd(sshd, config, workdir / "sshd.log", port)
         except ServerStartError as err:
-            _stop_process(process)
             last_error = err
             continue
         return SshdServer(
@@ -186,11 +175,30 @@ def start_sshd(workdir: Path) -> SshdServer:
             username=getpass.getuser(),
             root=root,
             client_key=client_key,
-            known_hosts=write_known_hosts(workdir / "known_hosts", port, host_key.with_suffix(".pub")),
+            known_hosts=write_known_hosts(workdir / "known_hosts", port, Path(f"{host_key}.pub")),
             workdir=workdir,
             process=process,
         )
     raise ServerStartError(f"sshd did not start after 3 tries: {last_error}")
+
+
+def _run_sshd(sshd: str, config: Path, log_path: Path, port: int) -> subprocess.Popen[bytes]:
+    """Launch sshd in the foreground and wait for its greeting; stop it if none comes."""
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sshd, "-D", "-e", "-f", str(config)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
+    try:
+        _wait_for_banner(
+            port,
+            b"SSH-",
+            lambda: process.poll() is None,
+            lambda: log_path.read_text(errors="replace")[-2000:],
+        )
+    except ServerStartError:
+        _stop_process(process)
+        raise
+    return process
 
 
 def _stop_process(process: subprocess.Popen[bytes]) -> None:
@@ -296,10 +304,13 @@ class FtpServer:
     def __init__(self, workdir: Path, *, tls: bool) -> None:
         # Imported here so a missing pyftpdlib/pyOpenSSL becomes a ServerStartError.
         try:
-            from pyftpdlib.authorizers import DummyAuthorizer
-            from pyftpdlib.handlers import FTPHandler
-            from pyftpdlib.ioloop import IOLoop
-            from pyftpdlib.servers import FTPServer
+            with warnings.catch_warnings():
+                # pyftpdlib still imports asyncore/asynchat, deprecated since Python 3.11.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                from pyftpdlib.authorizers import DummyAuthorizer
+                from pyftpdlib.handlers import FTPHandler
+                from pyftpdlib.ioloop import IOLoop
+                from pyftpdlib.servers import FTPServer
 
             tls_handler = None
             if tls:
@@ -318,7 +329,11 @@ class FtpServer:
         self.tls = make_tls_files(workdir) if tls else None
         authorizer = DummyAuthorizer()
         authorizer.add_user(self.username, "s3cret-for-tests", str(self.root), perm="elradfmwMT")
-        attributes: dict[str, object] = {"authorizer": authorizer, "timeout": 30}
+        attributes: dict[str, object] = {
+            "authorizer": authorizer,
+            "timeout": 30,
+            "auth_failed_timeout": 0,  # refuse bad logins at once, not after 3 s
+        }
         base: type = FTPHandler
         if self.tls is not None and tls_handler is not None:
             base = tls_handler
@@ -331,11 +346,16 @@ class FtpServer:
             )
         # A subclass per server: pyftpdlib keeps its settings on the handler class.
         handler = type("TestFtpHandler", (base,), attributes)
-        logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
+        self._ioloop = IOLoop()  # not the process-wide singleton: one loop per server thread
         try:
-            self._server = FTPServer((HOST, 0), handler, ioloop=IOLoop())
+            self._server = FTPServer((HOST, 0), handler, ioloop=self._ioloop)
         except Exception as err:
             raise ServerStartError(f"pyftpdlib could not listen: {err}") from err
+        # pyftpdlib installs a stderr handler at INFO unless its logger already has one.
+        ftp_logger = logging.getLogger("pyftpdlib")
+        if not ftp_logger.handlers:
+            ftp_logger.addHandler(logging.NullHandler())
+        ftp_logger.setLevel(logging.WARNING)
         self.port = int(self._server.address[1])
         self._stopping = threading.Event()
         self._failure: BaseException | None = None
@@ -356,7 +376,7 @@ class FtpServer:
     def _serve(self) -> None:
         try:
             while not self._stopping.is_set():
-                self._server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
+                self._ioloop.loop(timeout=0.05, blocking=False)
         except BaseException as err:  # reported through the start-up check and stop()
             self._failure = err
             raise
