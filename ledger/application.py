@@ -63,7 +63,10 @@ class LedgerApp:
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         compress: bool = True,
+        read_only: bool = False,
     ):
+        """Open the store. ``read_only`` (for audits) skips loading the licence and the
+        seal's consistency check, so that a damaged store can still be examined."""
         env = persistence_env(url)
         env["IS_SNAPSHOTTING_ENABLED"] = "y"
         self.url = url
@@ -85,8 +88,10 @@ class LedgerApp:
         self._licence: Licence | None = None
         self._events_since_snapshot = 0
         self._wrote = False
+        self.read_only = read_only
         self._open_seal()
-        self._load()
+        if not read_only:
+            self._load()
 
     # ---------------------------------------------------------------- opening
     def _open_seal(self) -> None:
@@ -99,7 +104,7 @@ class LedgerApp:
             frontier = Frontier.from_bytes(frontier_bytes) if frontier_bytes else Frontier()
         except ValueError as e:
             raise StoreError(f"the seal state is damaged ({e}): run 'seatledger audit verify'") from None
-        if self.contiguous_ids and frontier.size != top:
+        if self.contiguous_ids and frontier.size != top and not self.read_only:
             raise StoreError(
                 f"the store holds {top} records but its seal covers {frontier.size}: "
                 "it was altered outside the ledger (run 'seatledger audit verify')"
@@ -161,6 +166,8 @@ class LedgerApp:
 
     # ---------------------------------------------------------------- saving
     def _save(self, licence: Licence) -> None:
+        if self.read_only:
+            raise StoreError("this ledger was opened read-only (for an audit)")
         pending = len(licence.pending_events)
         if not pending:
             return

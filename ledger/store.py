@@ -23,6 +23,7 @@ from uuid import UUID
 from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from psycopg.sql import SQL
 
 from .errors import KeyFileError, StoreError
 
@@ -318,7 +319,7 @@ class SealedPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._pending_token: Any = None
-        self.sql_create_statements.extend(SEAL_TABLES_POSTGRES)  # type: ignore[arg-type]
+        self.sql_create_statements.extend(SQL(s) for s in SEAL_TABLES_POSTGRES)  # type: ignore[arg-type]
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         self._pending_token = None

@@ -170,7 +170,7 @@ def cmd_site_list(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    with _ledger(args) as app:
+    with _ledger(args, read_only=True) as app:
         total = app.max_id()
         with output.progress(args, total, "verifying") as advance:
             report = app.verify(progress=advance)
@@ -209,11 +209,12 @@ def _fmt(limits: dict[str, int]) -> str:
 class _ledger:
     """Open the data directory's ledger for one command and close it after."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, *, read_only: bool = False):
         self.config = load_config(data_dir_from(args.data_dir))
+        self.read_only = read_only
 
     def __enter__(self) -> Any:
-        self.app = open_ledger(self.config)
+        self.app = open_ledger(self.config, read_only=self.read_only)
         return self.app
 
     def __exit__(self, *exc: object) -> None:

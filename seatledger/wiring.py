@@ -10,7 +10,7 @@ from .config import Config
 from .keys import load_signing_key
 
 
-def open_ledger(config: Config, clock: Clock | None = None) -> LedgerApp:
+def open_ledger(config: Config, clock: Clock | None = None, *, read_only: bool = False) -> LedgerApp:
     """Open the data directory's ledger with its keys. Raises LedgerError subclasses."""
     layout = config.layout
     key = load_key_file(layout.at_rest_key)
@@ -25,4 +25,5 @@ def open_ledger(config: Config, clock: Clock | None = None) -> LedgerApp:
         checkpoint_file=layout.checkpoint,
         snapshot_every=config.snapshot_every,
         checkpoint_every=config.checkpoint_every,
+        read_only=read_only,
     )

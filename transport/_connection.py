@@ -158,7 +158,7 @@ class Connection:
         """
         if self._remote_error is not None:
             error = self._remote_error
-            raise RemoteProtocolError(f"connection already failed: {error}", error.code)
+            raise RemoteProtocolError(f"connection already failed: {error}", error.code) from error
         try:
             payload = self._reader.next_payload()
             if payload is None:
@@ -166,12 +166,11 @@ class Connection:
                     return NEED_DATA
                 if self._reader.buffered:
                     raise RemoteProtocolError("stream closed inside a frame", "truncated_frame")
-                if self._states[self.their_role] is not State.ERROR:
-                    self._states[self.their_role] = State.CLOSED
+                self._states[self.their_role] = State.CLOSED
                 return CLOSED
             try:
                 message = decode_message(payload)
-            except (RecursionError,) as exc:
+            except (ValueError, RecursionError) as exc:  # msgspec.DecodeError, bad UTF-8
                 raise RemoteProtocolError(f"malformed message: {exc}", _decode_code(exc)) from exc
             sender = self.their_role
             new_state = self._validate(sender, message, RemoteProtocolError)

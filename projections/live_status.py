@@ -1,0 +1,404 @@
+"""Live status: per pool (class, or PRED+ACD) in use, limit, over-use, grace state and
+deadline, enforced or not; per site connected or not, seats, local limits, last seen.
+
+The projection follows the recorded facts: it re-states what each event's ``apply`` does to
+the licence aggregate (``ledger.licence``), without re-deciding anything. It keeps the whole
+view in memory (a few rows per pool and site) and writes the rows a batch changed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+from sqlalchemy import Connection, delete, select
+
+from ledger.licence import Licence
+from ledger.values import AGENT_CLASSES, COMBINED_MEMBERS, COMBINED_POOL
+
+from .base import Handler, Projection
+from .engine import upsert
+from .schema import TABLES_BY_PROJECTION, status_licence, status_pools, status_sites
+from .timestamps import from_us, maybe_from_us, maybe_to_us, to_us
+
+AVAILABLE, OPEN, SPENT = "available", "open", "spent"
+NEW, CONNECTED, DISCONNECTED, CUT_OFF, REVOKED = (
+    "new", "connected", "disconnected", "cut_off", "revoked")
+# Releases the site itself asked for; the others are the master's doing.
+_SITE_RELEASES = frozenset({"logoff", "reconciled"})
+
+
+# ------------------------------------------------------------------ answers
+@attrs.frozen
+class PoolStatus:
+    pool: str
+    limit: int
+    in_use: int
+    state: str
+    deadline: datetime | None
+    overuse: bool
+    enforced: bool
+    severity: int
+    opened_at: datetime | None
+    closed_at: datetime | None
+
+
+@attrs.frozen
+class SiteStatus:
+    site: str
+    status: str
+    since: datetime | None
+    last_seen: datetime | None
+    seats: int
+    seats_by_class: Mapping[str, int]
+    local_limits: Mapping[str, int]
+
+
+@attrs.frozen
+class Status:
+    """The live status view as of ``last_event_at`` (the newest event applied)."""
+
+    licence_id: str
+    customer: str
+    limits: Mapping[str, int]
+    total_pred_acd: int | None
+    expires_at: datetime
+    expired: bool
+    grace_seconds: int
+    rearm_seconds: int
+    ceiling_percent: int | None
+    cutoff_seconds: int
+    last_event_at: datetime
+    pools: tuple[PoolStatus, ...]
+    sites: tuple[SiteStatus, ...]
+
+    @property
+    def seats_in_use(self) -> int:
+        return sum(s.seats for s in self.sites)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for JSON (datetimes left as datetimes)."""
+        data = attrs.asdict(self, recurse=True)
+        data["limits"] = dict(self.limits)
+        data["seats_in_use"] = self.seats_in_use
+        return data
+
+
+# ------------------------------------------------------------------ memory state
+class _Pool:
+    __slots__ = ("name", "members", "limit", "in_use", "state", "deadline", "opened_at",
+                 "closed_at", "overuse", "severity", "enforced")
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.name = name
+        self.members = COMBINED_MEMBERS if name == COMBINED_POOL else (name,)
+        self.limit = limit
+        self.in_use = 0
+        self.state = AVAILABLE
+        self.deadline: datetime | None = None
+        self.opened_at: datetime | None = None
+        self.closed_at: datetime | None = None
+        self.overuse = False
+        self.severity = 0
+        self.enforced = False
+
+    def row(self) -> dict[str, Any]:
+        return {"pool": self.name, "limit": self.limit, "in_use": self.in_use,
+                "state": self.state, "deadline_us": maybe_to_us(self.deadline),
+                "opened_us": maybe_to_us(self.opened_at), "closed_us": maybe_to_us(self.closed_at),
+                "overuse": self.overuse, "severity": self.severity, "enforced": self.enforced}
+
+
+class _Site:
+    __slots__ = ("name", "status", "since", "last_seen", "seats", "local_limits")
+
+    def __init__(self, name: str, local_limits: Mapping[str, int]) -> None:
+        self.name = name
+        self.status = NEW
+        self.since: datetime | None = None
+        self.last_seen: datetime | None = None
+        self.seats: dict[str, int] = {}
+        self.local_limits = dict(local_limits)
+
+    def row(self) -> dict[str, Any]:
+        return {"site": self.name, "status": self.status, "since_us": maybe_to_us(self.since),
+                "last_seen_us": maybe_to_us(self.last_seen), "seats": sum(self.seats.values()),
+                "seats_by_class": json.dumps(self.seats, sort_keys=True),
+                "local_limits": json.dumps(self.local_limits, sort_keys=True)}
+
+
+class LiveStatusProjection(Projection):
+    """Live concurrency and grace status (DESIGN.md section 6)."""
+
+    name = "status"
+    tables = TABLES_BY_PROJECTION["status"]
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.licence: dict[str, Any] | None = None
+        self.pools: dict[str, _Pool] = {}
+        self.sites: dict[str, _Site] = {}
+        self.class_in_use: dict[str, int] = {}
+        self._pools_for: dict[str, list[_Pool]] = {}
+        self._dirty_licence = False
+        self._dirty_pools: set[str] = set()
+        self._dropped_pools: set[str] = set()
+        self._dirty_sites: set[str] = set()
+        self._last_event: datetime | None = None
+
+    # ---------------------------------------------------------------- persistence
+    def load(self, conn: Connection) -> None:
+        self._reset()
+        row = conn.execute(select(status_licence)).mappings().first()
+        if row is not None:
+            self.licence = dict(row)
+            self.licence["limits"] = json.loads(row["limits"])
+        for r in conn.execute(select(status_pools)).mappings():
+            pool = _Pool(r["pool"], r["limit"])
+            pool.in_use, pool.state = r["in_use"], r["state"]
+            pool.deadline = maybe_from_us(r["deadline_us"])
+            pool.opened_at = maybe_from_us(r["opened_us"])
+            pool.closed_at = maybe_from_us(r["closed_us"])
+            pool.overuse, pool.severity = bool(r["overuse"]), r["severity"]
+            pool.enforced = bool(r["enforced"])
+            self.pools[pool.name] = pool
+        for r in conn.execute(select(status_sites)).mappings():
+            site = _Site(r["site"], json.loads(r["local_limits"]))
+            site.status = r["status"]
+            site.since = maybe_from_us(r["since_us"])
+            site.last_seen = maybe_from_us(r["last_seen_us"])
+            site.seats = json.loads(r["seats_by_class"])
+            self.sites[site.name] = site
+            for c, n in site.seats.items():
+                self.class_in_use[c] = self.class_in_use.get(c, 0) + n
+        self._index_pools()
+
+    def flush(self, conn: Connection) -> None:
+        if self._last_event is not None and self.licence is not None:
+            self.licence["last_event_us"] = to_us(self._last_event)
+            self._dirty_licence = True
+            self._last_event = None
+        if self._dirty_licence and self.licence is not None:
+            row = dict(self.licence, id=1, limits=json.dumps(self.licence["limits"]))
+            upsert(conn, status_licence, [row])
+        if self._dropped_pools:
+            conn.execute(delete(status_pools).where(status_pools.c.pool.in_(self._dropped_pools)))
+        upsert(conn, status_pools, [self.pools[n].row() for n in sorted(self._dirty_pools)
+                                    if n in self.pools])
+        upsert(conn, status_sites, [self.sites[n].row() for n in sorted(self._dirty_sites)])
+        self._dirty_licence = False
+        self._dirty_pools.clear()
+        self._dropped_pools.clear()
+        self._dirty_sites.clear()
+
+    # ---------------------------------------------------------------- handlers
+    def handlers(self) -> Mapping[type, Handler]:
+        L = Licence
+        return {
+            L.LicenceIssued: self._issued, L.LicenceAmended: self._amended,
+            L.LicenceExpired: self._expired, L.SiteEnrolled: self._enrolled,
+            L.SiteRevoked: self._site_status, L.SiteConnected: self._site_status,
+            L.SiteReconnected: self._site_status, L.SiteDisconnected: self._site_status,
+            L.SiteCutOff: self._site_status, L.SeatGranted: self._granted,
+            L.SeatReleased: self._released, L.SeatRefused: self._refused,
+            L.OveruseStarted: self._overuse_started, L.OveruseEnded: self._overuse_ended,
+            L.AbuseNoticeIssued: self._notice, L.GraceExpired: self._grace_expired,
+            L.EnforcementStarted: self._enforcement, L.GraceRearmed: self._rearmed,
+            L.ClockStepped: self._touch, L.AuditCheckpointSigned: self._touch,
+            L.AuditTrailExported: self._touch,
+        }
+
+    def _touch(self, _nid: int, e: Any) -> None:
+        self._last_event = e.timestamp
+
+    def _terms(self, e: Any) -> None:
+        assert self.licence is not None
+        self._dirty_licence = True
+        self.licence.update(
+            limits=dict(e.limits), total_pred_acd=e.total_pred_acd, expires_us=to_us(e.expires_at),
+            grace_seconds=e.grace_seconds, rearm_seconds=e.rearm_seconds,
+            ceiling_percent=e.ceiling_percent)
+        wanted = dict(e.limits)
+        if e.total_pred_acd is not None:
+            wanted[COMBINED_POOL] = e.total_pred_acd
+        for name in list(self.pools):
+            if name not in wanted:
+                del self.pools[name]
+                self._dropped_pools.add(name)
+        for name, limit in wanted.items():
+            pool = self.pools.get(name)
+            if pool is None:
+                pool = self.pools[name] = _Pool(name, limit)
+                self._dropped_pools.discard(name)
+            pool.limit = limit
+            pool.in_use = sum(self.class_in_use.get(c, 0) for c in pool.members)
+            self._dirty_pools.add(name)
+        self._index_pools()
+
+    def _index_pools(self) -> None:
+        self._pools_for = {c: [p for p in self.pools.values() if c in p.members]
+                           for c in AGENT_CLASSES}
+
+    def _issued(self, nid: int, e: Any) -> None:
+        self.licence = {"licence_id": e.licence_id, "customer": e.customer, "expired": False,
+                        "cutoff_seconds": e.cutoff_seconds, "last_event_us": to_us(e.timestamp)}
+        self._terms(e)
+        self._touch(nid, e)
+
+    def _amended(self, nid: int, e: Any) -> None:
+        self._terms(e)
+        assert self.licence is not None
+        if e.expires_at > e.timestamp:
+            self.licence["expired"] = False
+        self._touch(nid, e)
+
+    def _expired(self, nid: int, e: Any) -> None:
+        assert self.licence is not None
+        self.licence["expired"] = True
+        self._dirty_licence = True
+        self._touch(nid, e)
+
+    def _enrolled(self, nid: int, e: Any) -> None:
+        self.sites[e.site] = _Site(e.site, e.local_limits)
+        self._dirty_sites.add(e.site)
+        self._touch(nid, e)
+
+    def _site_status(self, nid: int, e: Any) -> None:
+        site = self.sites[e.site]
+        at = e.timestamp
+        kind = type(e)
+        if kind is Licence.SiteRevoked:
+            site.status = REVOKED
+        elif kind is Licence.SiteCutOff:
+            site.status = CUT_OFF
+        elif kind is Licence.SiteDisconnected:
+            site.status = DISCONNECTED
+            site.last_seen = at
+        else:
+            site.status = CONNECTED
+            site.last_seen = at
+        site.since = at
+        self._dirty_sites.add(e.site)
+        self._touch(nid, e)
+
+    def _count(self, e: Any, delta: int) -> None:
+        site = self.sites[e.site]
+        cls = e.agent_class
+        site.seats[cls] = site.seats.get(cls, 0) + delta
+        if not site.seats[cls]:
+            del site.seats[cls]
+        self.class_in_use[cls] = self.class_in_use.get(cls, 0) + delta
+        for pool in self._pools_for.get(cls, ()):
+            pool.in_use += delta
+            self._dirty_pools.add(pool.name)
+        self._dirty_sites.add(e.site)
+        self._touch(0, e)
+
+    def _granted(self, _nid: int, e: Any) -> None:
+        self._count(e, 1)
+        if not e.offline:
+            self.sites[e.site].last_seen = e.timestamp
+
+    def _released(self, _nid: int, e: Any) -> None:
+        self._count(e, -1)
+        if not e.offline and e.reason in _SITE_RELEASES:
+            self.sites[e.site].last_seen = e.timestamp
+
+    def _refused(self, nid: int, e: Any) -> None:
+        site = self.sites.get(e.site)
+        if site is not None:
+            site.last_seen = e.timestamp
+            self._dirty_sites.add(e.site)
+        self._touch(nid, e)
+
+    def _pool(self, e: Any) -> _Pool:
+        self._dirty_pools.add(e.pool)
+        self._touch(0, e)
+        return self.pools[e.pool]
+
+    def _overuse_started(self, _nid: int, e: Any) -> None:
+        pool = self._pool(e)
+        if pool.state != OPEN:
+            pool.state, pool.opened_at = OPEN, e.occurred_at
+            pool.severity, pool.enforced = 0, False
+        pool.deadline = e.deadline
+        pool.overuse = True
+
+    def _overuse_ended(self, _nid: int, e: Any) -> None:
+        self._pool(e).overuse = False
+
+    def _notice(self, _nid: int, e: Any) -> None:
+        pool = self._pool(e)
+        pool.severity = max(pool.severity, e.severity)
+
+    def _grace_expired(self, _nid: int, e: Any) -> None:
+        pool = self._pool(e)
+        pool.state = SPENT
+        pool.closed_at = pool.deadline if pool.deadline is not None else e.timestamp
+        pool.deadline = None
+
+    def _enforcement(self, _nid: int, e: Any) -> None:
+        self._pool(e).enforced = True
+
+    def _rearmed(self, _nid: int, e: Any) -> None:
+        pool = self._pool(e)
+        pool.state = AVAILABLE
+        pool.deadline = pool.opened_at = pool.closed_at = None
+        pool.severity, pool.enforced, pool.overuse = 0, False, False
+
+    # ---------------------------------------------------------------- answers
+    def current(self) -> Status | None:
+        """The view as held in memory (what the last flush wrote), or None before a licence."""
+        if self.licence is None:
+            return None
+        lic = dict(self.licence, limits=json.dumps(self.licence["limits"]))
+        if self._last_event is not None:
+            lic["last_event_us"] = to_us(self._last_event)
+        return _status(
+            lic,
+            [p.row() for p in self.pools.values()], [s.row() for s in self.sites.values()])
+
+
+def read_status(conn: Connection) -> Status | None:
+    """The live status view as stored, or None if no licence has been issued."""
+    lic = conn.execute(select(status_licence)).mappings().first()
+    if lic is None:
+        return None
+    pools = conn.execute(select(status_pools)).mappings().all()
+    sites = conn.execute(select(status_sites).order_by(status_sites.c.site)).mappings().all()
+    return _status(lic, pools, sites)
+
+
+def _pool_order(name: str) -> tuple[int, str]:
+    return (AGENT_CLASSES.index(name) if name in AGENT_CLASSES else len(AGENT_CLASSES), name)
+
+
+def _status(lic: Mapping[str, Any], pools: Any, sites: Any) -> Status:
+    return Status(
+        licence_id=lic["licence_id"], customer=lic["customer"], limits=json.loads(lic["limits"]),
+        total_pred_acd=lic["total_pred_acd"], expires_at=from_us(lic["expires_us"]),
+        expired=bool(lic["expired"]), grace_seconds=lic["grace_seconds"],
+        rearm_seconds=lic["rearm_seconds"], ceiling_percent=lic["ceiling_percent"],
+        cutoff_seconds=lic["cutoff_seconds"], last_event_at=from_us(lic["last_event_us"]),
+        pools=tuple(sorted(
+            (PoolStatus(pool=p["pool"], limit=p["limit"], in_use=p["in_use"], state=p["state"],
+                        deadline=maybe_from_us(p["deadline_us"]), overuse=bool(p["overuse"]),
+                        enforced=bool(p["enforced"]), severity=p["severity"],
+                        opened_at=maybe_from_us(p["opened_us"]),
+                        closed_at=maybe_from_us(p["closed_us"]))
+             for p in pools), key=lambda p: _pool_order(p.pool))),
+        sites=tuple(sorted(
+            (SiteStatus(site=s["site"], status=s["status"], since=maybe_from_us(s["since_us"]),
+                        last_seen=maybe_from_us(s["last_seen_us"]), seats=s["seats"],
+                        seats_by_class=json.loads(s["seats_by_class"]),
+                        local_limits=json.loads(s["local_limits"]))
+             for s in sites), key=lambda s: s.site)),
+    )
+
+
+__all__ = ["LiveStatusProjection", "PoolStatus", "SiteStatus", "Status", "read_status"]

@@ -1,0 +1,194 @@
+"""The view tables, in one place: SQLAlchemy Core, one MetaData, every name prefixed ``view_``.
+
+They live in the same database as the event store (the same SQLite file, or the same
+PostgreSQL database). Instants are epoch microseconds (:mod:`projections.timestamps`); hours
+and days are whole hours since the epoch, UTC.
+
+Each read model owns its tables (``TABLES_BY_PROJECTION``) so that one can be dropped and
+rebuilt without touching the others. ``view_tracking`` holds, per read model, the position
+(notification id) up to which its tables are complete; it is updated in the same transaction
+as the tables it describes.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+METADATA = MetaData()
+
+tracking = Table(
+    "view_tracking",
+    METADATA,
+    Column("name", String(32), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)
+
+# ------------------------------------------------------------------ live status
+status_licence = Table(
+    "view_status_licence",
+    METADATA,
+    Column("id", Integer, primary_key=True),  # always 1: a store holds one licence
+    Column("licence_id", String(64), nullable=False),
+    Column("customer", Text, nullable=False),
+    Column("limits", Text, nullable=False),  # JSON {class: limit}
+    Column("total_pred_acd", Integer),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("expired", Boolean, nullable=False),
+    Column("grace_seconds", Integer, nullable=False),
+    Column("rearm_seconds", Integer, nullable=False),
+    Column("ceiling_percent", Integer),
+    Column("cutoff_seconds", Integer, nullable=False),
+    Column("last_event_us", BigInteger, nullable=False),
+)
+
+status_pools = Table(
+    "view_status_pools",
+    METADATA,
+    Column("pool", String(16), primary_key=True),
+    Column("limit", Integer, nullable=False),
+    Column("in_use", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # available | open | spent
+    Column("deadline_us", BigInteger),
+    Column("opened_us", BigInteger),
+    Column("closed_us", BigInteger),
+    Column("overuse", Boolean, nullable=False),
+    Column("severity", Integer, nullable=False),
+    Column("enforced", Boolean, nullable=False),
+)
+
+status_sites = Table(
+    "view_status_sites",
+    METADATA,
+    Column("site", String(63), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("since_us", BigInteger),
+    Column("last_seen_us", BigInteger),
+    Column("seats", Integer, nullable=False),
+    Column("seats_by_class", Text, nullable=False),  # JSON {class: seats}
+    Column("local_limits", Text, nullable=False),  # JSON {class: limit}
+)
+
+# ------------------------------------------------------------------ usage
+# One row per (dimension, key, class, hour). dim is site | tenant | campaign | class; for
+# dim "class" the key is the class, or "PRED+ACD" for the two counted together. The row whose
+# ``open`` is true is the group's current hour and also carries its running state (the
+# counts at ``end_us``), from which the runner resumes and a report extends to "now".
+usage_hours = Table(
+    "view_usage_hours",
+    METADATA,
+    Column("dim", String(16), primary_key=True),
+    Column("hour", BigInteger, primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("agent_class", String(16), primary_key=True),
+    Column("agent_us", BigInteger, nullable=False),  # seat-microseconds held
+    Column("overuse_agent_us", BigInteger, nullable=False),  # ... by seats granted as over-use
+    Column("over_limit_us", BigInteger, nullable=False),  # time in_use > limit (class rows)
+    Column("peak", Integer, nullable=False),
+    Column("peak_us", BigInteger),  # first instant the peak was reached
+    Column("grants", Integer, nullable=False),
+    Column("overuse_grants", Integer, nullable=False),
+    Column("offline_grants", Integer, nullable=False),
+    Column("releases", Integer, nullable=False),
+    Column("limit", Integer),  # the limit at the end of the hour (class rows)
+    Column("open", Boolean, nullable=False),
+    Column("end_us", BigInteger, nullable=False),
+    Column("end_count", Integer, nullable=False),
+    Column("end_overuse_count", Integer, nullable=False),
+)
+Index("view_usage_hours_open", usage_hours.c.open, usage_hours.c.dim)
+
+usage_refusals = Table(
+    "view_usage_refusals",
+    METADATA,
+    Column("dim", String(16), primary_key=True),
+    Column("hour", BigInteger, primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("agent_class", String(16), primary_key=True),
+    Column("reason", String(32), primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
+# The seats held now, with the labels a release needs (a SeatReleased carries no tenant or
+# campaign). Only the usage projection reads it.
+usage_held = Table(
+    "view_usage_held",
+    METADATA,
+    Column("site", String(63), primary_key=True),
+    Column("user", String(128), primary_key=True),
+    Column("tenant", String(128), nullable=False),
+    Column("campaign", String(128), nullable=False),
+    Column("overuse", Boolean, nullable=False),
+)
+
+# ------------------------------------------------------------------ point in time
+# Every seat ever held: granted at, released at (NULL while held), with reasons. Times are
+# when it happened (occurred_at), so offline seats appear at the time the site held them.
+pit_seats = Table(
+    "view_pit_seats",
+    METADATA,
+    Column("grant_id", BigInteger, primary_key=True),  # notification id of the grant
+    Column("site", String(63), nullable=False),
+    Column("user", String(128), nullable=False),
+    Column("seat", Integer, nullable=False),
+    Column("agent_class", String(16), nullable=False),
+    Column("tenant", String(128), nullable=False),
+    Column("campaign", String(128), nullable=False),
+    Column("overuse", Boolean, nullable=False),
+    Column("offline", Boolean, nullable=False),
+    Column("granted_us", BigInteger, nullable=False),
+    Column("recorded_us", BigInteger, nullable=False),
+    Column("release_id", BigInteger),
+    Column("released_us", BigInteger),
+    Column("release_reason", String(32)),
+    Column("release_offline", Boolean),
+)
+Index("view_pit_seats_user", pit_seats.c.user, pit_seats.c.granted_us)
+Index("view_pit_seats_granted", pit_seats.c.granted_us)
+
+pit_refusals = Table(
+    "view_pit_refusals",
+    METADATA,
+    Column("id", BigInteger, primary_key=True),  # notification id
+    Column("at_us", BigInteger, nullable=False),
+    Column("site", String(63), nullable=False),
+    Column("user", String(128), nullable=False),
+    Column("agent_class", String(16), nullable=False),
+    Column("tenant", String(128), nullable=False),
+    Column("campaign", String(128), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+)
+Index("view_pit_refusals_user", pit_refusals.c.user, pit_refusals.c.at_us)
+
+# Limit changes and grace transitions per pool: the context of a refusal, and the windows
+# the HTML report shades. kind: limit | overuse_started | overuse_ended | notice |
+# grace_expired | enforcement_started | grace_rearmed | licence_expired
+pit_pool_events = Table(
+    "view_pit_pool_events",
+    METADATA,
+    Column("id", BigInteger, primary_key=True),  # notification id * 8 + index within it
+    Column("at_us", BigInteger, nullable=False),
+    Column("pool", String(16), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("in_use", Integer),
+    Column("limit", Integer),
+    Column("deadline_us", BigInteger),
+    Column("detail", Text, nullable=False),
+)
+Index("view_pit_pool_events_pool", pit_pool_events.c.pool, pit_pool_events.c.at_us)
+
+TABLES_BY_PROJECTION: dict[str, tuple[Table, ...]] = {
+    "status": (status_licence, status_pools, status_sites),
+    "usage": (usage_hours, usage_refusals, usage_held),
+    "point_in_time": (pit_seats, pit_refusals, pit_pool_events),
+}
