@@ -3,7 +3,7 @@
 Synchronous; imports stdlib, attrs, eventsourcing, sqlalchemy and cryptography only.
 """
 
-from .application import LedgerApp
+from .application import ImportedRecord, LedgerApp
 from .clock import Clock, ManualClock, SystemClock
 from .commands import (
     AcquireSeat,
@@ -55,7 +55,7 @@ from .values import (
 
 __all__ = [
     "AGENT_CLASSES", "LICENCE_ID", "AcquireSeat", "CheckpointError", "Clock", "Command",
-    "ConnectSite", "DisconnectSite", "Failure", "Grant", "GracePolicy", "HeldSeat",
+    "ConnectSite", "DisconnectSite", "Failure", "Grant", "GracePolicy", "HeldSeat", "ImportedRecord",
     "KeyFileError", "LedgerApp", "LedgerError", "Licence", "LicenceError",
     "LicenceNotFoundError", "LicenceTooSmallError", "ManualClock", "Notice", "OfflineEvent",
     "Problem", "Refusal", "RefusalReason", "Release", "ReleaseReason", "ReleaseSeat",

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import attrs
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import (
     MapperDeserialisationError,
     Notification,
     PersistenceError,
+    StoredEvent,
 )
 
 from .clock import Clock, SystemClock, TimeKeeper
@@ -22,12 +25,23 @@ from .commands import Command, run_command
 from .errors import KeyFileError, LedgerError, LicenceError, LicenceNotFoundError, StoreError
 from .licence import LICENCE_ID, Licence, Notice, Release
 from .merkle import Frontier
-from .seal import Sealer, VerifyReport, verify_records
+from .seal import Sealer, VerifyReport, open_payload, verify_records
 from .store import CompactSQLiteRecorder, persistence_env
 from .values import DEFAULT_CUTOFF_SECONDS, DEFAULT_POLICY, GracePolicy
 
 DEFAULT_SNAPSHOT_EVERY = 20_000
 DEFAULT_CHECKPOINT_EVERY = 10_000
+
+
+@attrs.frozen
+class ImportedRecord:
+    """One record as another ledger exported it (see docs/export-format.md)."""
+
+    id: int
+    originator_id: UUID
+    version: int
+    topic: str
+    payload: bytes
 
 
 class _EventSourcedLedger(Application[UUID]):
@@ -110,7 +124,7 @@ class LedgerApp:
                 "it was altered outside the ledger (run 'seatledger audit verify')"
             )
         self.sealer = Sealer(frontier, self.signing_key, self.origin, self.checkpoint_file,
-                             contiguous_ids=self.contiguous_ids)
+                             cipher=self.cipher, contiguous_ids=self.contiguous_ids)
         self.recorder.seal_hook = self.sealer
 
     def _load(self) -> None:
@@ -293,6 +307,55 @@ class LedgerApp:
             if n.originator_id == LICENCE_ID:
                 licence = event.mutate(licence)
         return licence
+
+    def records(self, start: int = 1, stop: int | None = None
+                ) -> Iterator[tuple[Notification, bytes]]:
+        """Stored records with their plaintext payloads (what the seal hashes and exports carry).
+
+        Raises StoreError for a record that fails authentication.
+        """
+        for n in self.notifications(start, stop):
+            try:
+                yield n, open_payload(self.cipher, n)
+            except (InvalidTag, ValueError):
+                raise StoreError(f"record {n.id} fails authentication: run 'seatledger audit verify'"
+                                 ) from None
+
+    def import_records(self, records: Iterable[ImportedRecord]) -> int:
+        """Append records exported by another ledger unchanged (same ids, originators,
+        versions, topics and payloads), so that this store's seal equals the sender's.
+
+        Raises StoreError if a record's id does not continue this store's sequence.
+        """
+        count = 0
+        batch: list[StoredEvent] = []
+        expected = self.max_id() + 1
+
+        def flush() -> None:
+            if batch:
+                try:
+                    self.recorder.insert_events(batch)
+                except PersistenceError as e:
+                    raise StoreError(f"import failed: {_first_line(e)}") from e
+                batch.clear()
+
+        for r in records:
+            if r.id != expected:
+                raise StoreError(f"record {r.id} does not continue this store (expected {expected})")
+            state = r.payload
+            if self.cipher is not None:
+                state = self.cipher.seal(r.payload, RowCipher.associated_data(
+                    r.originator_id, r.version, r.topic))
+            batch.append(StoredEvent(originator_id=r.originator_id, originator_version=r.version,
+                                     topic=r.topic, state=state))
+            expected += 1
+            count += 1
+            if len(batch) >= 1000:
+                flush()
+        flush()
+        self._licence = None
+        self._load()
+        return count
 
     def verify(self, progress: Callable[[int], None] | None = None) -> VerifyReport:
         """Verify every stored record against the seal (see ledger.seal)."""

@@ -276,3 +276,17 @@ class SealedMapper(Mapper[UUID]):
         event = object.__new__(cls)
         object.__setattr__(event, "__dict__", state)
         return event
+
+
+_PLAIN = None
+
+
+def decode_payload(originator_id: UUID, version: int, topic: str, payload: bytes) -> Any:
+    """The domain event held in a plaintext payload (as exported). Raises
+    MapperDeserialisationError if it cannot be decoded."""
+    global _PLAIN
+    if _PLAIN is None:
+        _PLAIN = SealedMapper(CompactTranscoder(), None, True)
+    return _PLAIN.to_domain_event(StoredEvent(originator_id=originator_id,
+                                              originator_version=version, topic=topic,
+                                              state=payload))

@@ -37,17 +37,34 @@ CHECKPOINT_TOPIC_SUFFIX = "Licence.AuditCheckpointSigned"
 _Q = struct.Struct(">Q")
 
 
-def leaf_bytes(n: Notification) -> bytes:
-    """The bytes a record contributes to the tree: its id, originator, version, topic, state."""
-    oid = n.originator_id.bytes if hasattr(n.originator_id, "bytes") else str(n.originator_id).encode()
-    return _Q.pack(n.id) + oid + _Q.pack(n.originator_version) + n.topic.encode() + b"\n" + n.state
+def leaf_bytes(record_id: int, originator_id: Any, version: int, topic: str,
+               payload: bytes) -> bytes:
+    """The bytes a record contributes to the tree.
+
+    ``id (8, big-endian) || originator id (16) || version (8) || topic || 0x0A || payload``,
+    where payload is the record's plaintext (the flagged, possibly compressed MessagePack
+    that the at-rest cipher protects). Sealing the plaintext rather than the ciphertext lets
+    a recipient of the export, who never holds the at-rest key, recompute every leaf.
+    """
+    oid = originator_id.bytes if hasattr(originator_id, "bytes") else str(originator_id).encode()
+    return _Q.pack(record_id) + oid + _Q.pack(version) + topic.encode() + b"\n" + payload
+
+
+def open_payload(cipher: RowCipher | None, n: Notification) -> bytes:
+    """A stored record's plaintext payload. Raises InvalidTag if it fails authentication."""
+    if cipher is None:
+        return n.state
+    return cipher.open(n.state, RowCipher.associated_data(n.originator_id, n.originator_version,
+                                                           n.topic))
 
 
 class Sealer(SealHook):
     """Extends the tree inside each insert transaction; see the module docstring."""
 
     def __init__(self, frontier: Frontier, signing_key: Ed25519PrivateKey, origin: str,
-                 checkpoint_file: Path | None, *, contiguous_ids: bool = True):
+                 checkpoint_file: Path | None, *, cipher: RowCipher | None,
+                 contiguous_ids: bool = True):
+        self.cipher = cipher
         self.frontier = frontier
         self.signing_key = signing_key
         self.origin = origin
@@ -63,7 +80,9 @@ class Sealer(SealHook):
                     f"refusing to commit: record {n.id} would follow a seal of {f.size} records;"
                     " the store was altered (run 'seatledger audit verify')"
                 )
-            f.append(leaf_hash(leaf_bytes(n)))
+            payload = open_payload(self.cipher, n)
+            f.append(leaf_hash(leaf_bytes(n.id, n.originator_id, n.originator_version, n.topic,
+                                          payload)))
         root = f.root()
         body = Checkpoint(self.origin, f.size, root).body()
         signature = self.signing_key.sign(body.encode())
@@ -168,18 +187,16 @@ def verify_records(
                 raise _Found(n.id, f"version {n.originator_version} of {n.originator_id} "
                                    f"follows version {prev}: reordered, removed or re-used")
             last_version[n.originator_id] = n.originator_version
-            state = n.state
-            if cipher is not None:
-                try:
-                    state = cipher.open(state, RowCipher.associated_data(
-                        n.originator_id, n.originator_version, n.topic))
-                except (InvalidTag, ValueError):
-                    raise _Found(n.id, "state fails authentication: altered, or moved from "
-                                       "another record") from None
+            try:
+                state = open_payload(cipher, n)
+            except (InvalidTag, ValueError):
+                raise _Found(n.id, "state fails authentication: altered, or moved from "
+                                   "another record") from None
             if n.topic.endswith(CHECKPOINT_TOPIC_SUFFIX):
                 notes += 1
                 _check_note(n.id, decode_state(unpack_payload(state)), roots, public_key, origin)
-            frontier.append(leaf_hash(leaf_bytes(n)))
+            frontier.append(leaf_hash(leaf_bytes(n.id, n.originator_id, n.originator_version,
+                                                 n.topic, state)))
             expected = n.id + 1
             size = frontier.size
             seals = by_size.get(size)
