@@ -126,6 +126,7 @@ class LedgerApp:
         self.sealer = Sealer(frontier, self.signing_key, self.origin, self.checkpoint_file,
                              cipher=self.cipher, contiguous_ids=self.contiguous_ids)
         self.recorder.seal_hook = self.sealer
+        self.mapper.recent_payloads = self.sealer.recent_payloads
 
     def _load(self) -> None:
         try:
@@ -367,7 +368,7 @@ class LedgerApp:
         if self.checkpoint_file is not None and self.checkpoint_file.exists():
             note = self.checkpoint_file.read_text()
         return verify_records(
-            self.recorder.iter_notifications(),
+            self.recorder.iter_rows(),
             rows,
             frontier,
             public_key=self.public_key,

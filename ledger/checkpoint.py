@@ -170,9 +170,14 @@ def sign_note(text: str, key_name: str, private_key: Ed25519PrivateKey) -> str:
     _check_key_name(key_name)
     if not text.endswith("\n") or not _is_text(text):
         raise ValueError("note text must be UTF-8, end in a newline, hold no control characters")
-    key_id = _key_id(key_name, private_key.public_key())
-    signature = private_key.sign(text.encode("utf-8"))
-    encoded = base64.b64encode(key_id + signature).decode("ascii")
+    return note_with_signature(text, key_name, private_key.public_key(),
+                               private_key.sign(text.encode("utf-8")))
+
+
+def note_with_signature(text: str, key_name: str, public_key: Ed25519PublicKey,
+                        signature: bytes) -> str:
+    """Assemble a signed note from a signature already made over ``text``."""
+    encoded = base64.b64encode(_key_id(key_name, public_key) + signature).decode("ascii")
     return f"{text}\n{_SIG_PREFIX}{key_name} {encoded}\n"
 
 

@@ -143,13 +143,14 @@ class CompactTranscoder(Transcoder):
         raise ValueError(f"unknown extension type {code}")
 
     def encode(self, obj: Any) -> bytes:
-        if isinstance(obj, dict):
-            occurred = obj.get("occurred_at", False)
-            obj = {
-                _CODE.get(k, k): v if type(v) in _SCALARS else self._prepare(v)
-                for k, v in obj.items()
-                if not (k == "occurred_at" and occurred == obj.get("timestamp"))
-            }
+        if type(obj) is dict:
+            out = {}
+            code, scalars = _CODE.get, _SCALARS
+            for k, v in obj.items():
+                out[code(k, k)] = v if type(v) in scalars else self._prepare(v)
+            if _OCCURRED_AT in out and out[_OCCURRED_AT] == out.get(_TIMESTAMP):
+                del out[_OCCURRED_AT]
+            obj = out
         return self._encoder.encode(obj)
 
     def decode(self, data: bytes) -> Any:
@@ -215,6 +216,7 @@ class SealedMapper(Mapper[UUID]):
         self.row_cipher = cipher
         self.compress = compress
         self._topics: dict[type, str] = {}
+        self.recent_payloads: dict[tuple[Any, int], bytes] | None = None
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         cls = type(domain_event)
@@ -228,6 +230,8 @@ class SealedMapper(Mapper[UUID]):
         if class_version > 1:
             state["class_version"] = class_version
         data = pack_payload(self.transcoder.encode(state), self.compress)
+        if self.recent_payloads is not None:
+            self.recent_payloads[(originator_id, version)] = data
         if self.row_cipher is not None:
             data = self.row_cipher.seal(
                 data, RowCipher.associated_data(originator_id, version, topic)

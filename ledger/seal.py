@@ -15,6 +15,7 @@ and the Merkle root at every checkpoint. It names the first bad record and why.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import time
@@ -27,7 +28,7 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from eventsourcing.persistence import Notification
 
-from .checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from .checkpoint import Checkpoint, note_with_signature, open_checkpoint, sign_checkpoint
 from .codec import RowCipher, unpack_payload
 from .errors import CheckpointError, SealError, StoreError
 from .merkle import Frontier, leaf_hash
@@ -65,6 +66,9 @@ class Sealer(SealHook):
                  checkpoint_file: Path | None, *, cipher: RowCipher | None,
                  contiguous_ids: bool = True):
         self.cipher = cipher
+        self._note: str | None = None
+        # Plaintexts the mapper just encrypted, so sealing need not decrypt them again.
+        self.recent_payloads: dict[tuple[Any, int], bytes] = {}
         self.frontier = frontier
         self.signing_key = signing_key
         self.origin = origin
@@ -80,9 +84,12 @@ class Sealer(SealHook):
                     f"refusing to commit: record {n.id} would follow a seal of {f.size} records;"
                     " the store was altered (run 'seatledger audit verify')"
                 )
-            payload = open_payload(self.cipher, n)
+            payload = self.recent_payloads.pop((n.originator_id, n.originator_version), None)
+            if payload is None:
+                payload = open_payload(self.cipher, n)
             f.append(leaf_hash(leaf_bytes(n.id, n.originator_id, n.originator_version, n.topic,
                                           payload)))
+        self.recent_payloads.clear()
         root = f.root()
         body = Checkpoint(self.origin, f.size, root).body()
         signature = self.signing_key.sign(body.encode())
@@ -95,17 +102,21 @@ class Sealer(SealHook):
             "ON CONFLICT (id) DO UPDATE SET frontier = excluded.frontier",
             (f.to_bytes(),),
         )
-        return f
+        return f, body, signature
 
     def committed(self, token: Any) -> None:
-        self.frontier = token
+        self.frontier, body, signature = token
+        self._note = note_with_signature(body, self.origin, self.signing_key.public_key(),
+                                         signature)
         if self.checkpoint_file is not None:
-            write_atomic(self.checkpoint_file, self.signed_note().encode())
+            write_atomic(self.checkpoint_file, self._note.encode())
 
     def signed_note(self) -> str:
         """The latest checkpoint as a C2SP signed note."""
-        cp = Checkpoint(self.origin, self.frontier.size, self.frontier.root())
-        return sign_checkpoint(cp, self.origin, self.signing_key)
+        if self._note is None:
+            cp = Checkpoint(self.origin, self.frontier.size, self.frontier.root())
+            self._note = sign_checkpoint(cp, self.origin, self.signing_key)
+        return self._note
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -151,8 +162,11 @@ class _Found(Exception):
         self.problem = Problem(record, reason)
 
 
+Row = tuple[int, Any, int, str, bytes]  # id, originator id, version, topic, stored state
+
+
 def verify_records(
-    notifications: Iterable[Notification],
+    rows: Iterable[Row],
     seal_rows: Sequence[tuple[int, bytes, bytes, float]],
     frontier_state: bytes | None,
     *,
@@ -175,29 +189,50 @@ def verify_records(
     checkpoints = notes = 0
     expected = 1
     count = 0
+    # The hot loop: locals only, per-originator and per-topic bytes computed once.
+    oid_bytes: dict[Any, bytes] = {}
+    topic_bytes: dict[str, bytes] = {}
+    pack = _Q.pack
+    sha256 = hashlib.sha256
+    append = frontier.append
+    decrypt = cipher._aead.decrypt if cipher is not None else None
+    nonce = RowCipher.NONCE
     try:
-        for n in notifications:
+        for record_id, originator_id, version, topic, stored in rows:
             count += 1
-            if contiguous_ids and n.id != expected:
-                if n.id > expected:
-                    raise _Found(expected, f"missing (the next stored record is {n.id})")
-                raise _Found(n.id, f"out of order: follows record {expected - 1}")
-            prev = last_version.get(n.originator_id, 0)
-            if n.originator_version != prev + 1:
-                raise _Found(n.id, f"version {n.originator_version} of {n.originator_id} "
-                                   f"follows version {prev}: reordered, removed or re-used")
-            last_version[n.originator_id] = n.originator_version
-            try:
-                state = open_payload(cipher, n)
-            except (InvalidTag, ValueError):
-                raise _Found(n.id, "state fails authentication: altered, or moved from "
-                                   "another record") from None
-            if n.topic.endswith(CHECKPOINT_TOPIC_SUFFIX):
+            if contiguous_ids and record_id != expected:
+                if record_id > expected:
+                    raise _Found(expected, f"missing (the next stored record is {record_id})")
+                raise _Found(record_id, f"out of order: follows record {expected - 1}")
+            prev = last_version.get(originator_id, 0)
+            if version != prev + 1:
+                raise _Found(record_id, f"version {version} of {originator_id} "
+                                        f"follows version {prev}: reordered, removed or re-used")
+            last_version[originator_id] = version
+            ob = oid_bytes.get(originator_id)
+            if ob is None:
+                ob = oid_bytes[originator_id] = (
+                    originator_id.bytes if hasattr(originator_id, "bytes")
+                    else str(originator_id).encode())
+            tb = topic_bytes.get(topic)
+            if tb is None:
+                tb = topic_bytes[topic] = topic.encode()
+            packed_version = pack(version)
+            if decrypt is not None:
+                try:
+                    state = decrypt(stored[:nonce], stored[nonce:], ob + packed_version + tb)
+                except (InvalidTag, ValueError):
+                    raise _Found(record_id, "state fails authentication: altered, or moved from "
+                                            "another record") from None
+            else:
+                state = stored
+            if topic.endswith(CHECKPOINT_TOPIC_SUFFIX):
                 notes += 1
-                _check_note(n.id, decode_state(unpack_payload(state)), roots, public_key, origin)
-            frontier.append(leaf_hash(leaf_bytes(n.id, n.originator_id, n.originator_version,
-                                                 n.topic, state)))
-            expected = n.id + 1
+                _check_note(record_id, decode_state(unpack_payload(state)), roots, public_key,
+                            origin)
+            append(sha256(b"\x00" + pack(record_id) + ob + packed_version + tb + b"\n"
+                          + state).digest())
+            expected = record_id + 1
             size = frontier.size
             seals = by_size.get(size)
             if seals:
@@ -209,7 +244,7 @@ def verify_records(
                     try:
                         public_key.verify(sig, body)
                     except InvalidSignature:
-                        raise _Found(n.id, f"the checkpoint for {size} records has a bad "
+                        raise _Found(record_id, f"the checkpoint for {size} records has a bad "
                                            "signature") from None
                     if sealed_root != root:
                         first = last_good + 1

@@ -302,6 +302,23 @@ class CompactSQLiteRecorder(SQLiteApplicationRecorder):
                 return
             start = batch[-1].id + 1
 
+    def iter_rows(self, page: int = 50000) -> Iterator[tuple[int, UUID, int, str, bytes]]:
+        """Every stored record as (id, originator id, version, topic, state), in order."""
+        with self.datastore.transaction(commit=False) as c:
+            self._load_lookups(c)
+        origin, topic = self._originators, self._topics
+        start = 0
+        while True:
+            with self.datastore.transaction(commit=False) as c:
+                c.execute("SELECT id, originator, version, topic, state FROM events "
+                          "WHERE id > ? ORDER BY id LIMIT ?", (start, page))
+                rows = c.fetchall()
+            for r in rows:
+                yield r[0], origin[r[1]], r[2], topic[r[3]], r[4]
+            if len(rows) < page:
+                return
+            start = rows[-1][0]
+
     def read_seal(self) -> tuple[list[tuple[int, bytes, bytes, float]], bytes | None]:
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT tree_size, root, signature, signed_at FROM seal_checkpoints ORDER BY rowid")
@@ -352,6 +369,10 @@ class SealedPostgresRecorder(PostgresApplicationRecorder):
             if len(batch) < page:
                 return
             start = batch[-1].id + 1
+
+    def iter_rows(self, page: int = 20000) -> Iterator[tuple[int, UUID, int, str, bytes]]:
+        for n in self.iter_notifications(page=page):
+            yield n.id, n.originator_id, n.originator_version, n.topic, n.state
 
     def read_seal(self) -> tuple[list[tuple[int, bytes, bytes, float]], bytes | None]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

@@ -31,6 +31,7 @@ tracking = Table(
     METADATA,
     Column("name", String(32), primary_key=True),
     Column("position", BigInteger, nullable=False),
+    Column("event_us", BigInteger),  # record time of the event at ``position``
 )
 
 # ------------------------------------------------------------------ live status
