@@ -1,0 +1,327 @@
+"""The runner: follows the ledger's notification log into the read models, exactly once.
+
+Theory of operation. Each read model has a tracked position (``view_tracking``): the last
+notification id its tables include. The runner reads records after the lowest position in
+batches, decodes each record once, hands the event to every read model that has not seen
+it, and then, in ONE database transaction, writes what the batch changed in each model's
+tables and moves each model's position to the batch's last id. A crash anywhere leaves the
+tables and positions as of the last committed batch; the runner (or a new one) discards its
+memory state, reloads from the tables and carries on from the stored positions, so nothing
+is counted twice or missed. Moving a position checks its old value (compare-and-set), so two
+runners on one database cannot both apply a batch.
+
+SQLite has no notifications, so a daemon calls :meth:`ProjectionRunner.nudge` after each
+commit; :meth:`ProjectionRunner.follow` also polls, in case a nudge is missed or another
+process writes the store. The master is the only writer of the log and commits in order, so
+the log never gains a record below a position already passed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from itertools import islice
+from typing import Any
+
+from eventsourcing.persistence import Notification
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from ledger.application import LedgerApp
+
+from . import tracking
+from .base import Handler, Projection
+from .engine import make_engine
+from .errors import ConcurrentRunnerError, UnknownProjectionError, ViewStoreError
+from .live_status import LiveStatusProjection, Status, read_status
+from .point_in_time import (
+    HistoryEntry,
+    PointInTimeProjection,
+    RefusalAnswer,
+    StateAt,
+    state_at,
+    user_history,
+    why_refused,
+)
+from .schema import METADATA, tracking as tracking_table
+from .timestamps import to_us
+from .usage import UsageProjection, UsageReport, usage_report
+
+PROJECTIONS: dict[str, type[Projection]] = {
+    LiveStatusProjection.name: LiveStatusProjection,
+    UsageProjection.name: UsageProjection,
+    PointInTimeProjection.name: PointInTimeProjection,
+}
+DEFAULT_BATCH = 1000
+
+Progress = Callable[[int], None]
+BatchHook = Callable[[str, int], None]
+
+
+class ProjectionRunner:
+    """Keeps the read models of one ledger up to date, in the ledger's own database.
+
+    ``engine_url`` defaults to the store's URL. ``batch_hook(stage, n)`` is called with
+    ``("applied", n)`` before the n-th batch commits and ``("committed", n)`` after; tests
+    raise from it to simulate a crash.
+    """
+
+    def __init__(self, app: LedgerApp, engine_url: str | None = None, *,
+                 names: Iterable[str] | None = None, batch_size: int = DEFAULT_BATCH,
+                 batch_hook: BatchHook | None = None) -> None:
+        self.app = app
+        self.names = check_names(names)
+        self.batch_size = batch_size
+        self.batch_hook = batch_hook
+        self.engine: Engine = make_engine(engine_url or app.url)
+        self.projections: dict[str, Projection] = {n: PROJECTIONS[n]() for n in self.names}
+        self._positions: dict[str, int] = {}
+        self._loaded = False
+        self._dispatch_cache: dict[frozenset[str], dict[type, tuple[Handler, ...]]] = {}
+        self._nudged = threading.Event()
+        self._stopping = False
+        self._batches = 0
+        self._events = 0
+        self._last_run_seconds = 0.0
+
+    # ---------------------------------------------------------------- setup
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> ProjectionRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        with self._transaction() as conn:
+            METADATA.create_all(conn, tables=[tracking_table], checkfirst=True)
+            known = tracking.read_positions(conn)
+            for name, projection in self.projections.items():
+                if name not in known:
+                    # Never tracked: whatever tables exist are not trustworthy. Start clean.
+                    METADATA.drop_all(conn, tables=list(projection.tables), checkfirst=True)
+                    tracking.start(conn, name)
+                    known[name] = 0
+                METADATA.create_all(conn, tables=list(projection.tables), checkfirst=True)
+        with self._connection() as conn:
+            self._positions = {n: tracking.read_positions(conn)[n] for n in self.names}
+            for projection in self.projections.values():
+                projection.load(conn)
+        self._loaded = True
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as e:
+            raise ViewStoreError(f"the views could not be written: {_first_line(e)}") from e
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as e:
+            raise ViewStoreError(f"the views could not be read: {_first_line(e)}") from e
+
+    # ---------------------------------------------------------------- catching up
+    def positions(self) -> dict[str, int]:
+        """Read model -> last notification id its tables include."""
+        self._ensure_loaded()
+        return dict(self._positions)
+
+    def pending(self) -> int:
+        """How many records the slowest read model is behind (an upper bound)."""
+        self._ensure_loaded()
+        return max(0, self.app.max_id() - min(self._positions.values()))
+
+    def run_once(self, progress: Progress | None = None) -> int:
+        """Apply every record not yet applied; return how many records were read.
+
+        ``progress(done)`` is called after each committed batch. Raises ViewStoreError if
+        the views cannot be written, StoreError if a record cannot be read, and
+        ConcurrentRunnerError if another runner moved a position; in each case nothing of
+        the failed batch is kept and the next call resumes from the stored positions.
+        """
+        self._ensure_loaded()
+        started = time.perf_counter()
+        done = 0
+        source = self.app.notifications(min(self._positions.values()) + 1)
+        try:
+            while True:
+                batch = list(islice(source, self.batch_size))
+                if not batch:
+                    break
+                self._apply(batch)
+                done += len(batch)
+                if progress is not None:
+                    progress(done)
+        except BaseException:
+            # Memory may hold part of a batch that was not committed: the tables rule.
+            self._loaded = False
+            raise
+        finally:
+            self._last_run_seconds = time.perf_counter() - started
+        return done
+
+    def _apply(self, batch: Sequence[Notification]) -> None:
+        first, last = batch[0].id, batch[-1].id
+        behind = [n for n in self.names if self._positions[n] < last]
+        if not behind:
+            return
+        decode = self.app.decode
+        event: Any = None
+        if all(self._positions[n] < first for n in behind):
+            dispatch = self._dispatch(behind)
+            for note in batch:
+                event = decode(note)
+                handlers = dispatch.get(type(event))
+                if handlers:
+                    nid = note.id
+                    for handler in handlers:
+                        handler(nid, event)
+        else:  # some read model is part-way through this batch (after a partial rebuild)
+            singles = {n: self._dispatch([n]) for n in behind}
+            for note in batch:
+                event = decode(note)
+                for n in behind:
+                    if note.id > self._positions[n]:
+                        for handler in singles[n].get(type(event), ()):
+                            handler(note.id, event)
+        self._batches += 1
+        if self.batch_hook is not None:
+            self.batch_hook("applied", self._batches)
+        event_us = to_us(event.timestamp) if hasattr(event, "timestamp") else None
+        with self._transaction() as conn:
+            for n in behind:
+                self.projections[n].flush(conn)
+            for n in behind:
+                tracking.advance(conn, n, self._positions[n], last, event_us)
+        for n in behind:
+            self._positions[n] = last
+        self._events += len(batch)
+        if self.batch_hook is not None:
+            self.batch_hook("committed", self._batches)
+
+    def _dispatch(self, names: Sequence[str]) -> dict[type, tuple[Handler, ...]]:
+        key = frozenset(names)
+        table = self._dispatch_cache.get(key)
+        if table is None:
+            merged: dict[type, list[Handler]] = {}
+            for n in self.names:
+                if n in key:
+                    for cls, handler in self.projections[n].handlers().items():
+                        merged.setdefault(cls, []).append(handler)
+            table = self._dispatch_cache[key] = {c: tuple(h) for c, h in merged.items()}
+        return table
+
+    def rebuild(self, names: Iterable[str] | None = None,
+                progress: Progress | None = None) -> int:
+        """Drop the named read models (default: all), recreate them empty and replay the
+        whole log into them. Returns how many records were read."""
+        chosen = check_names(names) if names is not None else self.names
+        unknown = [n for n in chosen if n not in self.projections]
+        if unknown:
+            raise UnknownProjectionError(f"this runner does not run {', '.join(unknown)}")
+        with self._transaction() as conn:
+            METADATA.create_all(conn, tables=[tracking_table], checkfirst=True)
+            for name in chosen:
+                tables = list(self.projections[name].tables)
+                METADATA.drop_all(conn, tables=tables, checkfirst=True)
+                METADATA.create_all(conn, tables=tables)
+                tracking.forget(conn, name)
+                tracking.start(conn, name)
+        self._loaded = False
+        return self.run_once(progress)
+
+    # ---------------------------------------------------------------- following
+    def nudge(self) -> None:
+        """Tell a :meth:`follow` loop that new records were committed. Thread-safe."""
+        self._nudged.set()
+
+    def wait_nudged(self, timeout: float) -> bool:
+        """Block until nudged or ``timeout`` seconds pass; True if nudged."""
+        nudged = self._nudged.wait(timeout)
+        self._nudged.clear()
+        return nudged
+
+    def follow(self, poll_seconds: float = 1.0) -> None:
+        """Catch up after every nudge, and every ``poll_seconds`` regardless, until
+        :meth:`stop_following` is called. Meant for a worker thread of a daemon; errors
+        propagate, except a lost race with another runner, which is simply retried."""
+        self._stopping = False
+        while not self._stopping:
+            self._nudged.clear()
+            try:
+                self.run_once()
+            except ConcurrentRunnerError:
+                continue
+            self._nudged.wait(poll_seconds)
+
+    def stop_following(self) -> None:
+        self._stopping = True
+        self._nudged.set()
+
+    def statistics(self) -> dict[str, Any]:
+        return {"positions": dict(self._positions), "batches": self._batches,
+                "events": self._events, "last_run_seconds": self._last_run_seconds}
+
+    # ---------------------------------------------------------------- answers
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection for the query functions of the read-model modules."""
+        with self._connection() as conn:
+            yield conn
+
+    def status(self) -> Status | None:
+        """Live status: from memory when this runner is current, else from the tables."""
+        if self._loaded and LiveStatusProjection.name in self.projections:
+            live = self.projections[LiveStatusProjection.name]
+            assert isinstance(live, LiveStatusProjection)
+            return live.current()
+        with self.connect() as conn:
+            return read_status(conn)
+
+    def usage(self, start: datetime, end: datetime, *, by: str = "site", period: str = "day",
+              as_of: datetime | None = None) -> UsageReport:
+        with self.connect() as conn:
+            return usage_report(conn, start, end, by=by, period=period, as_of=as_of)
+
+    def state_at(self, at: datetime, site: str | None = None) -> StateAt:
+        with self.connect() as conn:
+            return state_at(conn, at, site)
+
+    def history(self, user: str, site: str | None = None) -> tuple[HistoryEntry, ...]:
+        with self.connect() as conn:
+            return user_history(conn, user, site)
+
+    def why_refused(self, user: str, *, at: datetime | None = None,
+                    site: str | None = None) -> tuple[RefusalAnswer, ...]:
+        with self.connect() as conn:
+            return why_refused(conn, user, at=at, site=site)
+
+
+def check_names(names: Iterable[str] | None) -> tuple[str, ...]:
+    """Validate read-model names (None: all). Raises UnknownProjectionError."""
+    if names is None:
+        return tuple(PROJECTIONS)
+    chosen = tuple(dict.fromkeys(names))
+    unknown = [n for n in chosen if n not in PROJECTIONS]
+    if unknown:
+        raise UnknownProjectionError(
+            f"no read model named {', '.join(map(repr, unknown))}: "
+            f"choose from {', '.join(PROJECTIONS)}")
+    return chosen
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

@@ -1,0 +1,145 @@
+"""The command-line contract: exit statuses, one-line errors, files and their permissions."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seatledger.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # argparse's usage errors
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    root = tmp_path / "data"
+    code, _, err = run(capsys, "init", "--data-dir", str(root))
+    assert code == 0, err
+    return root
+
+
+def test_init_creates_config_keys_ca_and_store_with_private_keys(data: Path) -> None:
+    for name in ("seatledger.toml", "keys/at-rest.key", "keys/signing.key", "ca/ca.crt",
+                 "ca/master.crt", "ledger.db"):
+        assert (data / name).exists(), name
+    for secret in ("keys/at-rest.key", "keys/signing.key", "ca/ca.key", "ca/master.key"):
+        assert stat.S_IMODE((data / secret).stat().st_mode) == 0o600, secret
+    assert "at-rest" not in (data / "seatledger.toml").read_text().split("keys live")[0]
+
+
+def test_init_refuses_to_overwrite(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = (data / "keys/at-rest.key").read_bytes()
+    code, _, err = run(capsys, "init", "--data-dir", str(data))
+    assert code == 1 and "not overwriting" in err and err.count("\n") == 1
+    assert (data / "keys/at-rest.key").read_bytes() == key
+
+
+def test_data_dir_comes_from_the_environment(data: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEATLEDGER_DATA_DIR", str(data))
+    code, out, _ = run(capsys, "licence", "issue", "--customer", "Acme", "--seats", "PRED=120")
+    assert code == 0 and "PRED" in out
+
+
+def test_licence_below_100_seats_is_refused_with_one_line(
+        data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "licence", "issue", "--data-dir", str(data), "--customer", "A",
+                         "--seats", "PRED=60,ACD=30")
+    assert code == 1
+    assert err == "seatledger: a master/slave licence needs at least 100 seats; these limits total 90\n"
+
+
+def test_licence_issue_show_and_amend(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = ("--data-dir", str(data))
+    assert run(capsys, "licence", "issue", *d, "--customer", "Acme", "--seats",
+               "PRED=150,ACD=50", "--total-pred-acd", "180", "--grace", "24h", "--ceiling",
+               "125")[0] == 0
+    code, out, _ = run(capsys, "licence", "amend", *d, "--seats", "PRED=200", "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["limits"] == {"PRED": 200, "ACD": 50}
+    assert shown["grace_seconds"] == 24 * 3600 and shown["ceiling_percent"] == 125
+    assert shown["pools"]["PRED+ACD"]["limit"] == 180
+    code, out, _ = run(capsys, "licence", "show", *d, "--json")
+    assert json.loads(out)["customer"] == "Acme"
+
+
+@pytest.mark.parametrize("argv", [
+    ("licence", "issue", "--customer", "A", "--seats", "FOO=1"),
+    ("licence", "issue", "--customer", "A", "--seats", "PRED=x"),
+    ("licence", "issue", "--customer", "A", "--seats", "PRED=200", "--grace", "two days"),
+    ("licence", "issue", "--customer", "A", "--seats", "PRED=200", "--expires", "tomorrow"),
+    ("nonsense",),
+    ("licence",),
+])
+def test_bad_usage_exits_2(data: Path, capsys: pytest.CaptureFixture[str],
+                           argv: tuple[str, ...]) -> None:
+    code, _, err = run(capsys, *argv, "--data-dir", str(data))
+    assert code == 2 and "Traceback" not in err and "error" in err
+
+
+def test_a_missing_data_dir_is_a_one_line_error(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "licence", "show", "--data-dir", str(tmp_path / "none"))
+    assert code == 1 and err.count("\n") == 1 and "seatledger init" in err
+
+
+def test_a_wrong_key_is_a_one_line_error_and_loses_nothing(
+        data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = ("--data-dir", str(data))
+    run(capsys, "licence", "issue", *d, "--customer", "Acme", "--seats", "PRED=150")
+    before = (data / "ledger.db").read_bytes()
+    key = data / "keys/at-rest.key"
+    original = key.read_bytes()
+    key.write_text(os.urandom(32).hex())
+    code, _, err = run(capsys, "site", "enrol", "north", *d)
+    assert code == 1 and "at-rest key does not open this store" in err and err.count("\n") == 1
+    key.write_bytes(original)
+    assert (data / "ledger.db").read_bytes() == before
+    assert run(capsys, "site", "enrol", "north", *d)[0] == 0
+
+
+def test_a_key_readable_by_others_is_refused(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (data / "keys/at-rest.key").chmod(0o644)
+    code, _, err = run(capsys, "licence", "show", "--data-dir", str(data))
+    assert code == 1 and "chmod 600" in err
+
+
+def test_a_damaged_config_is_a_one_line_error(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (data / "seatledger.toml").write_text("[store\nurl = 3")
+    code, _, err = run(capsys, "licence", "show", "--data-dir", str(data))
+    assert code == 1 and err.count("\n") == 1 and "seatledger.toml" in err
+
+
+def test_storage_reports_bytes_per_event_and_projection(
+        data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = ("--data-dir", str(data))
+    run(capsys, "licence", "issue", *d, "--customer", "Acme", "--seats", "PRED=150")
+    code, out, _ = run(capsys, "storage", *d, "--json")
+    report = json.loads(out)
+    assert code == 0 and report["events"] >= 1 and report["bytes"] > 0
+    assert report["mb_per_agent_6_months"] == pytest.approx(
+        report["bytes_per_event"] * 10 * 182 / 1e6, rel=0.01)
+    # storage is read-only: asking twice records nothing
+    assert json.loads(run(capsys, "storage", *d, "--json")[1])["events"] == report["events"]
+
+
+def test_demo_runs_end_to_end_and_verifies(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "seatledger.cli", "demo", "--data-dir",
+                           str(tmp_path / "demo")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "grace window open" in proc.stdout
+    assert "limit_enforced" in proc.stdout
+    assert "audit verify: intact" in proc.stdout
