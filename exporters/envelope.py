@@ -28,6 +28,7 @@ __all__ = [
     "AgeIdentity",
     "SealedExport",
     "SigningKey",
+    "check_recipients",
     "decrypt_export",
     "export_comment",
     "generate_age_identity",
@@ -118,6 +119,15 @@ def seal_export(
     return SealedExport(ciphertext, signing_key.sign(ciphertext, export_comment(file_name, day)))
 
 
+def check_recipients(recipients: list[str]) -> None:
+    """Check that ``recipients`` is a non-empty list of age X25519 public keys.
+
+    Raises:
+        KeyMaterialError: no recipients, or one is not an age X25519 public key.
+    """
+    _parse_recipients(recipients)
+
+
 def decrypt_export(ciphertext: bytes, identity_text: str) -> bytes:
     """Decrypt an age file with the identities in ``identity_text`` (an identity file's text).
 
@@ -127,7 +137,7 @@ def decrypt_export(ciphertext: bytes, identity_text: str) -> bytes:
     """
     identities = _parse_identities(identity_text)
     try:
-        return pyrage.decrypt(ciphertext, identities)
+        return bytes(pyrage.decrypt(ciphertext, identities))
     except pyrage.DecryptError as err:
         if "no matching keys" in str(err).lower():
             raise DecryptError("the export is not encrypted to this identity") from err
@@ -167,7 +177,7 @@ def verify_signature(
         raise SignatureError(
             f"the signature is for {parsed.trusted_comment!r}, expected {expected_comment!r}"
         )
-    return parsed.trusted_comment
+    return str(parsed.trusted_comment)
 
 
 def generate_signing_key(secret_path: Path, public_path: Path) -> SigningKey:

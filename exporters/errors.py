@@ -1,8 +1,11 @@
 """Errors raised by the audit export. One root, :class:`ExportError`; callers catch that.
 
-Two branches: :class:`EnvelopeError` (encrypting, signing, decrypting, verifying and the key
-files behind them) and :class:`SinkError` (delivering files). Within the sinks only
-:class:`SinkUnavailableError` is transient: it is the one the retry loop retries.
+Branches: :class:`EnvelopeError` (encrypting, signing, decrypting, verifying and the key
+files behind them), :class:`SinkError` (delivering files), :class:`ExportConfigError` (the
+``[export]`` settings), :class:`BuildError` (a day's export cannot be built from the ledger),
+:class:`VerifyError` (a recipient's check failed) and :class:`ReplayError` (verified exports
+cannot be replayed into a ledger). Within the sinks only :class:`SinkUnavailableError` is
+transient: it is the one the retry loop retries.
 """
 
 from __future__ import annotations
@@ -26,6 +29,23 @@ class SignatureError(EnvelopeError):
 
 class DecryptError(EnvelopeError):
     """Ciphertext is damaged, not age-encrypted, or not encrypted to the identity given."""
+
+
+class ExportConfigError(ExportError):
+    """The ``[export]`` settings are missing or wrong; the message names the key."""
+
+
+class BuildError(ExportError):
+    """A day's export cannot be built: the day is not over, an earlier day is not exported,
+    or the ledger's records disagree with what earlier exports said."""
+
+
+class VerifyError(ExportError):
+    """An export failed verification. The message names the day or file and the reason."""
+
+
+class ReplayError(ExportError):
+    """Verified exports could not be replayed into a ledger (it holds another history)."""
 
 
 class SinkError(ExportError):

@@ -86,16 +86,21 @@ _TIMESTAMP = _CODE["timestamp"]
 _EXT_UUID = 1
 _EXT_ATTRS = 2
 
-# Value classes that may appear inside aggregate snapshots. Append-only, like FIELD_NAMES.
-_ATTRS_CLASSES: list[type] = []
+# Value classes that may appear inside aggregate snapshots, by stored code. A code, once
+# used, keeps its class forever.
+_ATTRS_CLASSES: dict[int, type] = {}
 _ATTRS_CODE: dict[type, int] = {}
 
 
-def register_value_class(cls: type) -> type:
-    """Class decorator: let instances of an attrs class be stored (in snapshots)."""
-    _ATTRS_CODE[cls] = len(_ATTRS_CLASSES)
-    _ATTRS_CLASSES.append(cls)
-    return cls
+def register_value_class(code: int) -> Any:
+    """Class decorator: store instances of this attrs class (in snapshots) under ``code``."""
+    def register(cls: type) -> type:
+        if _ATTRS_CLASSES.get(code, cls) is not cls:
+            raise ValueError(f"value class code {code} is already {_ATTRS_CLASSES[code]}")
+        _ATTRS_CODE[cls] = code
+        _ATTRS_CLASSES[code] = cls
+        return cls
+    return register
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None), bytes, datetime, UUID})

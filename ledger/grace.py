@@ -44,7 +44,7 @@ NOTICE_SCHEDULE: tuple[tuple[int, timedelta], ...] = (
 )
 
 
-@register_value_class
+@register_value_class(0)
 @attrs.define
 class Pool:
     """Counting state of one limit. Mutated only by event ``apply`` methods."""

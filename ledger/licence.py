@@ -58,7 +58,7 @@ CUT_OFF = "cut_off"
 REVOKED = "revoked"
 
 
-@register_value_class
+@register_value_class(1)
 @attrs.frozen
 class Seat:
     """One active user of one class, held by a site."""
@@ -72,7 +72,7 @@ class Seat:
     offline: bool = False
 
 
-@register_value_class
+@register_value_class(2)
 @attrs.define
 class Site:
     """An enrolled slave installation, as the master sees it."""
@@ -100,6 +100,7 @@ class Grant:
     overuse: bool
     deadline: datetime | None
     repeated: bool = False
+    opened: tuple[str, ...] = ()  # pools whose grace window this grant opened
 
 
 @attrs.frozen
@@ -627,7 +628,8 @@ class Licence(Aggregate):
                    agent_class=agent_class, tenant=tenant, campaign=campaign, seat=number,
                    overuse=admission.overuse, offline=offline, seq=seq)
         return Grant(site.name, user, number, agent_class, admission.overuse,
-                     self._deadline(agent_class) if admission.overuse else None)
+                     self._deadline(agent_class) if admission.overuse else None,
+                     opened=admission.opens)
 
     def _deadline(self, agent_class: str) -> datetime | None:
         deadlines = [p.deadline for p in self.pools_for(agent_class)

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 
 import attrs
 
+from .codec import register_value_class
+
 AGENT_CLASSES: tuple[str, ...] = ("PRED", "ACD", "PBX", "VIR")
 COMBINED_POOL = "PRED+ACD"
 COMBINED_MEMBERS: tuple[str, ...] = ("PRED", "ACD")
@@ -54,6 +56,7 @@ class Severity:
     NAMES = {1: "opened", 2: "24h left", 3: "4h left", 4: "expired"}
 
 
+@register_value_class(3)
 @attrs.frozen
 class GracePolicy:
     """Per-licence grace parameters (DESIGN.md section 3)."""

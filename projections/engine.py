@@ -9,9 +9,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .errors import ProjectionError
+from .errors import ProjectionError, ViewStoreError
 
 SQLITE_BUSY_MS = 10_000
+SQLITE_CACHE_KIB = 64 * 1024  # the replay rewrites the same hot pages batch after batch
 
 
 def sqlalchemy_url(store_url: str) -> str:
@@ -46,10 +47,74 @@ def make_engine(store_url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
             cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
             cursor.close()
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+_SQL: dict[tuple[str, str, str, tuple[str, ...]], str] = {}
+
+
+def _placeholder(conn: Connection) -> str:
+    return "?" if conn.dialect.name == "sqlite" else "%s"
+
+
+def write_rows(conn: Connection, table: Table, rows: Sequence[Sequence[Any]], *,
+               mode: str = "insert", increment: Sequence[str] = ()) -> None:
+    """Bulk write of plain tuples in the table's column order, straight to the driver.
+
+    ``mode`` is ``insert`` or ``upsert`` (replace the non-key columns of an existing row,
+    adding the ``increment`` columns instead). The replay writes hundreds of thousands of
+    rows; SQLAlchemy's per-row parameter processing would cost more than the database does,
+    so these statements are built once as text, in the syntax SQLite and PostgreSQL share.
+    """
+    if not rows:
+        return
+    key = (conn.dialect.name, table.name, mode, tuple(increment))
+    sql = _SQL.get(key)
+    if sql is None:
+        names = [c.name for c in table.columns]
+        mark = _placeholder(conn)
+        sql = (f"INSERT INTO {_quote(table.name)} ({', '.join(map(_quote, names))}) "
+               f"VALUES ({', '.join(mark for _ in names)})")
+        if mode == "upsert":
+            keys = [c.name for c in table.primary_key.columns]
+            sets = ", ".join(
+                f"{_quote(n)} = {_quote(table.name)}.{_quote(n)} + excluded.{_quote(n)}"
+                if n in increment else f"{_quote(n)} = excluded.{_quote(n)}"
+                for n in names if n not in keys)
+            sql += f" ON CONFLICT ({', '.join(map(_quote, keys))}) DO UPDATE SET {sets}"
+        elif mode != "insert":
+            raise ValueError(f"unknown write mode {mode!r}")
+        _SQL[key] = sql
+    _executemany(conn, sql, rows)
+
+
+def execute_many(conn: Connection, template: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run ``template`` (``?`` placeholders, quoted names) once per row, straight to the
+    driver. Only for fixed statement text written in this package."""
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        template = template.replace("?", "%s")
+    _executemany(conn, template, rows)
+
+
+def _executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    # The DB-API connection of the caller's SQLAlchemy transaction: same transaction.
+    cursor = conn.connection.cursor()
+    try:
+        cursor.executemany(sql, rows)
+    except conn.dialect.loaded_dbapi.Error as e:
+        raise ViewStoreError(f"the views could not be written: {e}") from e
+    finally:
+        cursor.close()
 
 
 def upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]],

@@ -150,6 +150,7 @@ class LiveStatusProjection(Projection):
         self._dropped_pools: set[str] = set()
         self._dirty_sites: set[str] = set()
         self._last_event: datetime | None = None
+        self.published: Status | None = None
 
     # ---------------------------------------------------------------- persistence
     def load(self, conn: Connection) -> None:
@@ -177,6 +178,7 @@ class LiveStatusProjection(Projection):
             for c, n in site.seats.items():
                 self.class_in_use[c] = self.class_in_use.get(c, 0) + n
         self._index_pools()
+        self.published = self.current()
 
     def flush(self, conn: Connection) -> None:
         if self._last_event is not None and self.licence is not None:
@@ -188,13 +190,14 @@ class LiveStatusProjection(Projection):
             upsert(conn, status_licence, [row])
         if self._dropped_pools:
             conn.execute(delete(status_pools).where(status_pools.c.pool.in_(self._dropped_pools)))
-        upsert(conn, status_pools, [self.pools[n].row() for n in sorted(self._dirty_pools)
-                                    if n in self.pools])
+        upsert(conn, status_pools, [p.row() for p in self.pools.values()])
         upsert(conn, status_sites, [self.sites[n].row() for n in sorted(self._dirty_sites)])
         self._dirty_licence = False
         self._dirty_pools.clear()
         self._dropped_pools.clear()
         self._dirty_sites.clear()
+        # An immutable copy, swapped in whole: other threads may read it at any time.
+        self.published = self.current()
 
     # ---------------------------------------------------------------- handlers
     def handlers(self) -> Mapping[type, Handler]:
@@ -287,17 +290,20 @@ class LiveStatusProjection(Projection):
         self._touch(nid, e)
 
     def _count(self, e: Any, delta: int) -> None:
+        # Pools are few: flush() writes them all, so they need no dirty marks here.
         site = self.sites[e.site]
         cls = e.agent_class
-        site.seats[cls] = site.seats.get(cls, 0) + delta
-        if not site.seats[cls]:
-            del site.seats[cls]
+        seats = site.seats
+        n = seats.get(cls, 0) + delta
+        if n:
+            seats[cls] = n
+        else:
+            del seats[cls]
         self.class_in_use[cls] = self.class_in_use.get(cls, 0) + delta
         for pool in self._pools_for.get(cls, ()):
             pool.in_use += delta
-            self._dirty_pools.add(pool.name)
         self._dirty_sites.add(e.site)
-        self._touch(0, e)
+        self._last_event = e.timestamp
 
     def _granted(self, _nid: int, e: Any) -> None:
         self._count(e, 1)

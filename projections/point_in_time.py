@@ -13,15 +13,19 @@ from datetime import datetime
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, and_, bindparam, func, or_, select
+from sqlalchemy import Connection, and_, func, or_, select
 
 from ledger.licence import Licence
 from ledger.values import AGENT_CLASSES, COMBINED_MEMBERS, COMBINED_POOL, RefusalReason
 
 from .base import Handler, Projection
+from .engine import execute_many, write_rows
 from .errors import ProjectionError
 from .schema import TABLES_BY_PROJECTION, pit_pool_events, pit_refusals, pit_seats
-from .timestamps import from_us, maybe_from_us, maybe_to_us, to_us
+from .timestamps import from_us, maybe_from_us, to_us
+
+_RELEASE = ('UPDATE "view_pit_seats" SET "release_id" = ?, "released_us" = ?, '
+            '"release_reason" = ?, "release_offline" = ? WHERE "grant_id" = ?')
 
 
 class PointInTimeProjection(Projection):
@@ -35,10 +39,12 @@ class PointInTimeProjection(Projection):
 
     def _reset(self) -> None:
         self._open: dict[tuple[str, str], int] = {}
-        self._new_seats: dict[int, dict[str, Any]] = {}
-        self._releases: list[dict[str, Any]] = []
-        self._refusals: list[dict[str, Any]] = []
-        self._pool_events: list[dict[str, Any]] = []
+        # Rows as tuples in their table's column order (see projections.schema). Tuples of
+        # plain values drop out of the cyclic collector's sight; lists would not.
+        self._new_seats: dict[int, tuple[Any, ...]] = {}
+        self._releases: list[tuple[Any, ...]] = []
+        self._refusals: list[tuple[Any, ...]] = []
+        self._pool_events: list[tuple[Any, ...]] = []
 
     def load(self, conn: Connection) -> None:
         self._reset()
@@ -47,19 +53,10 @@ class PointInTimeProjection(Projection):
         self._open = {(s, u): gid for s, u, gid in conn.execute(held)}
 
     def flush(self, conn: Connection) -> None:
-        if self._new_seats:
-            conn.execute(pit_seats.insert(), list(self._new_seats.values()))
-        if self._releases:
-            conn.execute(
-                pit_seats.update().where(pit_seats.c.grant_id == bindparam("gid")).values(
-                    release_id=bindparam("release_id"), released_us=bindparam("released_us"),
-                    release_reason=bindparam("release_reason"),
-                    release_offline=bindparam("release_offline")),
-                self._releases)
-        if self._refusals:
-            conn.execute(pit_refusals.insert(), self._refusals)
-        if self._pool_events:
-            conn.execute(pit_pool_events.insert(), self._pool_events)
+        write_rows(conn, pit_seats, list(self._new_seats.values()))
+        execute_many(conn, _RELEASE, self._releases)
+        write_rows(conn, pit_refusals, self._refusals)
+        write_rows(conn, pit_pool_events, self._pool_events)
         self._new_seats, self._releases, self._refusals, self._pool_events = {}, [], [], []
 
     def handlers(self) -> Mapping[type, Handler]:
@@ -74,12 +71,11 @@ class PointInTimeProjection(Projection):
         }
 
     def _granted(self, nid: int, e: Any) -> None:
-        self._new_seats[nid] = {
-            "grant_id": nid, "site": e.site, "user": e.user, "seat": e.seat,
-            "agent_class": e.agent_class, "tenant": e.tenant, "campaign": e.campaign,
-            "overuse": e.overuse, "offline": e.offline, "granted_us": to_us(e.occurred_at),
-            "recorded_us": to_us(e.timestamp), "release_id": None, "released_us": None,
-            "release_reason": None, "release_offline": None}
+        granted = to_us(e.occurred_at)
+        recorded = granted if e.timestamp is e.occurred_at else to_us(e.timestamp)
+        self._new_seats[nid] = (
+            nid, e.site, e.user, e.seat, e.agent_class, e.tenant, e.campaign, e.overuse,
+            e.offline, granted, recorded, None, None, None, None)
         self._open[(e.site, e.user)] = nid
 
     def _released(self, nid: int, e: Any) -> None:
@@ -90,26 +86,24 @@ class PointInTimeProjection(Projection):
                 f"record {nid}: release of a seat the point-in-time view does not hold "
                 f"({e.site}/{e.user}): rebuild it with "
                 "'seatledger projections rebuild point_in_time'") from None
-        release = {"release_id": nid, "released_us": to_us(e.occurred_at),
-                   "release_reason": e.reason, "release_offline": e.offline}
+        released = to_us(e.occurred_at)
         pending = self._new_seats.get(gid)
         if pending is not None:
-            pending.update(release)
+            self._new_seats[gid] = (*pending[:11], nid, released, e.reason, e.offline)
         else:
-            self._releases.append(dict(release, gid=gid))
+            self._releases.append((nid, released, e.reason, e.offline, gid))
 
     def _refused(self, nid: int, e: Any) -> None:
-        self._refusals.append({
-            "id": nid, "at_us": to_us(e.occurred_at), "site": e.site, "user": e.user,
-            "agent_class": e.agent_class, "tenant": e.tenant, "campaign": e.campaign,
-            "reason": e.reason, "detail": e.detail})
+        self._refusals.append((nid, to_us(e.occurred_at), e.site, e.user, e.agent_class,
+                               e.tenant, e.campaign, e.reason, e.detail))
 
     def _add_pool_event(self, nid: int, index: int, e: Any, pool: str, kind: str,
                         **fields: Any) -> None:
-        row = {"id": nid * 8 + index, "at_us": to_us(e.occurred_at), "pool": pool, "kind": kind,
-               "in_use": None, "limit": None, "deadline_us": None, "detail": ""}
+        row = {"in_use": None, "limit": None, "deadline_us": None, "detail": ""}
         row.update(fields)
-        self._pool_events.append(row)
+        self._pool_events.append((nid * 8 + index, to_us(e.occurred_at), pool, kind,
+                                  row["in_use"], row["limit"], row["deadline_us"],
+                                  row["detail"]))
 
     def _terms(self, nid: int, e: Any) -> None:
         limits = dict(e.limits)
@@ -242,15 +236,26 @@ def state_at(conn: Connection, at: datetime, site: str | None = None) -> StateAt
     return StateAt(at=at, site=site, seats=seats, pools=pools_at(conn, us))
 
 
-def pools_at(conn: Connection, us: int, classes: Sequence[str] | None = None) -> tuple[PoolAt, ...]:
-    """Each pool's seats in use (all sites), limit and grace state at ``us``."""
+def pools_at(conn: Connection, us: int, classes: Sequence[str] | None = None, *,
+             before_id: int | None = None) -> tuple[PoolAt, ...]:
+    """Each pool's seats in use (all sites), limit and grace state at ``us``.
+
+    With ``before_id``, the state just before that record was written instead (the state
+    the ledger decided on), following the log's order rather than the clock.
+    """
+    if before_id is None:
+        held, recorded = _held_at(us), pit_pool_events.c.at_us <= us
+    else:
+        held = and_(pit_seats.c.grant_id < before_id,
+                    or_(pit_seats.c.release_id.is_(None), pit_seats.c.release_id > before_id))
+        recorded = pit_pool_events.c.id < before_id * 8
     counts = dict(conn.execute(
-        select(pit_seats.c.agent_class, func.count()).where(_held_at(us))
+        select(pit_seats.c.agent_class, func.count()).where(held)
         .group_by(pit_seats.c.agent_class)).all())
     history = conn.execute(
         select(pit_pool_events.c.pool, pit_pool_events.c.kind, pit_pool_events.c.limit,
                pit_pool_events.c.deadline_us)
-        .where(pit_pool_events.c.at_us <= us).order_by(pit_pool_events.c.id)).all()
+        .where(recorded).order_by(pit_pool_events.c.id)).all()
     state: dict[str, dict[str, Any]] = {}
     for pool, kind, limit, deadline in history:
         if pool == "*":
@@ -349,7 +354,7 @@ def why_refused(conn: Connection, user: str, *, at: datetime | None = None,
         query = query.order_by(pit_refusals.c.at_us, pit_refusals.c.id)
     answers = []
     for r in conn.execute(query).mappings():
-        pools = pools_at(conn, r["at_us"], [r["agent_class"]])
+        pools = pools_at(conn, r["at_us"], [r["agent_class"]], before_id=r["id"])
         text = _REFUSAL_TEXT.get(r["reason"], r["reason"])
         context = "; ".join(
             f"{p.pool} {p.in_use} in use, limit {p.limit}, grace {p.grace}"
@@ -357,7 +362,7 @@ def why_refused(conn: Connection, user: str, *, at: datetime | None = None,
             + (f" until {p.deadline:%Y-%m-%d %H:%M}Z" if p.deadline else "")
             for p in pools)
         if r["reason"] in (RefusalReason.LIMIT_ENFORCED, RefusalReason.OVERUSE_CEILING):
-            text += _grace_story(conn, r["at_us"], [p.pool for p in pools])
+            text += _grace_story(conn, r["id"], [p.pool for p in pools])
         answers.append(RefusalAnswer(
             at=from_us(r["at_us"]), site=r["site"], user=r["user"],
             agent_class=r["agent_class"], reason=r["reason"], detail=r["detail"],
@@ -366,10 +371,10 @@ def why_refused(conn: Connection, user: str, *, at: datetime | None = None,
     return tuple(answers)
 
 
-def _grace_story(conn: Connection, us: int, pools: Sequence[str]) -> str:
+def _grace_story(conn: Connection, before_id: int, pools: Sequence[str]) -> str:
     rows = conn.execute(
         select(pit_pool_events.c.pool, pit_pool_events.c.kind, pit_pool_events.c.at_us)
-        .where((pit_pool_events.c.at_us <= us) & pit_pool_events.c.pool.in_(pools)
+        .where((pit_pool_events.c.id < before_id * 8) & pit_pool_events.c.pool.in_(pools)
                & pit_pool_events.c.kind.in_(("overuse_started", "grace_expired",
                                              "grace_rearmed")))
         .order_by(pit_pool_events.c.id)).all()

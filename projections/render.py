@@ -97,31 +97,38 @@ def render_status_table(status: Status | None, now: datetime | None = None) -> s
 
 
 # ------------------------------------------------------------------ usage
-_BY_TITLE = {"site": "site", "tenant": "tenant", "campaign": "campaign", "class": "pool"}
-
-
 def usage_table(report: UsageReport) -> str:
-    """The usage statement as a readable table, one row per period, key and class."""
+    """The usage statement as a readable table, one row per period, key and class.
+
+    By class, over-use is the time above the limit and the seat time above it; by site,
+    tenant or campaign, the seat time of seats that were granted as over-use.
+    """
     hourly = report.period == "hour"
+    pools = report.by == "class"
     rows = []
     for r in report.rows:
-        over = "" if r.over_limit_minutes is None else f"{r.over_limit_minutes:.0f}"
-        refused = ", ".join(f"{k} {v}" for k, v in r.refusals.items())
+        over = ((f"{r.over_limit_minutes:.0f}", f"{r.excess_agent_hours:.2f}") if pools
+                else (f"{r.overuse_agent_hours:.2f}",))
         rows.append((
             when(r.period, "%Y-%m-%d %H:00" if hourly else "%Y-%m-%d"), r.key or "-",
-            r.agent_class, f"{r.agent_hours:.2f}", r.peak,
+            *(() if pools else (r.agent_class,)), f"{r.agent_hours:.2f}", r.peak,
             when(r.peak_at, "%H:%M:%S") if r.peak_at else "",
-            "" if r.limit is None else r.limit, over, f"{r.overuse_agent_hours:.2f}",
-            r.grants, r.refused or "", refused))
+            *(("" if r.limit is None else r.limit,) if pools else ()), *over,
+            r.grants, r.refused or "", ", ".join(f"{k} {v}" for k, v in r.refusals.items())))
     title = (f"usage by {report.by}, {when(report.start, '%Y-%m-%d %H:%M')}Z to "
              f"{when(report.end, '%Y-%m-%d %H:%M')}Z, per {report.period}"
              + (f" (seats held counted up to {when(report.as_of)})" if report.as_of else ""))
     if not rows:
         return f"{title}\nno usage recorded in this period"
-    return title + "\n" + table(
-        ("hour" if hourly else "day", _BY_TITLE[report.by], "class", "agent-h", "peak",
-         "peak at", "limit", "over-limit min", "over-use agent-h", "grants", "refused",
-         "by reason"), rows, right=(3, 4, 6, 7, 8, 9, 10))
+    if pools:
+        headers = ("hour" if hourly else "day", "pool", "agent-h", "peak", "peak at", "limit",
+                   "over-limit min", "excess agent-h", "grants", "refused", "by reason")
+        right = (2, 3, 5, 6, 7, 8, 9)
+    else:
+        headers = ("hour" if hourly else "day", report.by, "class", "agent-h", "peak",
+                   "peak at", "over-use seat-h", "grants", "refused", "by reason")
+        right = (3, 4, 6, 7, 8)
+    return title + "\n" + table(headers, rows, right=right)
 
 
 def usage_csv(report: UsageReport) -> str:
@@ -129,14 +136,15 @@ def usage_csv(report: UsageReport) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["period_start", report.by, "agent_class", "agent_hours", "peak",
-                     "peak_at", "limit", "over_limit_minutes", "overuse_agent_hours", "grants",
-                     "overuse_grants", "offline_grants", "refused",
-                     *(f"refused_{r}" for r in REFUSAL_REASONS)])
+                     "peak_at", "limit", "over_limit_minutes", "excess_agent_hours",
+                     "overuse_agent_hours", "grants", "overuse_grants", "offline_grants",
+                     "refused", *(f"refused_{r}" for r in REFUSAL_REASONS)])
     for r in report.rows:
         writer.writerow([
             r.period.isoformat(), r.key, r.agent_class, f"{r.agent_hours:.4f}", r.peak,
             r.peak_at.isoformat() if r.peak_at else "", "" if r.limit is None else r.limit,
             "" if r.over_limit_minutes is None else f"{r.over_limit_minutes:.2f}",
+            "" if r.excess_agent_hours is None else f"{r.excess_agent_hours:.4f}",
             f"{r.overuse_agent_hours:.4f}", r.grants, r.overuse_grants, r.offline_grants,
             r.refused, *(r.refusals.get(reason, 0) for reason in REFUSAL_REASONS)])
     return out.getvalue()

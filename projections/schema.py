@@ -26,12 +26,19 @@ from sqlalchemy import (
 
 METADATA = MetaData()
 
+# SQLite: a table keyed by text is stored once, in its key's order, not as a rowid table
+# plus an index; and an integer key must be spelled INTEGER to be the rowid itself. Both
+# halve the b-tree work of the replay. PostgreSQL ignores the first and gets BIGINT.
+KEYED = {"sqlite_with_rowid": False}
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
 tracking = Table(
     "view_tracking",
     METADATA,
     Column("name", String(32), primary_key=True),
     Column("position", BigInteger, nullable=False),
     Column("event_us", BigInteger),  # record time of the event at ``position``
+    **KEYED,
 )
 
 # ------------------------------------------------------------------ live status
@@ -65,6 +72,7 @@ status_pools = Table(
     Column("overuse", Boolean, nullable=False),
     Column("severity", Integer, nullable=False),
     Column("enforced", Boolean, nullable=False),
+    **KEYED,
 )
 
 status_sites = Table(
@@ -77,6 +85,7 @@ status_sites = Table(
     Column("seats", Integer, nullable=False),
     Column("seats_by_class", Text, nullable=False),  # JSON {class: seats}
     Column("local_limits", Text, nullable=False),  # JSON {class: limit}
+    **KEYED,
 )
 
 # ------------------------------------------------------------------ usage
@@ -94,6 +103,7 @@ usage_hours = Table(
     Column("agent_us", BigInteger, nullable=False),  # seat-microseconds held
     Column("overuse_agent_us", BigInteger, nullable=False),  # ... by seats granted as over-use
     Column("over_limit_us", BigInteger, nullable=False),  # time in_use > limit (class rows)
+    Column("excess_agent_us", BigInteger, nullable=False),  # seat time above the limit (class)
     Column("peak", Integer, nullable=False),
     Column("peak_us", BigInteger),  # first instant the peak was reached
     Column("grants", Integer, nullable=False),
@@ -105,6 +115,7 @@ usage_hours = Table(
     Column("end_us", BigInteger, nullable=False),
     Column("end_count", Integer, nullable=False),
     Column("end_overuse_count", Integer, nullable=False),
+    **KEYED,
 )
 Index("view_usage_hours_open", usage_hours.c.open, usage_hours.c.dim)
 
@@ -117,15 +128,19 @@ usage_refusals = Table(
     Column("agent_class", String(16), primary_key=True),
     Column("reason", String(32), primary_key=True),
     Column("count", Integer, nullable=False),
+    **KEYED,
 )
 
 # The seats held now, with the labels a release needs (a SeatReleased carries no tenant or
-# campaign). Only the usage projection reads it.
+# campaign). Keyed by the grant's notification id, so that new rows go to the end of the
+# table rather than anywhere in it. Only the usage projection reads it.
 usage_held = Table(
     "view_usage_held",
     METADATA,
-    Column("site", String(63), primary_key=True),
-    Column("user", String(128), primary_key=True),
+    Column("grant_id", RowId, primary_key=True),
+    Column("site", String(63), nullable=False),
+    Column("user", String(128), nullable=False),
+    Column("agent_class", String(16), nullable=False),
     Column("tenant", String(128), nullable=False),
     Column("campaign", String(128), nullable=False),
     Column("overuse", Boolean, nullable=False),
@@ -137,7 +152,7 @@ usage_held = Table(
 pit_seats = Table(
     "view_pit_seats",
     METADATA,
-    Column("grant_id", BigInteger, primary_key=True),  # notification id of the grant
+    Column("grant_id", RowId, primary_key=True),  # notification id of the grant
     Column("site", String(63), nullable=False),
     Column("user", String(128), nullable=False),
     Column("seat", Integer, nullable=False),
@@ -153,13 +168,15 @@ pit_seats = Table(
     Column("release_reason", String(32)),
     Column("release_offline", Boolean),
 )
-Index("view_pit_seats_user", pit_seats.c.user, pit_seats.c.granted_us)
-Index("view_pit_seats_granted", pit_seats.c.granted_us)
+# No secondary index: each would cost the replay more than the rows themselves (random
+# inserts), and neither query needs one badly. "Held at T" (granted <= T, not released by
+# T) cannot be narrowed much by an index on either end; a user's history scans the table,
+# which takes a fraction of a second even for a million-event store.
 
 pit_refusals = Table(
     "view_pit_refusals",
     METADATA,
-    Column("id", BigInteger, primary_key=True),  # notification id
+    Column("id", RowId, primary_key=True),  # notification id
     Column("at_us", BigInteger, nullable=False),
     Column("site", String(63), nullable=False),
     Column("user", String(128), nullable=False),
@@ -177,7 +194,7 @@ Index("view_pit_refusals_user", pit_refusals.c.user, pit_refusals.c.at_us)
 pit_pool_events = Table(
     "view_pit_pool_events",
     METADATA,
-    Column("id", BigInteger, primary_key=True),  # notification id * 8 + index within it
+    Column("id", RowId, primary_key=True),  # notification id * 8 + index within it
     Column("at_us", BigInteger, nullable=False),
     Column("pool", String(16), nullable=False),
     Column("kind", String(32), nullable=False),

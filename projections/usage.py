@@ -12,8 +12,11 @@ were recorded, because the master counted the site's seats until its cut-off and
 already written cannot change without re-deriving them. So a statement never shifts after it
 was issued, and replaying the log gives the same numbers every time.
 
-Over-use. ``over_limit_us`` (class groups only) is the time the class's seats in use were
-above its licensed limit; ``overuse_agent_us`` is the seat time of seats granted as over-use.
+Over-use. For a class (a pool), ``over_limit_us`` is the time its seats in use were above
+its licensed limit and ``excess_agent_us`` the seat time above it (5 seats over for 2 hours
+is 10 excess agent-hours): both are what over-use is billed on. For a site, tenant or
+campaign, ``overuse_agent_us`` is the seat time of its seats that were granted as over-use,
+which says who took the class over its limit.
 
 Each group (dimension, key, class) keeps its current hour in memory; handlers do a few
 integer operations per group, and a flush writes the hours a batch touched.
@@ -27,18 +30,20 @@ from datetime import datetime
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, delete, select, tuple_
+from sqlalchemy import Connection, select, text
 
 from ledger.licence import Licence
 from ledger.values import COMBINED_MEMBERS, COMBINED_POOL
 
 from .base import Handler, Projection
-from .engine import upsert
+from .engine import execute_many, write_rows
 from .errors import ProjectionError
 from .schema import TABLES_BY_PROJECTION, usage_held, usage_hours, usage_refusals
 from .timestamps import US_PER_HOUR, from_us, maybe_from_us, to_us
+from .tracking import read_event_time
 
 DIMENSIONS: tuple[str, ...] = ("site", "tenant", "campaign", "class")
+_DELETE_HELD = 'DELETE FROM "view_usage_held" WHERE "grant_id" = ?'
 PERIODS: tuple[str, ...] = ("day", "hour")
 
 
@@ -46,7 +51,7 @@ class _Group:
     """One (dimension, key, class): running counts and the current hour's totals."""
 
     __slots__ = ("dim", "key", "cls", "hour", "since", "count", "ocount", "limit", "over",
-                 "agent", "oagent", "over_us", "peak", "peak_at", "grants", "ogrants",
+                 "agent", "oagent", "over_us", "excess", "peak", "peak_at", "grants", "ogrants",
                  "offgrants", "releases", "dirty", "_sink")
 
     def __init__(self, dim: str, key: str, cls: str, t: int, limit: int | None,
@@ -63,7 +68,7 @@ class _Group:
         self.touch()
 
     def _start_hour(self, count: int) -> None:
-        self.agent = self.oagent = self.over_us = 0
+        self.agent = self.oagent = self.over_us = self.excess = 0
         self.peak = count
         self.peak_at: int | None = self.since if count else None
         self.grants = self.ogrants = self.offgrants = self.releases = 0
@@ -84,6 +89,7 @@ class _Group:
                 self.oagent += self.ocount * dt
             if self.over:
                 self.over_us += dt
+                self.excess += (self.count - self.limit) * dt  # type: ignore[operator]
             self.since = t
 
     def _roll(self, hour: int) -> None:
@@ -95,21 +101,36 @@ class _Group:
         if count:
             for idle in range(self.hour + 1, hour):
                 start = idle * US_PER_HOUR
+                over = US_PER_HOUR if self.over else 0
                 rows.append(_row(self.dim, key=self.key, cls=self.cls, hour=idle,
                                  agent=count * US_PER_HOUR, oagent=ocount * US_PER_HOUR,
-                                 over_us=US_PER_HOUR if self.over else 0, peak=count,
-                                 peak_at=start, limit=self.limit, open_=False,
+                                 over_us=over, excess=over and (count - self.limit) * over,
+                                 peak=count, peak_at=start, limit=self.limit,
                                  end=start + US_PER_HOUR, count=count, ocount=ocount))
         self.hour = hour
         self.since = hour * US_PER_HOUR
         self._start_hour(count)
         self.touch()
 
+    # grant and release run for every seat event in every group: advance() and touch()
+    # are written out in them.
     def grant(self, t: int, hour: int, overuse: bool, offline: bool) -> None:
-        self.advance(t, hour)
-        self.count += 1
-        if self.count > self.peak:
-            self.peak = self.count
+        if hour != self.hour:
+            self._roll(hour)
+        count = self.count
+        dt = t - self.since
+        if dt > 0:
+            self.agent += count * dt
+            if self.ocount:
+                self.oagent += self.ocount * dt
+            if self.over:
+                self.over_us += dt
+                self.excess += (count - self.limit) * dt  # type: ignore[operator]
+            self.since = t
+        count += 1
+        self.count = count
+        if count > self.peak:
+            self.peak = count
             self.peak_at = t
         self.grants += 1
         if overuse:
@@ -118,18 +139,34 @@ class _Group:
         if offline:
             self.offgrants += 1
         if self.limit is not None:
-            self.over = self.count > self.limit
-        self.touch()
+            self.over = count > self.limit
+        if not self.dirty:
+            self.dirty = True
+            self._sink.dirty.append(self)
 
     def release(self, t: int, hour: int, overuse: bool) -> None:
-        self.advance(t, hour)
-        self.count -= 1
+        if hour != self.hour:
+            self._roll(hour)
+        count = self.count
+        dt = t - self.since
+        if dt > 0:
+            self.agent += count * dt
+            if self.ocount:
+                self.oagent += self.ocount * dt
+            if self.over:
+                self.over_us += dt
+                self.excess += (count - self.limit) * dt  # type: ignore[operator]
+            self.since = t
+        count -= 1
+        self.count = count
         self.releases += 1
         if overuse:
             self.ocount -= 1
         if self.limit is not None:
-            self.over = self.count > self.limit
-        self.touch()
+            self.over = count > self.limit
+        if not self.dirty:
+            self.dirty = True
+            self._sink.dirty.append(self)
 
     def set_limit(self, t: int, hour: int, limit: int | None) -> None:
         self.advance(t, hour)
@@ -137,14 +174,11 @@ class _Group:
         self.over = limit is not None and self.count > limit
         self.touch()
 
-    def row(self, open_: bool) -> dict[str, Any]:
-        return {"dim": self.dim, "hour": self.hour, "key": self.key, "agent_class": self.cls,
-                "agent_us": self.agent, "overuse_agent_us": self.oagent,
-                "over_limit_us": self.over_us, "peak": self.peak, "peak_us": self.peak_at,
-                "grants": self.grants, "overuse_grants": self.ogrants,
-                "offline_grants": self.offgrants, "releases": self.releases,
-                "limit": self.limit, "open": open_, "end_us": self.since,
-                "end_count": self.count, "end_overuse_count": self.ocount}
+    def row(self, open_: bool) -> tuple[Any, ...]:
+        """This hour as a ``view_usage_hours`` row (column order)."""
+        return (self.dim, self.hour, self.key, self.cls, self.agent, self.oagent, self.over_us,
+                self.excess, self.peak, self.peak_at, self.grants, self.ogrants, self.offgrants,
+                self.releases, self.limit, open_, self.since, self.count, self.ocount)
 
     @classmethod
     def from_row(cls, r: Mapping[str, Any], sink: _Sink) -> _Group:
@@ -154,6 +188,7 @@ class _Group:
         g.limit = r["limit"]
         g.over = g.limit is not None and g.count > g.limit
         g.agent, g.oagent, g.over_us = r["agent_us"], r["overuse_agent_us"], r["over_limit_us"]
+        g.excess = r["excess_agent_us"]
         g.peak, g.peak_at = r["peak"], r["peak_us"]
         g.grants, g.ogrants = r["grants"], r["overuse_grants"]
         g.offgrants, g.releases = r["offline_grants"], r["releases"]
@@ -162,13 +197,11 @@ class _Group:
 
 
 def _row(dim: str, *, key: str, cls: str, hour: int, agent: int, oagent: int, over_us: int,
-         peak: int, peak_at: int | None, limit: int | None, open_: bool, end: int, count: int,
-         ocount: int) -> dict[str, Any]:
-    return {"dim": dim, "hour": hour, "key": key, "agent_class": cls, "agent_us": agent,
-            "overuse_agent_us": oagent, "over_limit_us": over_us, "peak": peak,
-            "peak_us": peak_at, "grants": 0, "overuse_grants": 0, "offline_grants": 0,
-            "releases": 0, "limit": limit, "open": open_, "end_us": end, "end_count": count,
-            "end_overuse_count": ocount}
+         excess: int, peak: int, peak_at: int | None, limit: int | None, end: int, count: int,
+         ocount: int) -> tuple[Any, ...]:
+    """A closed hour without events as a ``view_usage_hours`` row (column order)."""
+    return (dim, hour, key, cls, agent, oagent, over_us, excess, peak, peak_at, 0, 0, 0, 0,
+            limit, False, end, count, ocount)
 
 
 class _Sink:
@@ -176,7 +209,7 @@ class _Sink:
 
     def __init__(self) -> None:
         self.dirty: list[_Group] = []
-        self.closed: list[dict[str, Any]] = []
+        self.closed: list[tuple[Any, ...]] = []
 
 
 class UsageProjection(Projection):
@@ -193,10 +226,21 @@ class UsageProjection(Projection):
         self._groups: dict[tuple[str, str, str], _Group] = {}
         self._by_labels: dict[tuple[str, str, str, str], tuple[_Group, ...]] = {}
         self._limits: dict[str, int] = {}
-        self._held: dict[tuple[str, str], tuple[str, str, bool]] = {}
-        self._held_new: dict[tuple[str, str], tuple[str, str, bool]] = {}
-        self._held_gone: set[tuple[str, str]] = set()
+        # (site, user) -> (the seat's groups, overuse, grant id)
+        self._held: dict[tuple[str, str], tuple[tuple[_Group, ...], bool, int]] = {}
+        self._held_new: dict[tuple[str, str], tuple[tuple[_Group, ...], bool, int]] = {}
+        self._held_gone: list[tuple[int]] = []
         self._refusals: dict[tuple[str, int, str, str, str], int] = defaultdict(int)
+        self._stamp: Any = None  # the last record time converted, and its conversion
+        self._t = self._hour = 0
+
+    def _time(self, stamp: datetime) -> tuple[int, int]:
+        # Events of one ledger commit share their record time: convert it once.
+        if stamp != self._stamp:
+            self._stamp = stamp
+            self._t = to_us(stamp)
+            self._hour = self._t // US_PER_HOUR
+        return self._t, self._hour
 
     # ---------------------------------------------------------------- persistence
     def load(self, conn: Connection) -> None:
@@ -207,7 +251,8 @@ class UsageProjection(Projection):
             if g.dim == "class" and g.limit is not None:
                 self._limits[g.key] = g.limit
         for r in conn.execute(select(usage_held)).mappings():
-            self._held[(r["site"], r["user"])] = (r["tenant"], r["campaign"], bool(r["overuse"]))
+            groups = self._groups_for(r["site"], r["tenant"], r["campaign"], r["agent_class"], 0)
+            self._held[(r["site"], r["user"])] = (groups, bool(r["overuse"]), r["grant_id"])
 
     def flush(self, conn: Connection) -> None:
         sink = self._sink
@@ -215,23 +260,19 @@ class UsageProjection(Projection):
         for g in sink.dirty:
             rows.append(g.row(True))
             g.dirty = False
-        upsert(conn, usage_hours, rows)
+        write_rows(conn, usage_hours, rows, mode="upsert")
         sink.dirty, sink.closed = [], []
         if self._held_gone:
-            keys = list(self._held_gone)
-            for i in range(0, len(keys), 500):
-                conn.execute(delete(usage_held).where(
-                    tuple_(usage_held.c.site, usage_held.c.user).in_(keys[i:i + 500])))
-            self._held_gone = set()
+            execute_many(conn, _DELETE_HELD, self._held_gone)
+            self._held_gone = []
         if self._held_new:
-            conn.execute(usage_held.insert(), [
-                {"site": s, "user": u, "tenant": t, "campaign": c, "overuse": o}
-                for (s, u), (t, c, o) in self._held_new.items()])
+            write_rows(conn, usage_held, [
+                (nid, site, user, groups[0].cls, groups[1].key, groups[2].key, overuse)
+                for (site, user), (groups, overuse, nid) in self._held_new.items()])
             self._held_new = {}
         if self._refusals:
-            upsert(conn, usage_refusals, [
-                {"dim": d, "hour": h, "key": k, "agent_class": c, "reason": r, "count": n}
-                for (d, h, k, c, r), n in self._refusals.items()], increment=("count",))
+            write_rows(conn, usage_refusals, [(*k, n) for k, n in self._refusals.items()],
+                       mode="upsert", increment=("count",))
             self._refusals = defaultdict(int)
 
     # ---------------------------------------------------------------- handlers
@@ -274,35 +315,36 @@ class UsageProjection(Projection):
             if dim == "class" and g.limit != limits.get(key):
                 g.set_limit(t, hour, limits.get(key))
 
-    def _granted(self, _nid: int, e: Any) -> None:
-        t = to_us(e.timestamp)
-        hour = t // US_PER_HOUR
+    def _granted(self, nid: int, e: Any) -> None:
+        t, hour = self._time(e.timestamp)
         overuse, offline = e.overuse, e.offline
-        for g in self._groups_for(e.site, e.tenant, e.campaign, e.agent_class, t):
+        groups = self._groups_for(e.site, e.tenant, e.campaign, e.agent_class, t)
+        for g in groups:
             g.grant(t, hour, overuse, offline)
         key = (e.site, e.user)
-        labels = (e.tenant, e.campaign, overuse)
-        self._held[key] = labels
-        self._held_new[key] = labels
+        held = (groups, overuse, nid)
+        self._held[key] = held
+        self._held_new[key] = held
 
     def _released(self, nid: int, e: Any) -> None:
         key = (e.site, e.user)
         try:
-            tenant, campaign, overuse = self._held.pop(key)
+            groups, overuse, grant_id = self._held.pop(key)
         except KeyError:
             raise ProjectionError(
                 f"record {nid}: release of a seat the usage view does not hold "
                 f"({e.site}/{e.user}): rebuild it with 'seatledger projections rebuild usage'"
             ) from None
-        if self._held_new.pop(key, None) is None:
-            self._held_gone.add(key)
-        t = to_us(e.timestamp)
-        hour = t // US_PER_HOUR
-        for g in self._groups_for(e.site, tenant, campaign, e.agent_class, t):
+        if key in self._held_new:
+            del self._held_new[key]
+        else:
+            self._held_gone.append((grant_id,))
+        t, hour = self._time(e.timestamp)
+        for g in groups:
             g.release(t, hour, overuse)
 
     def _refused(self, _nid: int, e: Any) -> None:
-        hour = to_us(e.timestamp) // US_PER_HOUR
+        hour = self._time(e.timestamp)[1]
         cls, reason = e.agent_class, e.reason
         for dim, key in (("site", e.site), ("tenant", e.tenant), ("campaign", e.campaign),
                          ("class", cls)):
@@ -320,9 +362,10 @@ class UsageRow:
     agent_hours: float
     peak: int
     peak_at: datetime | None
-    limit: int | None
-    over_limit_minutes: float | None  # class rows only: time above the licensed limit
-    overuse_agent_hours: float
+    limit: int | None  # class rows: the licensed limit at the end of the period
+    over_limit_minutes: float | None  # class rows: time above the limit
+    excess_agent_hours: float | None  # class rows: seat time above the limit
+    overuse_agent_hours: float  # seat time of seats granted as over-use
     grants: int
     overuse_grants: int
     offline_grants: int
@@ -350,6 +393,28 @@ class UsageReport:
                 "rows": [dict(attrs.asdict(r), refused=r.refused) for r in self.rows]}
 
 
+# Positions in a period's totals while a report is summed up.
+_AGENT, _OAGENT, _OVER, _EXCESS, _PEAK, _PEAK_AT, _GRANTS, _OGRANTS, _OFFGRANTS, _LIMIT = range(10)
+
+# The database sums the hours into periods. The peak and the first instant it was reached
+# are packed into one integer so that MAX() finds both (a higher peak wins; for equal peaks,
+# the earlier instant); so are the hour and the limit, so that MAX() finds the period's last
+# limit. Integer arithmetic only, the same in SQLite and PostgreSQL.
+_PEAK_SCALE = 100_000_000_000  # > microseconds in a day
+_LIMIT_SCALE = 10_000_000  # > any seat limit + 1
+_SUMMED = text(f"""
+SELECT hour / :step, "key", agent_class,
+       SUM(agent_us), SUM(overuse_agent_us), SUM(over_limit_us), SUM(excess_agent_us),
+       MAX(peak * {_PEAK_SCALE} + {_PEAK_SCALE - 1}
+           - COALESCE(peak_us - (hour / :step) * :unit, {_PEAK_SCALE - 1})),
+       SUM(grants), SUM(overuse_grants), SUM(offline_grants),
+       MAX(hour * {_LIMIT_SCALE} + COALESCE("limit" + 1, 0))
+FROM view_usage_hours
+WHERE dim = :by AND hour >= :h0 AND hour < :h1
+GROUP BY 1, 2, 3
+""")
+
+
 def usage_report(conn: Connection, start: datetime, end: datetime, *, by: str = "site",
                  period: str = "day", as_of: datetime | None = None) -> UsageReport:
     """The usage statement for [start, end), widened to whole hours (or days).
@@ -367,79 +432,70 @@ def usage_report(conn: Connection, start: datetime, end: datetime, *, by: str = 
     h0 = to_us(start) // unit * step
     h1 = -(-to_us(end) // unit) * step
     if as_of is None:
-        from .tracking import read_event_time
-
         as_of = read_event_time(conn, UsageProjection.name)
-    stop = min(h1 * US_PER_HOUR, to_us(as_of)) if as_of is not None else h1 * US_PER_HOUR
+    stop = h1 * US_PER_HOUR if as_of is None else min(h1 * US_PER_HOUR, to_us(as_of))
 
-    buckets: dict[tuple[int, str, str], list[Any]] = {}
-    columns = (usage_hours.c.hour, usage_hours.c.key, usage_hours.c.agent_class,
-               usage_hours.c.agent_us, usage_hours.c.overuse_agent_us,
-               usage_hours.c.over_limit_us, usage_hours.c.peak, usage_hours.c.peak_us,
-               usage_hours.c.grants, usage_hours.c.overuse_grants,
-               usage_hours.c.offline_grants, usage_hours.c.limit)
-    in_range = (usage_hours.c.dim == by) & (usage_hours.c.hour >= h0) & (usage_hours.c.hour < h1)
-    for r in conn.execute(select(*columns).where(in_range)):
-        buckets[(r[0], r[1], r[2])] = list(r[3:])
-    # Groups still holding seats have counted up to their last event only: carry them on.
-    carried = select(usage_hours.c.hour, usage_hours.c.key, usage_hours.c.agent_class,
-                     usage_hours.c.end_us, usage_hours.c.end_count,
-                     usage_hours.c.end_overuse_count, usage_hours.c.limit).where(
-        (usage_hours.c.dim == by) & usage_hours.c.open & (usage_hours.c.end_count > 0)
-        & (usage_hours.c.end_us < stop))
-    for hour, key, cls, since, count, ocount, limit in conn.execute(carried):
+    periods: dict[tuple[int, str, str], list[Any]] = {}
+    for r in conn.execute(_SUMMED, {"by": by, "h0": h0, "h1": h1, "step": step,
+                                    "unit": unit}):
+        packed_peak, packed_limit = r[7], r[11]
+        peak, rest = divmod(packed_peak, _PEAK_SCALE)
+        limit = packed_limit % _LIMIT_SCALE - 1
+        periods[(r[0] * step, r[1], r[2])] = [
+            r[3], r[4], r[5], r[6], peak,
+            r[0] * unit + _PEAK_SCALE - 1 - rest if peak else None,
+            r[8], r[9], r[10], None if limit < 0 else limit]
+    # A group that still holds seats has counted up to its own last event only: carry it on
+    # to ``stop`` (nothing changed in between, or it would have had an event).
+    h = usage_hours.c
+    carried = select(h.hour, h.key, h.agent_class, h.end_us, h.end_count,
+                     h.end_overuse_count, h.limit).where(
+        (h.dim == by) & h.open & (h.end_count > 0) & (h.end_us < stop))
+    for open_hour, key, cls, since, count, ocount, limit in conn.execute(carried):
         over = limit is not None and count > limit
-        t = since
+        t = max(since, h0 * US_PER_HOUR)
         while t < stop:
-            h = t // US_PER_HOUR
-            upto = min((h + 1) * US_PER_HOUR, stop)
-            if h >= h0:
-                b = buckets.get((h, key, cls))
-                if b is None:
-                    b = buckets[(h, key, cls)] = [0, 0, 0, count, t, 0, 0, 0, limit]
-                b[0] += count * (upto - t)
-                b[1] += ocount * (upto - t)
-                if over:
-                    b[2] += upto - t
+            p = t // unit * step
+            upto = min((p + step) * US_PER_HOUR, stop)
+            b = periods.get((p, key, cls))
+            if b is None:
+                b = periods[(p, key, cls)] = [0, 0, 0, 0, 0, None, 0, 0, 0, limit]
+            b[_AGENT] += count * (upto - t)
+            b[_OAGENT] += ocount * (upto - t)
+            if over:
+                b[_OVER] += upto - t
+                b[_EXCESS] += (count - limit) * (upto - t)
+            # The stored open hour already counts ``count`` in its peak; later hours start
+            # with it.
+            first_new_hour = max(t, (open_hour + 1) * US_PER_HOUR)
+            if count > b[_PEAK] and first_new_hour < upto:
+                b[_PEAK], b[_PEAK_AT] = count, first_new_hour
+            b[_LIMIT] = limit
             t = upto
 
     refusals: dict[tuple[int, str, str], dict[str, int]] = defaultdict(dict)
-    rin = (usage_refusals.c.dim == by) & (usage_refusals.c.hour >= h0) & (usage_refusals.c.hour < h1)
-    for hour, key, cls, reason, n in conn.execute(select(
-            usage_refusals.c.hour, usage_refusals.c.key, usage_refusals.c.agent_class,
-            usage_refusals.c.reason, usage_refusals.c.count).where(rin)):
-        p = hour // step * step
-        got = refusals[(p, key, cls)]
+    r = usage_refusals.c
+    for hour, key, cls, reason, n in conn.execute(
+            select(r.hour, r.key, r.agent_class, r.reason, r.count).where(
+                (r.dim == by) & (r.hour >= h0) & (r.hour < h1))):
+        got = refusals[(hour // step * step, key, cls)]
         got[reason] = got.get(reason, 0) + n
-
-    periods: dict[tuple[int, str, str], list[Any]] = {}
-    for (hour, key, cls), b in sorted(buckets.items()):
-        p = hour // step * step
-        acc = periods.get((p, key, cls))
-        if acc is None:
-            periods[(p, key, cls)] = list(b)
-            continue
-        acc[0] += b[0]
-        acc[1] += b[1]
-        acc[2] += b[2]
-        if b[3] > acc[3] or (b[3] == acc[3] and b[4] is not None
-                             and (acc[4] is None or b[4] < acc[4])):
-            acc[3], acc[4] = b[3], b[4]
-        acc[5] += b[5]
-        acc[6] += b[6]
-        acc[7] += b[7]
-        acc[8] = b[8]  # the limit at the end of the period
     for k in refusals:
-        periods.setdefault(k, [0, 0, 0, 0, None, 0, 0, 0, None])
+        periods.setdefault(k, [0, 0, 0, 0, 0, None, 0, 0, 0, None])
+    pools = by == "class"
     rows = tuple(
         UsageRow(
             period=from_us(p * US_PER_HOUR), key=key, agent_class=cls,
-            agent_hours=b[0] / US_PER_HOUR, peak=b[3], peak_at=maybe_from_us(b[4]),
-            limit=b[8], over_limit_minutes=(b[2] / 60_000_000) if by == "class" else None,
-            overuse_agent_hours=b[1] / US_PER_HOUR, grants=b[5], overuse_grants=b[6],
-            offline_grants=b[7], refusals=dict(sorted(refusals.get((p, key, cls), {}).items())))
-        for (p, key, cls), b in sorted(periods.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2]))
-    )
+            agent_hours=b[_AGENT] / US_PER_HOUR, peak=b[_PEAK],
+            peak_at=maybe_from_us(b[_PEAK_AT]), limit=b[_LIMIT],
+            over_limit_minutes=b[_OVER] / 60_000_000 if pools else None,
+            excess_agent_hours=b[_EXCESS] / US_PER_HOUR if pools else None,
+            overuse_agent_hours=b[_OAGENT] / US_PER_HOUR, grants=b[_GRANTS],
+            overuse_grants=b[_OGRANTS], offline_grants=b[_OFFGRANTS],
+            refusals=dict(sorted(refusals.get((p, key, cls), {}).items())))
+        for (p, key, cls), b in sorted(periods.items())
+        # A group created for its limit before any seat has nothing to report.
+        if b[_AGENT] or b[_PEAK] or b[_GRANTS] or (p, key, cls) in refusals)
     return UsageReport(start=from_us(h0 * US_PER_HOUR), end=from_us(h1 * US_PER_HOUR), by=by,
                        period=period, as_of=as_of, rows=rows)
 

@@ -28,7 +28,7 @@ from .credentials import read_secret_file
 __all__ = ["SftpSink"]
 
 
-class _RejectUnknownHost(paramiko.RejectPolicy):
+class _RejectUnknownHost(paramiko.RejectPolicy):  # type: ignore[misc]
     """RejectPolicy that says which known_hosts file lacked the host, as a HostKeyError."""
 
     def __init__(self, known_hosts: Path) -> None:
@@ -184,7 +184,7 @@ class _SftpSession(SinkSession):
     def read(self, name: str) -> bytes:
         with self._errors(f"read {name}"), self._sftp.open(self._path(name), "rb") as file:
             file.prefetch()
-            return file.read()
+            return bytes(file.read())
 
     def write(self, name: str, chunks: Iterable[bytes]) -> None:
         with self._errors(f"write {name}"), self._sftp.open(self._path(name), "wx") as file:

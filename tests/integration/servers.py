@@ -395,3 +395,89 @@ def start_ftp_server(workdir: Path, *, tls: bool) -> FtpServer:
     """Start pyftpdlib (FTPS with mandatory TLS if ``tls``) on a free port in a thread."""
     workdir.mkdir(parents=True, exist_ok=True)
     return FtpServer(workdir, tls=tls)
+
+
+# --- A server that goes away and comes back ------------------------------------------------
+
+
+class TcpRelay:
+    """Forwards connections from its own port on 127.0.0.1 to ``target_port``.
+
+    :meth:`down` closes the port and every relayed connection, as a server that went away;
+    :meth:`up` listens again on the same port. Clients see the relay as the server.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.host = HOST
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def up(self) -> None:
+        """Listen (again) on :attr:`port`."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((HOST, self.port))
+        listener.listen(16)
+        listener.settimeout(0.05)
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._accept, args=(listener,), daemon=True,
+                                        name=f"relay-{self.port}")
+        self._thread.start()
+
+    def down(self) -> None:
+        """Stop listening and drop every relayed connection."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        with self._lock:
+            for sock in self._sockets:
+                _close_quietly(sock)
+            self._sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        with listener:
+            while not self._stopping.is_set():
+                try:
+                    client, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                try:
+                    upstream = socket.create_connection((HOST, self.target_port), timeout=5)
+                except OSError:
+                    _close_quietly(client)
+                    continue
+                client.settimeout(None)
+                upstream.settimeout(None)
+                with self._lock:
+                    self._sockets.update((client, upstream))
+                for source, sink in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            # One side is done: end the relayed connection both ways.
+            for sock in (source, sink):
+                _close_quietly(sock)
+            with self._lock:
+                self._sockets.discard(source)
+                self._sockets.discard(sink)
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

@@ -173,6 +173,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.app.close()
         reopened = self._open()
         assert reopened.licence.pools == live.pools and reopened.licence.sites == live.sites
+        assert reopened.licence.policy == live.policy and reopened.licence.limits == live.limits
         assert reopened.verify().ok
         reopened.close()
 

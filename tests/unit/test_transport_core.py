@@ -348,6 +348,14 @@ def test_wrongly_typed_fields_only_raise_remote_protocol_error(
     _feed_only_protocol_errors(role, frames, eof=False)
 
 
+@settings(max_examples=300)
+@given(role=st.sampled_from(Role), messages=st.lists(any_message, max_size=8))
+def test_valid_messages_in_any_order_only_raise_remote_protocol_error(
+    role: Role, messages: list[Message]
+) -> None:
+    _feed_only_protocol_errors(role, [raw_frame(encode_message(m)) for m in messages], eof=True)
+
+
 # --- remote protocol errors -----------------------------------------------------------------
 
 

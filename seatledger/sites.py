@@ -1,0 +1,54 @@
+"""Enrolling sites: a certificate from the data directory's CA, the enrolment event, a bundle."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from ledger import LedgerApp
+from ledger.licence import REVOKED
+from transport.pki import issue_site_certificate
+from transport.tls import server_context
+
+from .bundle import Bundle, parse_address
+from .config import Config
+from .pki_setup import load_ca
+
+
+def enrol_site(config: Config, app: LedgerApp, name: str, *,
+               local_limits: Mapping[str, int] | None = None, master: str | None = None,
+               secondary: str | None = None, output: Path | None = None) -> Path:
+    """Issue the site's certificate, record the enrolment (with its fingerprint), and write
+    the site's bundle (0600). Returns the bundle's path."""
+    primary = master or config.listen
+    parse_address(primary)
+    if secondary:
+        parse_address(secondary)
+    ca = load_ca(config.layout.ca_dir)
+    try:
+        cert = issue_site_certificate(ca, name)
+    except ValueError as e:
+        from ledger import LicenceError
+
+        raise LicenceError(str(e)) from None
+    app.enrol_site(name, cert.fingerprint, local_limits or {})
+    path = output or config.layout.bundles / f"{name}.bundle"
+    Bundle(site=name, ca_pem=(config.layout.ca_dir / "ca.crt").read_text(),
+           cert_pem=cert.cert_pem.decode(), key_pem=cert.key_pem.decode(),
+           primary=primary, secondary=secondary).write(path)
+    return path
+
+
+def is_refused(app: LedgerApp) -> Callable[[str], bool]:
+    """The handshake's revocation check: a certificate must be an enrolled, unrevoked site's."""
+    def refused(fingerprint: str) -> bool:
+        return not any(site.fingerprint == fingerprint and site.status != REVOKED
+                       for site in app.licence.sites.values())
+    return refused
+
+
+def master_context(config: Config, app: LedgerApp) -> ssl.SSLContext:
+    ca_dir = config.layout.ca_dir
+    return server_context(ca_dir / "ca.crt", ca_dir / "master.crt", ca_dir / "master.key",
+                          revoked=is_refused(app))

@@ -1,0 +1,247 @@
+"""The master and slave connectors over real mutual-TLS sockets on 127.0.0.1, on trio's clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from ledger import LedgerApp, ManualClock
+from seatledger.bundle import Bundle
+from seatledger.config import Config, load_config
+from seatledger.demo import init_data_dir
+from seatledger.master import Master, MasterSettings, trio_now
+from seatledger.sites import enrol_site, master_context
+from seatledger.slave import CUT_OFF, OFFLINE, ONLINE, SeatRefusedError, SlaveConnector, SlaveSettings
+from seatledger.wiring import open_ledger
+from transport import Acquire, Connection, Error, Hello, Role
+
+START = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+FAST = SlaveSettings(retry_interval=300, cutoff_attempts=3, cutoff_retry=900, demo_limit=5)
+
+
+class World:
+    """A data directory, its ledger, a running master, and the sites' bundles."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        init_data_dir(root)
+        self.config: Config = load_config(root)
+        self.clock = ManualClock(START)
+        self.app: LedgerApp = open_ledger(self.config, clock=self.clock)
+        self.app.issue_licence(customer="Acme", limits={"PRED": 100, "ACD": 20})
+        self.bundles: dict[str, Bundle] = {}
+        self.master: Master | None = None
+        self.port = 0
+        self.scope: trio.CancelScope | None = None
+
+    def enrol(self, name: str, **limits: int) -> Bundle:
+        path = enrol_site(self.config, self.app, name, local_limits=limits,
+                          master="127.0.0.1:1", output=self.root / f"{name}.bundle")
+        self.bundles[name] = Bundle.read(path)
+        return self.bundles[name]
+
+    def bundle(self, name: str) -> Bundle:
+        b = self.bundles[name]
+        return Bundle(b.site, b.ca_pem, b.cert_pem, b.key_pem, f"127.0.0.1:{self.port}", None)
+
+    async def start_master(self, nursery: trio.Nursery, port: int = 0) -> None:
+        # On MockClock the commit runs inline: a worker thread looks idle to the clock.
+        threaded = not isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+        self.master = Master(self.app, self.clock, master_context(self.config, self.app),
+                             settings=MasterSettings(heartbeat_interval=10, missed_heartbeats=3,
+                                                     worker_thread=threaded),
+                             now=trio_now(START))
+        self.scope = trio.CancelScope()
+
+        async def run(task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+            assert self.master is not None and self.scope is not None
+            with self.scope:
+                await self.master.run("127.0.0.1", port, task_status=task_status)
+
+        listeners = await nursery.start(run)
+        self.port = listeners[0].socket.getsockname()[1]
+
+    def stop_master(self) -> None:
+        assert self.scope is not None
+        self.scope.cancel()
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    w = World(tmp_path / "master")
+    w.enrol("north", PRED=40, ACD=10)
+    w.enrol("south", PRED=40)
+    yield w
+    w.app.close()
+
+
+async def test_grants_and_releases_over_mutual_tls(world: World, nursery: trio.Nursery,
+                                                   tmp_path: Path) -> None:
+    await world.start_master(nursery)
+    async with SlaveConnector(world.bundle("north"), tmp_path / "north", settings=FAST) as north:
+        await north.wait_online()
+        seat = await north.acquire("alice", "PRED", tenant="acme", campaign="sales")
+        assert seat.status == "normal"
+        again = await north.acquire("alice", "PRED")
+        assert again.seat == seat.seat
+        await north.release("alice")
+        with pytest.raises(SeatRefusedError) as refused:
+            await north.release("alice")
+        assert refused.value.reason == "unknown_seat"
+    names = [type(e).__name__ for _, e in world.app.events()]
+    assert names.count("SeatGranted") == 1 and names.count("SeatReleased") == 1
+    assert "SiteConnected" in names
+
+
+async def test_a_site_cannot_release_another_sites_seat(world: World, nursery: trio.Nursery,
+                                                        tmp_path: Path) -> None:
+    await world.start_master(nursery)
+    async with SlaveConnector(world.bundle("north"), tmp_path / "n", settings=FAST) as north, \
+            SlaveConnector(world.bundle("south"), tmp_path / "s", settings=FAST) as south:
+        await north.wait_online()
+        await south.wait_online()
+        await north.acquire("alice", "PRED")
+        # South has no local seat for alice, and the master keys seats by (site, user):
+        # a forged Release from south's link is refused and north's seat stays.
+        link = south._link
+        assert link is not None
+        answer = await south._request(link, __import__("transport").Release(999, "alice"))
+        assert answer.ok is False and answer.reason == "unknown_seat"
+        assert "alice" in world.app.licence.sites["north"].seats
+
+
+async def test_hello_naming_another_site_is_refused(world: World, nursery: trio.Nursery) -> None:
+    await world.start_master(nursery)
+    b = world.bundle("north")
+    from transport.tls import client_context
+
+    ctx = client_context(b.ca_pem.encode(), b.cert_pem.encode(), b.key_pem.encode())
+    stream = trio.SSLStream(await trio.open_tcp_stream("127.0.0.1", world.port), ctx,
+                            server_hostname="127.0.0.1")
+    conn = Connection(Role.CLIENT)
+    await stream.send_all(conn.send(Hello("south", 1)))
+    data = await stream.receive_some(65536)
+    conn.receive_data(data)
+    event = conn.next_event()
+    assert isinstance(event, Error) and event.code == "protocol_error"
+    await trio.aclose_forcefully(stream)
+    assert world.app.licence.sites["south"].status == "new"
+
+
+async def test_a_bad_frame_closes_only_that_connection(world: World, nursery: trio.Nursery,
+                                                       tmp_path: Path) -> None:
+    await world.start_master(nursery)
+    async with SlaveConnector(world.bundle("north"), tmp_path / "n", settings=FAST) as north:
+        await north.wait_online()
+        b = world.bundle("south")
+        from transport.tls import client_context
+
+        ctx = client_context(b.ca_pem.encode(), b.cert_pem.encode(), b.key_pem.encode())
+        stream = trio.SSLStream(await trio.open_tcp_stream("127.0.0.1", world.port), ctx,
+                                server_hostname="127.0.0.1")
+        before = world.app.max_id()
+        await stream.send_all(b"\x00\x00\x00\x05\x01garbage-that-is-not-msgpack")
+        reply = await stream.receive_some(65536)
+        conn = Connection(Role.CLIENT)
+        conn.receive_data(reply)
+        assert isinstance(conn.next_event(), Error)
+        await trio.aclose_forcefully(stream)
+        assert world.app.max_id() == before  # nothing from a bad frame reached the ledger
+        seat = await north.acquire("bob", "PRED")  # the others carry on
+        assert seat.status == "normal"
+
+
+async def test_offline_grants_arrive_once_and_cutoff_timing_holds(
+        world: World, nursery: trio.Nursery, tmp_path: Path,
+        autojump_clock: trio.testing.MockClock) -> None:
+    await world.start_master(nursery)
+    port = world.port
+    async with SlaveConnector(world.bundle("north"), tmp_path / "n", settings=FAST,
+                              now=trio_now(START)) as north:
+        await north.wait_online()
+        await north.acquire("a1", "PRED")
+        world.stop_master()
+        await trio.sleep(1)
+        # Offline: within the local limit (PRED=40), journalled.
+        offline = await north.acquire("a2", "PRED")
+        assert offline.status == "offline" and north.state == OFFLINE
+        await north.release("a1")
+        # Three failed rounds, five minutes apart: cut off after about 15 minutes.
+        await trio.sleep(14 * 60)
+        assert north.state == OFFLINE
+        await trio.sleep(2 * 60)
+        assert north.state == CUT_OFF
+        for i in range(5):
+            assert (await north.acquire(f"d{i}", "PRED")).status == "demo"
+        with pytest.raises(SeatRefusedError) as refused:
+            await north.acquire("d5", "PRED")
+        assert refused.value.reason == "cut_off"
+        await world.start_master(nursery, port)
+        await north.wait_online()
+        assert north.state == ONLINE
+    seats = world.app.licence.sites["north"].seats
+    assert set(seats) == {f"d{i}" for i in range(5)}
+    grants = [e for _, e in world.app.events() if type(e).__name__ == "SeatGranted"]
+    assert sum(1 for g in grants if g.user == "a2") == 1
+    assert all(g.offline for g in grants if g.user.startswith("d"))
+
+
+async def test_redelivered_journal_is_recorded_once(world: World, nursery: trio.Nursery,
+                                                    tmp_path: Path) -> None:
+    await world.start_master(nursery)
+    port = world.port
+    state = tmp_path / "n"
+    async with SlaveConnector(world.bundle("north"), state, settings=FAST) as north:
+        await north.wait_online()
+        world.stop_master()
+        await trio.sleep(0.2)
+        for i in range(3):
+            await north.acquire(f"o{i}", "PRED")
+    # Replay the same journal twice (as after a drop mid-sync): the master's per-site
+    # sequence numbers make the second delivery a no-op.
+    from seatledger.journal import Journal
+
+    journal = Journal(state / "journal.db")
+    entries = journal.pending()
+    journal.close()
+    assert len(entries) == 3
+    await world.start_master(nursery, port)
+    for _ in range(2):
+        shadow = tmp_path / f"copy{_}"
+        shadow.mkdir()
+        import shutil
+
+        shutil.copy(state / "journal.db", shadow / "journal.db")
+        async with SlaveConnector(world.bundle("north"), shadow, settings=FAST) as again:
+            await again.wait_online()
+    grants = [e for _, e in world.app.events() if type(e).__name__ == "SeatGranted"]
+    assert sorted(g.user for g in grants) == ["o0", "o1", "o2"]
+    assert all(g.offline and g.seq for g in grants)
+
+
+async def test_notices_reach_connected_sites(world: World, nursery: trio.Nursery, tmp_path: Path,
+                                             autojump_clock: trio.testing.MockClock) -> None:
+    world.app.amend_licence(limits={"PRED": 100, "ACD": 1})
+    await world.start_master(nursery)
+    async with SlaveConnector(world.bundle("north"), tmp_path / "n", settings=FAST,
+                              now=trio_now(START)) as north:
+        await north.wait_online()
+        await north.acquire("x1", "ACD")
+        over = await north.acquire("x2", "ACD")
+        assert over.status == "overuse" and over.deadline is not None
+        await trio.sleep(48 * 3600 + 60)
+        severities = [a.severity for a in north.alerts]
+        assert severities[:1] == ["info"] and "warning" in severities
+        assert "urgent" in severities and "critical" in severities
+        with pytest.raises(SeatRefusedError) as refused:
+            await north.acquire("x3", "ACD")
+        assert refused.value.reason == "limit_enforced"
+    assert world.app.licence.pools["ACD"].enforced
+    assert world.app.licence.pools["ACD"].deadline is None
+    _ = Acquire, timedelta
