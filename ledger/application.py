@@ -78,6 +78,7 @@ class LedgerApp:
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         compress: bool = True,
         read_only: bool = False,
+        note_key: Ed25519PublicKey | None = None,
     ):
         """Open the store. ``read_only`` (for audits) skips loading the licence and the
         seal's consistency check, so that a damaged store can still be examined."""
@@ -87,6 +88,9 @@ class LedgerApp:
         self.origin = origin
         self.signing_key = signing_key
         self.public_key: Ed25519PublicKey = signing_key.public_key()
+        # Recorded checkpoint notes are signed by whoever wrote the history: this ledger,
+        # or, in a recipient's data directory, the master whose export was imported.
+        self.note_key = note_key or self.public_key
         self.cipher = RowCipher(key) if key is not None else None
         self.checkpoint_file = checkpoint_file
         self.snapshot_every = snapshot_every
@@ -372,6 +376,7 @@ class LedgerApp:
             rows,
             frontier,
             public_key=self.public_key,
+            note_key=self.note_key,
             origin=self.origin,
             cipher=self.cipher,
             decode_state=self.mapper.transcoder.decode,

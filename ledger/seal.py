@@ -173,6 +173,7 @@ def verify_records(
     public_key: Ed25519PublicKey,
     origin: str,
     cipher: RowCipher | None,
+    note_key: Ed25519PublicKey | None = None,
     decode_state: Callable[[bytes], dict[str, Any]],
     checkpoint_note: str | None = None,
     contiguous_ids: bool = True,
@@ -228,8 +229,8 @@ def verify_records(
                 state = stored
             if topic.endswith(CHECKPOINT_TOPIC_SUFFIX):
                 notes += 1
-                _check_note(record_id, decode_state(unpack_payload(state)), roots, public_key,
-                            origin)
+                _check_note(record_id, decode_state(unpack_payload(state)), roots,
+                            note_key or public_key, origin)
             append(sha256(b"\x00" + pack(record_id) + ob + packed_version + tb + b"\n"
                           + state).digest())
             expected = record_id + 1

@@ -267,6 +267,13 @@ class LiveStatusProjection(Projection):
         self._touch(nid, e)
 
     def _enrolled(self, nid: int, e: Any) -> None:
+        old = self.sites.get(e.site)
+        if old is not None:
+            # Re-enrolling a revoked site starts it empty, as the aggregate does; like the
+            # aggregate, the pools keep counting any seat it still had until they are
+            # recounted (at the next amendment).
+            for c, n in old.seats.items():
+                self.class_in_use[c] = self.class_in_use.get(c, 0) - n
         self.sites[e.site] = _Site(e.site, e.local_limits)
         self._dirty_sites.add(e.site)
         self._touch(nid, e)

@@ -89,6 +89,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     from .pki_setup import create_ca  # the CA the wire uses; kept out of the import path
 
     create_ca(layout.ca_dir, origin)
+    from .cli_export import ensure_export_keys
+
+    ensure_export_keys(layout)
     config = load_config(root)
     with open_ledger(config):
         pass
@@ -286,9 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     add(asub, "verify", cmd_audit_verify,
         "verify every stored record against the signed Merkle seal")
 
-    from . import cli_reports
+    from . import cli_export, cli_reports
 
     cli_reports.register(sub, add, asub)
+    cli_export.register(sub, add)
 
     add(sub, "storage", cmd_storage,
         "bytes used, per event, and projected per agent over six months")

@@ -9,7 +9,7 @@ journal is sent in a Sync and trimmed once the master has answered SyncDone.
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import attrs
@@ -80,7 +80,7 @@ class Journal:
     def pending(self) -> list[JournalEntry]:
         rows = self._db.execute("SELECT * FROM journal ORDER BY seq").fetchall()
         return [JournalEntry(r[0], r[1], r[2], r[3], r[4], r[5],
-                             datetime.fromtimestamp(r[6], timezone.utc)) for r in rows]
+                             datetime.fromtimestamp(r[6], UTC)) for r in rows]
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM journal").fetchone()[0])

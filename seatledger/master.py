@@ -18,12 +18,12 @@ does not read its answers is disconnected rather than allowed to hold up the wri
 from __future__ import annotations
 
 import itertools
-import math
 import logging
+import math
 import signal
 import ssl
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -177,7 +177,7 @@ class Master:
     def now(self) -> datetime:
         if self._now is not None:
             return self._now()
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def statistics(self) -> dict[str, Any]:
         return {"sessions": len(self._sessions), "batches": self.batches,
@@ -453,7 +453,7 @@ class Master:
                                          dict(limits)))
                 case Sync(events, held, more):
                     sync_events += [OfflineEvent(e.seq, e.kind, e.user, e.agent_class,
-                                                 datetime.fromtimestamp(e.occurred_at, timezone.utc),
+                                                 datetime.fromtimestamp(e.occurred_at, UTC),
                                                  e.tenant, e.campaign) for e in events]
                     sync_held += [HeldSeat(h.user, h.agent_class, h.tenant, h.campaign)
                                   for h in held]

@@ -25,7 +25,7 @@ import itertools
 import logging
 import ssl
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,8 @@ from transport import (
     Goodbye,
     Granted,
     Heartbeat,
-    Hello,
     HeldSeat,
+    Hello,
     Notice,
     OfflineEvent,
     ProtocolError,
@@ -137,7 +137,7 @@ class SlaveConnector:
         self.context: ssl.SSLContext = client_context(bundle.ca_pem.encode(),
                                                       bundle.cert_pem.encode(),
                                                       bundle.key_pem.encode())
-        self._now = now or (lambda: datetime.now(timezone.utc))
+        self._now = now or (lambda: datetime.now(UTC))
         self.state = CONNECTING
         self.local_limits: dict[str, int] = {}
         self.failed_rounds = 0
@@ -199,7 +199,7 @@ class SlaveConnector:
             except _LinkLost:
                 answer = None
             if isinstance(answer, Granted):
-                deadline = (datetime.fromtimestamp(answer.grace_deadline, timezone.utc)
+                deadline = (datetime.fromtimestamp(answer.grace_deadline, UTC)
                             if answer.grace_deadline is not None else None)
                 self.journal.hold(LocalSeat(user, agent_class, tenant, campaign, answer.seat,
                                             answer.status))

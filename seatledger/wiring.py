@@ -7,7 +7,7 @@ from ledger.clock import Clock
 from ledger.store import load_key_file
 
 from .config import Config
-from .keys import load_signing_key
+from .keys import load_public_key, load_signing_key
 
 
 def open_ledger(config: Config, clock: Clock | None = None, *, read_only: bool = False) -> LedgerApp:
@@ -16,6 +16,9 @@ def open_ledger(config: Config, clock: Clock | None = None, *, read_only: bool =
     key = load_key_file(layout.at_rest_key)
     signing_key = load_signing_key(layout.signing_key)
     layout.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    # A recipient's data directory holds history signed by the master it imported.
+    origin_key = layout.keys / "origin-checkpoint.pub"
+    note_key = load_public_key(origin_key) if origin_key.exists() else None
     return LedgerApp(
         config.store_url,
         key=key,
@@ -26,4 +29,5 @@ def open_ledger(config: Config, clock: Clock | None = None, *, read_only: bool =
         snapshot_every=config.snapshot_every,
         checkpoint_every=config.checkpoint_every,
         read_only=read_only,
+        note_key=note_key,
     )

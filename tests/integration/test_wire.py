@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,18 @@ from seatledger.config import Config, load_config
 from seatledger.demo import init_data_dir
 from seatledger.master import Master, MasterSettings, trio_now
 from seatledger.sites import enrol_site, master_context
-from seatledger.slave import CUT_OFF, OFFLINE, ONLINE, SeatRefusedError, SlaveConnector, SlaveSettings
+from seatledger.slave import (
+    CUT_OFF,
+    OFFLINE,
+    ONLINE,
+    SeatRefusedError,
+    SlaveConnector,
+    SlaveSettings,
+)
 from seatledger.wiring import open_ledger
 from transport import Acquire, Connection, Error, Hello, Role
 
-START = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 FAST = SlaveSettings(retry_interval=300, cutoff_attempts=3, cutoff_retry=900, demo_limit=5)
 
 

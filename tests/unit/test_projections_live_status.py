@@ -125,7 +125,7 @@ def apply(app: LedgerApp, clock: ManualClock, op: tuple[Any, ...], seq: dict[str
         pass  # refused without a record (e.g. enrolling a site twice): nothing to project
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(operation, min_size=15, max_size=60),
        total=st.one_of(st.none(), st.integers(min_value=1, max_value=3)))
 def test_live_status_always_agrees_with_the_ledger(ops: list[tuple[Any, ...]],
