@@ -195,6 +195,7 @@ class LedgerApp:
         except (PersistenceError, StoreError, OSError) as e:
             # The aggregate in memory is now ahead of the store: reload what was committed.
             self._licence = None
+            self._open_seal()
             self._load()
             if isinstance(e, StoreError):
                 raise
@@ -258,6 +259,16 @@ class LedgerApp:
     def revoke_site(self, name: str) -> list[Release]:
         result: list[Release] = self._command(lambda lic, now: lic.revoke_site(now, name))
         return result
+
+    def refresh(self) -> bool:
+        """Catch up with records another process committed (an operator's CLI command while
+        the master runs). Cheap when nothing changed. Returns True if it reloaded."""
+        if not self.contiguous_ids or self.max_id() == self.sealer.frontier.size:
+            return False
+        self._open_seal()
+        self._licence = None
+        self._load()
+        return True
 
     def execute(self, commands: Sequence[Command]) -> list[Any]:
         """Apply a batch of commands and commit them in one transaction.

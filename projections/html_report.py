@@ -61,7 +61,7 @@ def render_html_report(conn: Connection, start: datetime, end: datetime, *,
     windows = pool_windows(conn, t0, t1)
     limits = _limit_steps(conn, t0, t1)
     pools = [p for p in (*AGENT_CLASSES, COMBINED_POOL)
-             if p in limits or any(r.key == p for r in hourly.rows)]
+             if p in limits or any(r.key == p and r.peak for r in hourly.rows)]
     if COMBINED_POOL in pools and COMBINED_POOL not in limits and not any(
             r.peak for r in hourly.rows if r.key in ("PRED", "ACD")):
         pools.remove(COMBINED_POOL)

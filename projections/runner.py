@@ -28,7 +28,7 @@ from itertools import islice
 from typing import Any
 
 from eventsourcing.persistence import Notification
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 from ledger.application import LedgerApp
@@ -47,7 +47,7 @@ from .point_in_time import (
     user_history,
     why_refused,
 )
-from .schema import METADATA
+from .schema import METADATA, TABLES_BY_PROJECTION, fingerprint
 from .schema import tracking as tracking_table
 from .timestamps import to_us
 from .usage import UsageProjection, UsageReport, usage_report
@@ -103,20 +103,33 @@ class ProjectionRunner:
         if self._loaded:
             return
         with self._transaction() as conn:
-            METADATA.create_all(conn, tables=[tracking_table], checkfirst=True)
-            known = tracking.read_positions(conn)
-            for name, projection in self.projections.items():
-                if name not in known:
-                    # Never tracked: whatever tables exist are not trustworthy. Start clean.
-                    METADATA.drop_all(conn, tables=list(projection.tables), checkfirst=True)
-                    tracking.start(conn, name)
-                    known[name] = 0
-                METADATA.create_all(conn, tables=list(projection.tables), checkfirst=True)
+            self._prepare(conn)
         with self._connection() as conn:
-            self._positions = {n: tracking.read_positions(conn)[n] for n in self.names}
+            positions = tracking.read_positions(conn)
+            self._positions = {n: positions[n] for n in self.names}
             for projection in self.projections.values():
                 projection.load(conn)
         self._loaded = True
+
+    def _prepare(self, conn: Connection) -> None:
+        """Create what is missing; start afresh a read model never tracked or whose tables
+        changed shape since (read models are disposable: no migrations)."""
+        columns = {c["name"] for c in inspect(conn).get_columns(tracking_table.name)} \
+            if inspect(conn).has_table(tracking_table.name) else None
+        if columns is not None and columns != {c.name for c in tracking_table.columns}:
+            # A tracking table from another version: nothing it says can be trusted.
+            every = [t for ts in TABLES_BY_PROJECTION.values() for t in ts]
+            METADATA.drop_all(conn, tables=[*every, tracking_table], checkfirst=True)
+        METADATA.create_all(conn, tables=[tracking_table], checkfirst=True)
+        schemas = tracking.read_schemas(conn)
+        for name, projection in self.projections.items():
+            tables = list(projection.tables)
+            schema = fingerprint(projection.tables, conn.dialect)
+            if schemas.get(name) != schema:
+                METADATA.drop_all(conn, tables=tables, checkfirst=True)
+                tracking.forget(conn, name)
+                tracking.start(conn, name, schema)
+            METADATA.create_all(conn, tables=tables, checkfirst=True)
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -237,13 +250,14 @@ class ProjectionRunner:
         if unknown:
             raise UnknownProjectionError(f"this runner does not run {', '.join(unknown)}")
         with self._transaction() as conn:
-            METADATA.create_all(conn, tables=[tracking_table], checkfirst=True)
+            self._prepare(conn)
             for name in chosen:
-                tables = list(self.projections[name].tables)
+                projection = self.projections[name]
+                tables = list(projection.tables)
                 METADATA.drop_all(conn, tables=tables, checkfirst=True)
                 METADATA.create_all(conn, tables=tables)
                 tracking.forget(conn, name)
-                tracking.start(conn, name)
+                tracking.start(conn, name, fingerprint(projection.tables, conn.dialect))
         self._loaded = False
         return self.run_once(progress)
 

@@ -12,6 +12,8 @@ as the tables it describes.
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -23,6 +25,8 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 METADATA = MetaData()
 
@@ -38,6 +42,7 @@ tracking = Table(
     Column("name", String(32), primary_key=True),
     Column("position", BigInteger, nullable=False),
     Column("event_us", BigInteger),  # record time of the event at ``position``
+    Column("schema", String(16), nullable=False),  # fingerprint of the model's tables
     **KEYED,
 )
 
@@ -204,6 +209,17 @@ pit_pool_events = Table(
     Column("detail", Text, nullable=False),
 )
 Index("view_pit_pool_events_pool", pit_pool_events.c.pool, pit_pool_events.c.at_us)
+
+def fingerprint(tables: tuple[Table, ...], dialect: Dialect) -> str:
+    """A short digest of the tables' definitions: when it changes, the read model is rebuilt.
+
+    Read models are disposable, so a new version of their tables needs no migration.
+    """
+    ddl = [str(CreateTable(t).compile(dialect=dialect)) for t in tables]
+    ddl += [str(CreateIndex(i).compile(dialect=dialect))
+            for t in tables for i in sorted(t.indexes, key=lambda i: str(i.name))]
+    return hashlib.sha256("\n".join(ddl).encode()).hexdigest()[:16]
+
 
 TABLES_BY_PROJECTION: dict[str, tuple[Table, ...]] = {
     "status": (status_licence, status_pools, status_sites),

@@ -16,15 +16,20 @@ def read_positions(conn: Connection) -> dict[str, int]:
     return {r[0]: r[1] for r in conn.execute(select(tracking.c.name, tracking.c.position))}
 
 
+def read_schemas(conn: Connection) -> dict[str, str]:
+    """Read model name -> fingerprint of the tables its position describes."""
+    return {r[0]: r[1] for r in conn.execute(select(tracking.c.name, tracking.c.schema))}
+
+
 def read_event_time(conn: Connection, name: str) -> datetime | None:
     """Record time of the last event the read model has applied, if any."""
     us = conn.execute(select(tracking.c.event_us).where(tracking.c.name == name)).scalar()
     return maybe_from_us(us)
 
 
-def start(conn: Connection, name: str) -> None:
+def start(conn: Connection, name: str, schema: str) -> None:
     """Track a read model from zero (its tables must be empty)."""
-    conn.execute(insert(tracking).values(name=name, position=0, event_us=None))
+    conn.execute(insert(tracking).values(name=name, position=0, event_us=None, schema=schema))
 
 
 def forget(conn: Connection, name: str) -> None:

@@ -63,14 +63,14 @@ class _Group:
         self.limit = limit
         self.over = False
         self._sink = sink
-        self._start_hour(0)
+        self._start_hour()
         self.dirty = False
         self.touch()
 
-    def _start_hour(self, count: int) -> None:
+    def _start_hour(self) -> None:
         self.agent = self.oagent = self.over_us = self.excess = 0
-        self.peak = count
-        self.peak_at: int | None = self.since if count else None
+        self.peak = 0
+        self.peak_at: int | None = None
         self.grants = self.ogrants = self.offgrants = self.releases = 0
 
     def touch(self) -> None:
@@ -84,6 +84,8 @@ class _Group:
             self._roll(hour)
         dt = t - self.since
         if dt > 0:
+            if self.count > self.peak:
+                self.peak, self.peak_at = self.count, self.since
             self.agent += self.count * dt
             if self.ocount:
                 self.oagent += self.ocount * dt
@@ -109,17 +111,25 @@ class _Group:
                                  end=start + US_PER_HOUR, count=count, ocount=ocount))
         self.hour = hour
         self.since = hour * US_PER_HOUR
-        self._start_hour(count)
+        self._start_hour()
         self.touch()
 
     # grant and release run for every seat event in every group: advance() and touch()
     # are written out in them.
+    #
+    # Peaks. The count at an instant is the count after every event recorded at that
+    # instant (one ledger commit may grant and release at once), so an instant's count is
+    # settled into the peak only when time moves past it. Until then it is pending: it is
+    # ``count`` at ``since``, stored as end_count at end_us, and a report takes it into
+    # account. An hour starts with the count carried in as its pending instant.
     def grant(self, t: int, hour: int, overuse: bool, offline: bool) -> None:
         if hour != self.hour:
             self._roll(hour)
         count = self.count
         dt = t - self.since
         if dt > 0:
+            if count > self.peak:
+                self.peak, self.peak_at = count, self.since
             self.agent += count * dt
             if self.ocount:
                 self.oagent += self.ocount * dt
@@ -129,9 +139,6 @@ class _Group:
             self.since = t
         count += 1
         self.count = count
-        if count > self.peak:
-            self.peak = count
-            self.peak_at = t
         self.grants += 1
         if overuse:
             self.ocount += 1
@@ -150,6 +157,8 @@ class _Group:
         count = self.count
         dt = t - self.since
         if dt > 0:
+            if count > self.peak:
+                self.peak, self.peak_at = count, self.since
             self.agent += count * dt
             if self.ocount:
                 self.oagent += self.ocount * dt
@@ -398,15 +407,19 @@ _AGENT, _OAGENT, _OVER, _EXCESS, _PEAK, _PEAK_AT, _GRANTS, _OGRANTS, _OFFGRANTS,
 
 # The database sums the hours into periods. The peak and the first instant it was reached
 # are packed into one integer so that MAX() finds both (a higher peak wins; for equal peaks,
-# the earlier instant); so are the hour and the limit, so that MAX() finds the period's last
-# limit. Integer arithmetic only, the same in SQLite and PostgreSQL.
+# the earlier instant); an open hour's pending instant counts as well. The hour and the
+# limit are packed the same way, so that MAX() finds the period's last limit. Integer
+# arithmetic only, the same in SQLite and PostgreSQL.
 _PEAK_SCALE = 100_000_000_000  # > microseconds in a day
 _LIMIT_SCALE = 10_000_000  # > any seat limit + 1
 _SUMMED = text(f"""
 SELECT hour / :step, "key", agent_class,
        SUM(agent_us), SUM(overuse_agent_us), SUM(over_limit_us), SUM(excess_agent_us),
-       MAX(peak * {_PEAK_SCALE} + {_PEAK_SCALE - 1}
-           - COALESCE(peak_us - (hour / :step) * :unit, {_PEAK_SCALE - 1})),
+       MAX(CASE WHEN "open" AND end_count > peak
+                THEN end_count * {_PEAK_SCALE} + {_PEAK_SCALE - 1}
+                     - (end_us - (hour / :step) * :unit)
+                ELSE peak * {_PEAK_SCALE} + {_PEAK_SCALE - 1}
+                     - COALESCE(peak_us - (hour / :step) * :unit, {_PEAK_SCALE - 1}) END),
        SUM(grants), SUM(overuse_grants), SUM(offline_grants),
        MAX(hour * {_LIMIT_SCALE} + COALESCE("limit" + 1, 0))
 FROM view_usage_hours

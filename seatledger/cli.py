@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ledger import (
@@ -148,13 +149,105 @@ def cmd_licence_show(args: argparse.Namespace) -> int:
 
 
 def cmd_site_enrol(args: argparse.Namespace) -> int:
+    from .sites import enrol_site
+
     with _ledger(args) as app:
         app.licence  # noqa: B018 - raises a clear error when no licence is issued yet
-        app.enrol_site(args.name, "", args.local_limit or {})
+        bundle = enrol_site(_ledger_config(args), app, args.name,
+                            local_limits=args.local_limit or {}, master=args.master,
+                            secondary=args.secondary,
+                            output=Path(args.output) if args.output else None)
         site = app.licence.sites[args.name]
-        output.say(args, {"site": site.name, "local_limits": site.local_limits},
+        output.say(args, {"site": site.name, "local_limits": site.local_limits,
+                          "bundle": str(bundle), "fingerprint": site.fingerprint},
                    f"enrolled site {site.name}"
-                   + (f" (local limits {_fmt(site.local_limits)})" if site.local_limits else ""))
+                   + (f" (local limits {_fmt(site.local_limits)})" if site.local_limits else "")
+                   + f"\n  bundle {bundle} (0600): give it to the site's slave connector")
+    return EXIT_OK
+
+
+def _ledger_config(args: argparse.Namespace) -> Any:
+    return load_config(data_dir_from(args.data_dir))
+
+
+def cmd_master(args: argparse.Namespace) -> int:
+    import trio
+
+    from .daemons import run_master
+
+    config = _ledger_config(args)
+    listen = args.listen or config.listen
+    trio.run(lambda: run_master(config, listen, ready=lambda where: print(
+        f"seatledger master serving {where}", flush=True)))
+    return EXIT_OK
+
+
+def cmd_slave(args: argparse.Namespace) -> int:
+    import trio
+
+    from .bundle import Bundle
+    from .daemons import run_slave
+    from .slave import SlaveSettings
+
+    bundle = Bundle.read(Path(args.bundle))
+    state = Path(args.state_dir).absolute()
+    settings = SlaveSettings(retry_interval=args.retry, cutoff_attempts=args.attempts,
+                             cutoff_retry=args.cutoff_retry)
+    trio.run(lambda: run_slave(bundle, state, socket_path=_socket(args), settings=settings,
+                               ready=lambda where: print(f"seatledger slave {bundle.site}: "
+                                                         f"socket {where}", flush=True)))
+    return EXIT_OK
+
+
+def _socket(args: argparse.Namespace) -> Path:
+    if getattr(args, "socket", None):
+        return Path(args.socket)
+    return Path(args.state_dir).absolute() / "slave.sock"
+
+
+def _ask_slave(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any]:
+    from .slave_socket import request
+
+    path = _socket(args)
+    try:
+        return request(path, payload)
+    except FileNotFoundError:
+        raise Refused(f"no slave is running at {path} (start 'seatledger slave')") from None
+    except OSError as e:
+        raise Refused(f"cannot reach the slave at {path}: {e.strerror or e}") from None
+
+
+def cmd_seat_acquire(args: argparse.Namespace) -> int:
+    answer = _ask_slave(args, {"op": "acquire", "user": args.user, "class": args.agent_class,
+                               "tenant": args.tenant, "campaign": args.campaign})
+    if not answer.get("ok"):
+        if args.json:
+            print(json.dumps(answer))
+        raise Refused(f"refused: {answer.get('reason')}: {answer.get('detail', '')}".rstrip(": "))
+    text = f"seat {answer['seat']} for {answer['user']} ({answer['class']}): {answer['status']}"
+    if answer.get("deadline"):
+        text += f", grace until {answer['deadline']}"
+    output.say(args, answer, text)
+    return EXIT_OK
+
+
+def cmd_seat_release(args: argparse.Namespace) -> int:
+    answer = _ask_slave(args, {"op": "release", "user": args.user})
+    if not answer.get("ok"):
+        if args.json:
+            print(json.dumps(answer))
+        raise Refused(f"refused: {answer.get('reason')}: {answer.get('detail', '')}".rstrip(": "))
+    output.say(args, answer, f"released {args.user}")
+    return EXIT_OK
+
+
+def cmd_seat_list(args: argparse.Namespace) -> int:
+    answer = _ask_slave(args, {"op": "list"})
+    rows = [(s["user"], s["class"], s["tenant"], s["campaign"], s["seat"], s["status"])
+            for s in answer["seats"]]
+    output.say(args, answer, f"slave {answer['state']}"
+               + (f" (master {answer['master']})" if answer.get("master") else "") + "\n"
+               + output.table(("user", "class", "tenant", "campaign", "seat", "status"), rows))
     return EXIT_OK
 
 
@@ -225,6 +318,11 @@ class _ledger:
 
 
 # ------------------------------------------------------------------ parser
+def _add_common(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    for action in common._actions:
+        parser._add_action(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS,
@@ -276,9 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
     site = sub.add_parser("site", help="enrol, revoke or list sites", parents=[common])
     ssub = site.add_subparsers(dest="action", metavar="ACTION")
     ssub.required = True
-    p = add(ssub, "enrol", cmd_site_enrol, "enrol a site")
+    p = add(ssub, "enrol", cmd_site_enrol, "enrol a site and write its connection bundle")
     p.add_argument("name")
     p.add_argument("--local-limit", type=_limits, default=None, metavar="PRED=40,ACD=10")
+    p.add_argument("--master", metavar="HOST:PORT", help="primary master (default: [master] listen)")
+    p.add_argument("--secondary", metavar="HOST:PORT", help="secondary master")
+    p.add_argument("--output", metavar="FILE",
+                   help="bundle file (default: <data-dir>/bundles/NAME.bundle)")
     p = add(ssub, "revoke", cmd_site_revoke, "revoke a site (its seats are released)")
     p.add_argument("name")
     add(ssub, "list", cmd_site_list, "list enrolled sites")
@@ -293,6 +395,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_reports.register(sub, add, asub)
     cli_export.register(sub, add)
+
+    p = add(sub, "master", cmd_master, "run the master daemon (until SIGINT/SIGTERM)")
+    p.add_argument("--listen", metavar="HOST:PORT", help="address (default: [master] listen)")
+
+    slave_help = "the slave's state directory (journal and socket; default ./seatledger-slave)"
+    p = add(sub, "slave", cmd_slave, "run a slave connector with its local socket")
+    p.add_argument("--bundle", required=True, metavar="FILE")
+    p.add_argument("--state-dir", default="seatledger-slave", metavar="DIR", help=slave_help)
+    p.add_argument("--socket", metavar="PATH", help="local socket (default: STATE_DIR/slave.sock)")
+    p.add_argument("--retry", type=_duration, default=300, metavar="5m",
+                   help="interval between reconnection attempts")
+    p.add_argument("--attempts", type=int, default=3, help="failed attempts before cut-off")
+    p.add_argument("--cutoff-retry", type=_duration, default=900, metavar="15m")
+
+    seat = sub.add_parser("seat", help="talk to a running slave, as a dialler would",
+                          parents=[common])
+    seat_sub = seat.add_subparsers(dest="action", metavar="ACTION")
+    seat_sub.required = True
+    seat_common = argparse.ArgumentParser(add_help=False)
+    seat_common.add_argument("--state-dir", default="seatledger-slave", metavar="DIR",
+                             help=slave_help)
+    seat_common.add_argument("--socket", metavar="PATH")
+    p = add(seat_sub, "acquire", cmd_seat_acquire, "log an agent on")
+    _add_common(p, seat_common)
+    p.add_argument("--user", required=True)
+    p.add_argument("--class", dest="agent_class", required=True, choices=AGENT_CLASSES)
+    p.add_argument("--tenant", default="")
+    p.add_argument("--campaign", default="")
+    p = add(seat_sub, "release", cmd_seat_release, "log an agent off")
+    _add_common(p, seat_common)
+    p.add_argument("--user", required=True)
+    p = add(seat_sub, "list", cmd_seat_list, "the seats the slave holds, and its state")
+    _add_common(p, seat_common)
 
     add(sub, "storage", cmd_storage,
         "bytes used, per event, and projected per agent over six months")

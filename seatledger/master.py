@@ -168,6 +168,7 @@ class Master:
         self._next_due: datetime | None = app.licence.next_due()
         self._stopping = trio.Event()
         self._writer_alive = False
+        self._ledger_lock = trio.Lock()
         self.batches = 0
         self.committed = 0
         self.largest_batch = 0
@@ -230,6 +231,10 @@ class Master:
         await self._requests_tx.send(_Request(Tick(), waiter))
         await waiter.wait()
 
+    def exclusive(self) -> trio.Lock:
+        """Hold this (``async with``) to use the ledger while the writer waits."""
+        return self._ledger_lock
+
     def stop(self) -> None:
         self._stopping.set()
 
@@ -275,26 +280,37 @@ class Master:
                     batch.append(rx.receive_nowait())
                 except trio.WouldBlock:
                     break
-            self.ledger_clock.set(max(self.now(), self.ledger_clock.now()))
             commands = [r.command for r in batch]
-            if self.settings.worker_thread:
-                outcomes, due = await trio.to_thread.run_sync(self._execute, commands)
-            else:
-                outcomes, due = self._execute(commands)
-                await trio.lowlevel.checkpoint()
+            async with self._ledger_lock:
+                self.ledger_clock.set(max(self.now(), self.ledger_clock.now()))
+                if self.settings.worker_thread:
+                    outcomes, due = await trio.to_thread.run_sync(self._execute, commands)
+                else:
+                    outcomes, due = self._execute(commands)
+                    await trio.lowlevel.checkpoint()
             self.batches += 1
             self.committed += len(batch)
             self.largest_batch = max(self.largest_batch, len(batch))
             for request, outcome in zip(batch, outcomes, strict=True):
                 request.reply(outcome)
             self._broadcast_notices(outcomes)
+            self._drop_revoked()
             if due != self._next_due:
                 self._next_due = due
                 self._schedule_changed.set()
             if self.on_commit is not None:
                 self.on_commit()
 
+    def _drop_revoked(self) -> None:
+        sites = self.app.licence.sites
+        for session in list(self._sessions.values()):
+            site = sites.get(session.site)
+            if site is None or site.status == REVOKED:
+                session.send(Error("revoked", f"site {session.site!r} has been revoked"))
+                session.cancel_scope.deadline = trio.current_time() + 1
+
     def _execute(self, commands: list[Any]) -> tuple[list[Any], datetime | None]:
+        self.app.refresh()
         outcomes = self.app.execute(commands)
         return outcomes, self.app.licence.next_due()
 

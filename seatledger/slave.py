@@ -180,7 +180,7 @@ class SlaveConnector:
     def _alert(self, severity: str, text: str) -> None:
         alert = Alert(severity, text, self._now())
         self.alerts.append(alert)
-        log.warning("%s: %s", severity, text)
+        log.info("%s: %s", severity, text)
         if self.on_alert is not None:
             self.on_alert(alert)
 

@@ -200,7 +200,11 @@ class ProjectionContract:
         # nothing happens between 10:00 and 12:00: hour 11 is 95 seats all along
         assert (hours[11].agent_hours, hours[11].peak, hours[11].peak_at) == (
             pytest.approx(95.0), 95, at("11:00"))
-        assert 18 not in hours or hours[18].agent_hours == 0
+        # An instant counts with every event recorded at it: the 110 carried into 10:00 were
+        # 95 at 10:00 itself, and 12:00 is after the 40 log-offs.
+        assert (hours[10].peak, hours[10].peak_at) == (95, at("10:00"))
+        assert (hours[12].peak, hours[12].peak_at) == (55, at("12:00"))
+        assert 17 not in hours and 18 not in hours  # all gone at 17:00 itself
 
     def test_seats_still_held_are_counted_up_to_as_of(self, store_url: str) -> None:
         clock = ManualClock(at("06:00"))
