@@ -114,9 +114,10 @@ class ProjectionRunner:
     def _prepare(self, conn: Connection) -> None:
         """Create what is missing; start afresh a read model never tracked or whose tables
         changed shape since (read models are disposable: no migrations)."""
-        columns = {c["name"] for c in inspect(conn).get_columns(tracking_table.name)} \
-            if inspect(conn).has_table(tracking_table.name) else None
-        if columns is not None and columns != {c.name for c in tracking_table.columns}:
+        found = inspect(conn)
+        if found.has_table(tracking_table.name) and (
+                {c["name"] for c in found.get_columns(tracking_table.name)}
+                != {c.name for c in tracking_table.columns}):
             # A tracking table from another version: nothing it says can be trusted.
             every = [t for ts in TABLES_BY_PROJECTION.values() for t in ts]
             METADATA.drop_all(conn, tables=[*every, tracking_table], checkfirst=True)

@@ -22,7 +22,7 @@ from projections import (
     UnknownProjectionError,
     read_status,
 )
-from projections.schema import METADATA
+from projections.schema import METADATA, tracking, usage_hours
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -359,6 +359,19 @@ class ProjectionContract:
         with ProjectionRunner(app) as fresh:
             fresh.rebuild()
             assert dump(runner) == dump(fresh)
+
+    def test_tables_of_another_shape_are_rebuilt_not_trusted(
+            self, runner: ProjectionRunner, day: tuple[LedgerApp, ManualClock]) -> None:
+        app, _ = day
+        expected = dump(runner)
+        with runner.engine.begin() as conn:
+            conn.execute(tracking.update().where(tracking.c.name == "usage")
+                         .values(schema="older-version"))
+            conn.execute(usage_hours.delete())  # whatever an old version left is not reused
+        with ProjectionRunner(app) as fresh:
+            assert fresh.positions()["usage"] == 0
+            fresh.run_once()
+            assert dump(fresh) == expected
 
     def test_two_runners_never_apply_a_batch_twice(self, day: tuple[LedgerApp, ManualClock]) -> None:
         app, _ = day
