@@ -13,6 +13,7 @@ from .errors import ProjectionError, ViewStoreError
 
 SQLITE_BUSY_MS = 10_000
 SQLITE_CACHE_KIB = 64 * 1024  # the replay rewrites the same hot pages batch after batch
+SQLITE_CHECKPOINT_PAGES = 10_000
 
 
 def sqlalchemy_url(store_url: str) -> str:
@@ -48,6 +49,9 @@ def make_engine(store_url: str) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+            # Checkpoint the WAL less often than the default 1000 pages: the replay
+            # rewrites the same pages batch after batch, and each checkpoint copies them.
+            cursor.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}")
             cursor.close()
 
         return engine

@@ -20,7 +20,7 @@ from ledger.licence import Licence
 from ledger.values import AGENT_CLASSES, COMBINED_MEMBERS, COMBINED_POOL
 
 from .base import Handler, Projection
-from .engine import upsert
+from .engine import upsert, write_rows
 from .schema import TABLES_BY_PROJECTION, status_licence, status_pools, status_sites
 from .timestamps import from_us, maybe_from_us, maybe_to_us, to_us
 
@@ -105,11 +105,17 @@ class _Pool:
         self.severity = 0
         self.enforced = False
 
-    def row(self) -> dict[str, Any]:
-        return {"pool": self.name, "limit": self.limit, "in_use": self.in_use,
-                "state": self.state, "deadline_us": maybe_to_us(self.deadline),
-                "opened_us": maybe_to_us(self.opened_at), "closed_us": maybe_to_us(self.closed_at),
-                "overuse": self.overuse, "severity": self.severity, "enforced": self.enforced}
+    def row(self) -> tuple[Any, ...]:
+        """As a ``view_status_pools`` row (column order)."""
+        return (self.name, self.limit, self.in_use, self.state, maybe_to_us(self.deadline),
+                maybe_to_us(self.opened_at), maybe_to_us(self.closed_at), self.overuse,
+                self.severity, self.enforced)
+
+    def view(self) -> PoolStatus:
+        return PoolStatus(pool=self.name, limit=self.limit, in_use=self.in_use,
+                          state=self.state, deadline=self.deadline, overuse=self.overuse,
+                          enforced=self.enforced, severity=self.severity,
+                          opened_at=self.opened_at, closed_at=self.closed_at)
 
 
 class _Site:
@@ -123,11 +129,17 @@ class _Site:
         self.seats: dict[str, int] = {}
         self.local_limits = dict(local_limits)
 
-    def row(self) -> dict[str, Any]:
-        return {"site": self.name, "status": self.status, "since_us": maybe_to_us(self.since),
-                "last_seen_us": maybe_to_us(self.last_seen), "seats": sum(self.seats.values()),
-                "seats_by_class": json.dumps(self.seats, sort_keys=True),
-                "local_limits": json.dumps(self.local_limits, sort_keys=True)}
+    def row(self) -> tuple[Any, ...]:
+        """As a ``view_status_sites`` row (column order)."""
+        return (self.name, self.status, maybe_to_us(self.since), maybe_to_us(self.last_seen),
+                sum(self.seats.values()), json.dumps(self.seats, sort_keys=True),
+                json.dumps(self.local_limits, sort_keys=True))
+
+    def view(self) -> SiteStatus:
+        return SiteStatus(site=self.name, status=self.status, since=self.since,
+                          last_seen=self.last_seen, seats=sum(self.seats.values()),
+                          seats_by_class=dict(sorted(self.seats.items())),
+                          local_limits=dict(sorted(self.local_limits.items())))
 
 
 class LiveStatusProjection(Projection):
@@ -150,6 +162,7 @@ class LiveStatusProjection(Projection):
         self._dropped_pools: set[str] = set()
         self._dirty_sites: set[str] = set()
         self._last_event: datetime | None = None
+        self._site_views: dict[str, SiteStatus] = {}
         self.published: Status | None = None
 
     # ---------------------------------------------------------------- persistence
@@ -178,6 +191,7 @@ class LiveStatusProjection(Projection):
             for c, n in site.seats.items():
                 self.class_in_use[c] = self.class_in_use.get(c, 0) + n
         self._index_pools()
+        self._site_views = {name: site.view() for name, site in self.sites.items()}
         self.published = self.current()
 
     def flush(self, conn: Connection) -> None:
@@ -190,8 +204,11 @@ class LiveStatusProjection(Projection):
             upsert(conn, status_licence, [row])
         if self._dropped_pools:
             conn.execute(delete(status_pools).where(status_pools.c.pool.in_(self._dropped_pools)))
-        upsert(conn, status_pools, [p.row() for p in self.pools.values()])
-        upsert(conn, status_sites, [self.sites[n].row() for n in sorted(self._dirty_sites)])
+        write_rows(conn, status_pools, [p.row() for p in self.pools.values()], mode="upsert")
+        dirty = [self.sites[n] for n in sorted(self._dirty_sites)]
+        write_rows(conn, status_sites, [site.row() for site in dirty], mode="upsert")
+        for site in dirty:
+            self._site_views[site.name] = site.view()
         self._dirty_licence = False
         self._dirty_pools.clear()
         self._dropped_pools.clear()
@@ -366,15 +383,19 @@ class LiveStatusProjection(Projection):
 
     # ---------------------------------------------------------------- answers
     def current(self) -> Status | None:
-        """The view as held in memory (what the last flush wrote), or None before a licence."""
-        if self.licence is None:
+        """The view as of the last flush or load, or None before a licence."""
+        lic = self.licence
+        if lic is None:
             return None
-        lic = dict(self.licence, limits=json.dumps(self.licence["limits"]))
-        if self._last_event is not None:
-            lic["last_event_us"] = to_us(self._last_event)
-        return _status(
-            lic,
-            [p.row() for p in self.pools.values()], [s.row() for s in self.sites.values()])
+        return Status(
+            licence_id=lic["licence_id"], customer=lic["customer"], limits=dict(lic["limits"]),
+            total_pred_acd=lic["total_pred_acd"], expires_at=from_us(lic["expires_us"]),
+            expired=bool(lic["expired"]), grace_seconds=lic["grace_seconds"],
+            rearm_seconds=lic["rearm_seconds"], ceiling_percent=lic["ceiling_percent"],
+            cutoff_seconds=lic["cutoff_seconds"], last_event_at=from_us(lic["last_event_us"]),
+            pools=tuple(sorted((p.view() for p in self.pools.values()),
+                               key=lambda p: _pool_order(p.pool))),
+            sites=tuple(self._site_views[n] for n in sorted(self._site_views)))
 
 
 def read_status(conn: Connection) -> Status | None:
@@ -391,7 +412,7 @@ def _pool_order(name: str) -> tuple[int, str]:
     return (AGENT_CLASSES.index(name) if name in AGENT_CLASSES else len(AGENT_CLASSES), name)
 
 
-def _status(lic: Mapping[str, Any], pools: Any, sites: Any) -> Status:
+def _status(lic: Any, pools: Any, sites: Any) -> Status:
     return Status(
         licence_id=lic["licence_id"], customer=lic["customer"], limits=json.loads(lic["limits"]),
         total_pred_acd=lic["total_pred_acd"], expires_at=from_us(lic["expires_us"]),

@@ -249,7 +249,7 @@ def pools_at(conn: Connection, us: int, classes: Sequence[str] | None = None, *,
         held = and_(pit_seats.c.grant_id < before_id,
                     or_(pit_seats.c.release_id.is_(None), pit_seats.c.release_id > before_id))
         recorded = pit_pool_events.c.id < before_id * 8
-    counts = dict(conn.execute(
+    counts: dict[str, int] = dict(conn.execute(
         select(pit_seats.c.agent_class, func.count()).where(held)
         .group_by(pit_seats.c.agent_class)).all())
     history = conn.execute(
@@ -311,11 +311,11 @@ def user_history(conn: Connection, user: str, site: str | None = None) -> tuple[
                 agent_class=span.agent_class, seat=span.seat, tenant=span.tenant,
                 campaign=span.campaign, reason=span.release_reason or "",
                 detail=_RELEASE_TEXT.get(span.release_reason or "", ""))))
-    for r in conn.execute(refusals).mappings():
-        entries.append((r["at_us"], r["id"], HistoryEntry(
-            at=from_us(r["at_us"]), kind="refused", site=r["site"],
-            agent_class=r["agent_class"], seat=None, tenant=r["tenant"],
-            campaign=r["campaign"], reason=r["reason"], detail=r["detail"])))
+    for f in conn.execute(refusals).mappings():
+        entries.append((f["at_us"], f["id"], HistoryEntry(
+            at=from_us(f["at_us"]), kind="refused", site=f["site"],
+            agent_class=f["agent_class"], seat=None, tenant=f["tenant"],
+            campaign=f["campaign"], reason=f["reason"], detail=f["detail"])))
     entries.sort(key=lambda e: (e[0], e[1]))
     return tuple(e for _, _, e in entries)
 

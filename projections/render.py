@@ -120,6 +120,8 @@ def usage_table(report: UsageReport) -> str:
              + (f" (seats held counted up to {when(report.as_of)})" if report.as_of else ""))
     if not rows:
         return f"{title}\nno usage recorded in this period"
+    headers: tuple[str, ...]
+    right: tuple[int, ...]
     if pools:
         headers = ("hour" if hourly else "day", "pool", "agent-h", "peak", "peak at", "limit",
                    "over-limit min", "excess agent-h", "grants", "refused", "by reason")

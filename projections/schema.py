@@ -30,10 +30,10 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 METADATA = MetaData()
 
-# SQLite: a table keyed by text is stored once, in its key's order, not as a rowid table
-# plus an index; and an integer key must be spelled INTEGER to be the rowid itself. Both
-# halve the b-tree work of the replay. PostgreSQL ignores the first and gets BIGINT.
-KEYED = {"sqlite_with_rowid": False}
+# SQLite: a table keyed by text is stored once, in its key's order (sqlite_with_rowid=False),
+# not as a rowid table plus an index; and an integer key must be spelled INTEGER to be the
+# rowid itself (RowId). Both halve the b-tree work of the replay. PostgreSQL ignores the
+# first and gets BIGINT from the second.
 RowId = BigInteger().with_variant(Integer(), "sqlite")
 
 tracking = Table(
@@ -43,7 +43,7 @@ tracking = Table(
     Column("position", BigInteger, nullable=False),
     Column("event_us", BigInteger),  # record time of the event at ``position``
     Column("schema", String(16), nullable=False),  # fingerprint of the model's tables
-    **KEYED,
+    sqlite_with_rowid=False,
 )
 
 # ------------------------------------------------------------------ live status
@@ -77,7 +77,7 @@ status_pools = Table(
     Column("overuse", Boolean, nullable=False),
     Column("severity", Integer, nullable=False),
     Column("enforced", Boolean, nullable=False),
-    **KEYED,
+    sqlite_with_rowid=False,
 )
 
 status_sites = Table(
@@ -90,7 +90,7 @@ status_sites = Table(
     Column("seats", Integer, nullable=False),
     Column("seats_by_class", Text, nullable=False),  # JSON {class: seats}
     Column("local_limits", Text, nullable=False),  # JSON {class: limit}
-    **KEYED,
+    sqlite_with_rowid=False,
 )
 
 # ------------------------------------------------------------------ usage
@@ -120,7 +120,7 @@ usage_hours = Table(
     Column("end_us", BigInteger, nullable=False),
     Column("end_count", Integer, nullable=False),
     Column("end_overuse_count", Integer, nullable=False),
-    **KEYED,
+    sqlite_with_rowid=False,
 )
 Index("view_usage_hours_open", usage_hours.c.open, usage_hours.c.dim)
 
@@ -133,7 +133,7 @@ usage_refusals = Table(
     Column("agent_class", String(16), primary_key=True),
     Column("reason", String(32), primary_key=True),
     Column("count", Integer, nullable=False),
-    **KEYED,
+    sqlite_with_rowid=False,
 )
 
 # The seats held now, with the labels a release needs (a SeatReleased carries no tenant or

@@ -25,7 +25,7 @@ integer operations per group, and a flush writes the hours a batch touched.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -104,9 +104,10 @@ class _Group:
             for idle in range(self.hour + 1, hour):
                 start = idle * US_PER_HOUR
                 over = US_PER_HOUR if self.over else 0
+                excess = (count - (self.limit or 0)) * over
                 rows.append(_row(self.dim, key=self.key, cls=self.cls, hour=idle,
                                  agent=count * US_PER_HOUR, oagent=ocount * US_PER_HOUR,
-                                 over_us=over, excess=over and (count - self.limit) * over,
+                                 over_us=over, excess=excess,
                                  peak=count, peak_at=start, limit=self.limit,
                                  end=start + US_PER_HOUR, count=count, ocount=ocount))
         self.hour = hour
@@ -190,7 +191,7 @@ class _Group:
                 self.releases, self.limit, open_, self.since, self.count, self.ocount)
 
     @classmethod
-    def from_row(cls, r: Mapping[str, Any], sink: _Sink) -> _Group:
+    def from_row(cls, r: Any, sink: _Sink) -> _Group:
         g = cls.__new__(cls)
         g.dim, g.key, g.cls, g.hour = r["dim"], r["key"], r["agent_class"], r["hour"]
         g.since, g.count, g.ocount = r["end_us"], r["end_count"], r["end_overuse_count"]
@@ -487,10 +488,10 @@ def usage_report(conn: Connection, start: datetime, end: datetime, *, by: str = 
             t = upto
 
     refusals: dict[tuple[int, str, str], dict[str, int]] = defaultdict(dict)
-    r = usage_refusals.c
+    f = usage_refusals.c
     for hour, key, cls, reason, n in conn.execute(
-            select(r.hour, r.key, r.agent_class, r.reason, r.count).where(
-                (r.dim == by) & (r.hour >= h0) & (r.hour < h1))):
+            select(f.hour, f.key, f.agent_class, f.reason, f["count"]).where(
+                (f.dim == by) & (f.hour >= h0) & (f.hour < h1))):
         got = refusals[(hour // step * step, key, cls)]
         got[reason] = got.get(reason, 0) + n
     for k in refusals:
@@ -513,16 +514,5 @@ def usage_report(conn: Connection, start: datetime, end: datetime, *, by: str = 
                        period=period, as_of=as_of, rows=rows)
 
 
-def hourly_series(conn: Connection, pools: Sequence[str], start: datetime, end: datetime,
-                  as_of: datetime | None = None) -> dict[str, list[UsageRow]]:
-    """Per pool (class or PRED+ACD), its hourly rows in [start, end): for charts."""
-    report = usage_report(conn, start, end, by="class", period="hour", as_of=as_of)
-    series: dict[str, list[UsageRow]] = {p: [] for p in pools}
-    for row in report.rows:
-        if row.key in series:
-            series[row.key].append(row)
-    return series
-
-
 __all__ = ["DIMENSIONS", "PERIODS", "UsageProjection", "UsageReport", "UsageRow",
-           "hourly_series", "usage_report"]
+           "usage_report"]

@@ -20,6 +20,7 @@ from ledger import LedgerApp, UnknownSiteError
 from projections import (
     DIMENSIONS,
     PROJECTIONS,
+    ConcurrentRunnerError,
     ProjectionRunner,
     render_history_table,
     render_html_report,
@@ -30,11 +31,12 @@ from projections import (
     usage_csv,
     usage_json,
     usage_table,
+    write_html_report,
 )
 
 from . import output
 from .cli import EXIT_OK, UsageError
-from .config import data_dir_from, load_config
+from .config import Config, data_dir_from, load_config
 from .wiring import open_ledger
 
 Add = Callable[[Any, str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
@@ -78,8 +80,13 @@ def _views(args: argparse.Namespace, desc: str = "projecting") -> Iterator[tuple
 
 
 def _catch_up(args: argparse.Namespace, runner: ProjectionRunner, desc: str) -> int:
+    """Apply what the read models have not seen yet. If another runner (a running master's)
+    is applying the same records, let it: this command then reads what it wrote."""
     with output.progress(args, runner.pending(), desc) as advance:
-        return runner.run_once(progress=advance)
+        try:
+            return runner.run_once(progress=advance)
+        except ConcurrentRunnerError:
+            return runner.run_once()
 
 
 def _emit(args: argparse.Namespace, text: str, target: Path | None = None) -> None:
@@ -118,7 +125,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 return EXIT_OK
             if not args.json and not sys.stdout.isatty():
                 print()
-            runner.run_once()
+            _catch_up(args, runner, "projecting")
 
 
 def cmd_report_usage(args: argparse.Namespace) -> int:
@@ -198,6 +205,50 @@ def cmd_audit_why_refused(args: argparse.Namespace) -> int:
     else:
         print(render_why_refused(args.user, answers))
     return EXIT_OK
+
+
+# ------------------------------------------------------------------ the demo's reports
+def demo_reports(app: LedgerApp, root: Path, start: datetime, end: datetime,
+                 quiet: bool = False) -> bool:
+    """The demo's closing reports: the status table, the usage table for [start, end) and
+    the HTML report written beside the data. True if there was usage to report."""
+    with ProjectionRunner(app) as runner:
+        runner.run_once()
+        status = runner.status()
+        by_pool = runner.usage(start, end, by="class", as_of=end)
+        by_site = runner.usage(start, end, by="site", as_of=end)
+        path = write_html_report(runner, root / "usage-report.html", start, end, as_of=end)
+    if not quiet:
+        print(render_status_table(status, now=end))
+        print()
+        print(usage_table(by_pool))
+        print()
+        print(usage_table(by_site))
+    print(f"usage report (HTML, open it in a browser): {path}")
+    return status is not None and bool(by_pool.rows)
+
+
+def compare_usage(config: Config, vendor_dir: Path, start: datetime, end: datetime,
+                  quiet: bool = False) -> bool:
+    """Compare the vendor's usage statement for [start, end), from its imported history,
+    with the master's. True if every row is the same."""
+    reports = []
+    for cfg in (config, load_config(vendor_dir)):
+        with open_ledger(cfg, read_only=True) as app, ProjectionRunner(app) as runner:
+            runner.run_once()
+            reports.append((runner.usage(start, end, by="site", as_of=end).rows,
+                            runner.usage(start, end, by="class", as_of=end).rows))
+    same = reports[0] == reports[1]
+    rows = len(reports[0][0]) + len(reports[0][1])
+    print(f"vendor usage statement {'matches' if same else 'DIFFERS FROM'} the master's "
+          f"({rows} rows by site and by pool, {start:%Y-%m-%d} to {end:%Y-%m-%d})")
+    if not same and not quiet:
+        for mine, theirs in zip(reports[0][0] + reports[0][1], reports[1][0] + reports[1][1],
+                                strict=False):
+            if mine != theirs:
+                print(f"  master: {mine}\n  vendor: {theirs}")
+                break
+    return same
 
 
 # ------------------------------------------------------------------ parser

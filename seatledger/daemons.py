@@ -44,20 +44,24 @@ async def run_master(config: Config, listen: str, *,
                                                 missed_heartbeats=config.missed_heartbeats),
                         now=wall_clock)
         async with trio.open_nursery() as nursery:
+            await nursery.start(_stop_on_signal, master)
             listeners = await nursery.start(master.run, host, port)
-            nursery.start_soon(_stop_on_signal, master, nursery)
             nursery.start_soon(_daily_exports, master, config)
             bound = listeners[0].socket.getsockname()
             if ready is not None:
                 ready(f"{bound[0]}:{bound[1]}")
+            await master.stopped.wait()
+            nursery.cancel_scope.cancel()  # the export schedule and the signal watcher
     finally:
         await trio.to_thread.run_sync(app.close)
 
 
-async def _stop_on_signal(master: Master, nursery: trio.Nursery) -> None:
+async def _stop_on_signal(master: Master, *,
+                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     import signal
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
         async for signum in signals:
             log.info("signal %s: stopping", signum)
             master.stop()
@@ -97,14 +101,14 @@ async def run_slave(bundle: Bundle, state_dir: Path, *, socket_path: Path | None
     async with SlaveConnector(bundle, state_dir, settings=settings or SlaveSettings()) as slave:
         slave.on_alert = lambda a: print(f"[{a.at:%Y-%m-%d %H:%M:%S}] {a.severity}: {a.text}",
                                          file=sys.stderr, flush=True)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(serve_socket, slave, path)
-            if ready is not None:
-                ready(str(path))
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve_socket, slave, path)
+                if ready is not None:
+                    ready(str(path))
                 async for _ in signals:
                     break
-            nursery.cancel_scope.cancel()
+                nursery.cancel_scope.cancel()
 
 
 __all__ = ["run_master", "run_slave"]

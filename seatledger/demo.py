@@ -1,49 +1,43 @@
-"""``seatledger demo``: the whole story on a virtual clock, narrated.
+"""``seatledger demo``: the whole system end to end, on a virtual clock, narrated.
 
-A 120-seat licence (PRED=100, ACD=20) shared by two sites. Agents log on and off through
-the ledger; the north site's morning shift takes PRED over its limit, which opens the 48-hour
-grace window; notices follow at 24 h and 4 h left; the deadline passes with the site still
-over, so the limit is enforced and new log-ons are refused; the customer orders more seats
-(an amendment), which re-arms grace. Two days of virtual time take a couple of seconds.
+A master and three slave connectors talk over real mutual-TLS sockets on 127.0.0.1 while
+trio's MockClock runs three virtual days in seconds. A 120-seat licence (PRED=100, ACD=20)
+is shared by north, south and east. The morning shift takes PRED over the limit, which
+opens the 48-hour grace window; every site gets the notices. East's WAN link fails: it
+keeps working offline within its local limit, is cut off after three failed attempts five
+minutes apart (the master releases its seats), runs on the 5-agent demo limit, then
+reconnects and syncs its journal, which the master records once. The grace deadline
+passes with PRED still over: new log-ons are refused. The customer orders more seats and
+grace re-arms. Finally: the seal verifies, the status and usage tables are printed, and
+each day is exported (encrypted and signed) to a folder, imported into a vendor's data
+directory, and the vendor's usage report is compared with the master's.
 """
 
 from __future__ import annotations
 
-import random
 import shutil
 import tempfile
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ledger import (
-    AcquireSeat,
-    Grant,
-    LedgerApp,
-    ManualClock,
-    Refusal,
-    ReleaseSeat,
-    Severity,
-    Tick,
-)
+import trio
+import trio.testing
+
+from ledger import LedgerApp, ManualClock
 from ledger.store import create_key_file
 
+from .bundle import Bundle
 from .config import Layout, load_config, render_config
 from .keys import create_signing_key
+from .master import Master, MasterSettings, trio_now
 from .pki_setup import create_ca
+from .sites import enrol_site, master_context
+from .slave import SeatRefusedError, SlaveConnector, SlaveSettings
 from .wiring import open_ledger
 
-START = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
-
-
-class Narrator:
-    def __init__(self, clock: ManualClock, quiet: bool):
-        self.clock = clock
-        self.quiet = quiet
-
-    def __call__(self, text: str) -> None:
-        if not self.quiet:
-            print(f"[{self.clock.now():%a %d %b %H:%M}] {text}")
+START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 
 
 def init_data_dir(root: Path, origin: str = "seatledger.demo") -> None:
@@ -52,122 +46,269 @@ def init_data_dir(root: Path, origin: str = "seatledger.demo") -> None:
     root.mkdir(parents=True, exist_ok=True)
     layout.config.write_text(render_config(origin, None))
     create_key_file(layout.at_rest_key)
+    layout.keys.chmod(0o700)
     create_signing_key(layout.signing_key, layout.signing_pub)
     create_ca(layout.ca_dir, origin)
+    from .cli_export import ensure_export_keys
+
+    ensure_export_keys(layout)
 
 
 def run_demo(data_dir: str | None, quiet: bool = False) -> int:
     temporary = data_dir is None
     root = Path(tempfile.mkdtemp(prefix="seatledger-demo-")) if temporary else Path(data_dir)
-    if (Layout(root).config).exists():
-        print(f"seatledger: {root} already holds a data directory; the demo needs a fresh one")
+    if Layout(root / "master").config.exists():
+        print(f"seatledger: {root} already holds a demo; the demo needs a fresh directory")
         return 1
     try:
-        return _run(root, quiet)
+        return trio.run(_demo, root, quiet,
+                        clock=trio.testing.MockClock(autojump_threshold=0.002))
     finally:
         if temporary:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _run(root: Path, quiet: bool) -> int:
+class Relay:
+    """A TCP relay standing in for east's WAN link, which the demo can cut and restore."""
+
+    def __init__(self, target: int):
+        self.target = target
+        self.port = 0
+        self.up = True
+        self._scope = trio.CancelScope()
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started()
+        await trio.serve_listeners(self._handle, listeners)
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        if not self.up:
+            await client.aclose()
+            return
+        try:
+            server = await trio.open_tcp_stream("127.0.0.1", self.target)
+        except OSError:
+            await client.aclose()
+            return
+        with self._scope:
+            async with trio.open_nursery() as n:
+                n.start_soon(_pipe, client, server)
+                n.start_soon(_pipe, server, client)
+        await trio.aclose_forcefully(client)
+        await trio.aclose_forcefully(server)
+
+    def cut(self) -> None:
+        self.up = False
+        self._scope.cancel()
+        self._scope = trio.CancelScope()
+
+    def restore(self) -> None:
+        self.up = True
+
+
+async def _pipe(a: trio.SocketStream, b: trio.SocketStream) -> None:
+    try:
+        while data := await a.receive_some(65536):
+            await b.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
+async def _demo(root: Path, quiet: bool) -> int:
+    now = trio_now(START)
+
+    def say(text: str) -> None:
+        if not quiet:
+            print(f"[{now():%a %d %b %H:%M}] {text}", flush=True)
+
+    master_dir = root / "master"
+    init_data_dir(master_dir)
+    config = load_config(master_dir)
     clock = ManualClock(START)
-    say = Narrator(clock, quiet)
-    rng = random.Random(7)
-    init_data_dir(root)
-    say(f"initialised data directory {root}")
-    app = open_ledger(load_config(root), clock=clock)
+    app = open_ledger(config, clock=clock)
     app.issue_licence(customer="Northwind Contact Centres", limits={"PRED": 100, "ACD": 20})
-    say("issued licence: PRED=100, ACD=20 (120 seats), grace 48h, re-arm 30d")
-    app.enrol_site("north", local_limits={"PRED": 80})
-    app.enrol_site("south")
-    say("enrolled sites: north (local PRED limit 80), south (no local limit)")
+    say("licence issued: PRED=100, ACD=20 (120 seats), grace 48h, re-arm 30d")
+    bundles: dict[str, Bundle] = {}
+    for name, limits in (("north", {"PRED": 70, "ACD": 10}), ("south", {"PRED": 60}),
+                         ("east", {"PRED": 30})):
+        path = enrol_site(config, app, name, local_limits=limits, master="127.0.0.1:1",
+                          output=root / "bundles" / f"{name}.bundle")
+        bundles[name] = Bundle.read(path)
+    say("sites enrolled, each with a certificate from the master's CA and a local limit: "
+        "north PRED 70, south PRED 60, east PRED 30")
 
-    def batch(commands: list[Any]) -> list[Any]:
-        outcomes = app.execute(commands)
-        for outcome in outcomes:
-            if isinstance(outcome, list):
-                for notice in outcome:
-                    say(f"NOTICE severity {notice.severity} ({Severity.NAMES[notice.severity]}): "
-                        f"{notice.detail}")
-        return outcomes
+    master = Master(app, clock, master_context(config, app),
+                    # Long heartbeats: each one costs real time on the virtual clock.
+                    settings=MasterSettings(worker_thread=False, heartbeat_interval=1800),
+                    now=now)
+    settings = SlaveSettings()
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(master.run, "127.0.0.1", 0)
+        port = listeners[0].socket.getsockname()[1]
+        relay = Relay(port)
+        await nursery.start(relay.run)
+        say(f"master listening on 127.0.0.1:{port} (TLS 1.3, client certificates required)")
 
-    def log_on(site: str, users: list[str], cls: str = "PRED") -> tuple[int, int, int]:
-        outcomes = batch([AcquireSeat(site, u, cls, tenant="acme", campaign=f"{site}-outbound")
-                          for u in users])
-        granted = [o for o in outcomes if isinstance(o, Grant)]
-        over = sum(1 for o in granted if o.overuse)
-        refused = [o for o in outcomes if isinstance(o, Refusal)]
-        reasons = ", ".join(sorted({r.reason for r in refused}))
-        text = f"{site}: {len(users)} {cls} log-ons -> {len(granted)} granted"
-        if over:
-            text += f" ({over} over-use)"
-        if refused:
-            text += f", {len(refused)} refused ({reasons})"
-        say(text)
-        return len(granted), over, len(refused)
+        def bundle_for(name: str) -> Bundle:
+            b = bundles[name]
+            target = relay.port if name == "east" else port
+            return Bundle(b.site, b.ca_pem, b.cert_pem, b.key_pem, f"127.0.0.1:{target}")
 
-    def log_off(site: str, users: list[str]) -> None:
-        batch([ReleaseSeat(site, u) for u in users])
-        say(f"{site}: {len(users)} log-offs")
+        async with SlaveConnector(bundle_for("north"), root / "north", settings=settings,
+                                  now=now) as north, \
+                SlaveConnector(bundle_for("south"), root / "south", settings=settings,
+                               now=now) as south, \
+                SlaveConnector(bundle_for("east"), root / "east", settings=settings,
+                               now=now) as east:
+            slaves = {"north": north, "south": south, "east": east}
+            for s in slaves.values():
+                await s.wait_online()
+            say("north, south and east connected and synced")
+            seen = {name: 0 for name in slaves}
 
-    def advance(hours: float) -> None:
-        """Move virtual time, firing deadlines when they fall due (as the master's timer does)."""
-        target = clock.now() + timedelta(hours=hours)
-        while True:
-            due = app.licence.next_due()
-            if due is None or due > target:
-                break
-            clock.set(max(due, clock.now()))
-            batch([Tick()])
-        clock.set(target)
+            def alerts() -> None:
+                for name, s in slaves.items():
+                    for alert in s.alerts[seen[name]:]:
+                        if not quiet:
+                            print(f"[{alert.at:%a %d %b %H:%M}]   {name} alert "
+                                  f"({alert.severity}): {alert.text}")
+                    seen[name] = len(s.alerts)
 
-    north = [f"n{i:03d}" for i in range(90)]
-    south = [f"s{i:03d}" for i in range(40)]
-    log_on("north", north[:60])
-    log_on("south", south[:30])
-    log_on("south", [f"acd{i}" for i in range(12)], "ACD")
-    lic = app.licence
-    say(f"in use: PRED {lic.pools['PRED'].in_use}/100, ACD {lic.pools['ACD'].in_use}/20")
-    advance(2)
-    log_on("north", north[60:90])  # 80 is north's local limit: 10 refused
-    log_on("south", south[30:40])  # takes PRED to 120 > 100: grace opens
-    pred = app.licence.pools["PRED"]
-    say(f"PRED {pred.in_use}/{pred.limit}: grace window {pred.state}, deadline {pred.deadline:%a %H:%M}")
-    advance(6)
-    log_off("south", south[:25])
-    say(f"PRED back to {app.licence.pools['PRED'].in_use}: over-use ended, window stays open")
-    advance(4)
-    log_on("south", [f"late{i}" for i in range(30)])
-    for _ in range(3):
-        advance(12)
-        leaving = rng.sample(sorted(app.licence.sites["north"].seats), 5)
-        log_off("north", leaving)
-        log_on("north", [f"r{rng.randrange(10**6)}" for _ in range(5)])
-    advance(14)
-    pred = app.licence.pools["PRED"]
-    say(f"PRED {pred.in_use}/{pred.limit}: grace {pred.state}, enforced={pred.enforced}")
-    log_on("south", ["after1", "after2", "after3"])
-    log_off("north", sorted(app.licence.sites["north"].seats)[:30])
-    log_on("south", ["after4"])
-    app.amend_licence(limits={"PRED": 150, "ACD": 20})
-    say("customer ordered 50 more PRED seats: licence amended, grace re-armed")
-    log_on("south", [f"new{i}" for i in range(10)])
-    lic = app.licence
-    say(f"final: PRED {lic.pools['PRED'].in_use}/{lic.pools['PRED'].limit} "
-        f"({lic.pools['PRED'].state}), ACD {lic.pools['ACD'].in_use}/20")
+            async def log_on(site: str, users: list[str], cls: str = "PRED") -> None:
+                slave = slaves[site]
+                statuses: dict[str, int] = {}
+                refused: dict[str, int] = {}
+                for user in users:
+                    try:
+                        seat = await slave.acquire(user, cls, tenant="northwind",
+                                                   campaign=f"{site}-{cls.lower()}")
+                        statuses[seat.status] = statuses.get(seat.status, 0) + 1
+                    except SeatRefusedError as e:
+                        refused[e.reason] = refused.get(e.reason, 0) + 1
+                parts = [f"{n} {s}" for s, n in statuses.items()]
+                parts += [f"{n} refused ({r})" for r, n in refused.items()]
+                say(f"{site}: {len(users)} {cls} log-ons -> {', '.join(parts)}")
+                alerts()
+
+            async def log_off(site: str, count: int) -> None:
+                users = sorted(slaves[site].seats())[:count]
+                for user in users:
+                    await slaves[site].release(user)
+                say(f"{site}: {len(users)} log-offs")
+
+            async def wait(hours: float) -> None:
+                await trio.sleep(hours * 3600)
+                alerts()
+
+            def pools() -> str:
+                p = app.licence.pools
+                return (f"PRED {p['PRED'].in_use}/{p['PRED'].limit} ({p['PRED'].state}), "
+                        f"ACD {p['ACD'].in_use}/{p['ACD'].limit}")
+
+            await log_on("north", [f"n{i:02d}" for i in range(45)])
+            await log_on("south", [f"s{i:02d}" for i in range(35)])
+            await log_on("north", [f"na{i}" for i in range(8)], "ACD")
+            say(f"ledger: {pools()}")
+            await wait(2)
+            await log_on("east", [f"e{i:02d}" for i in range(25)])
+            say(f"ledger: {pools()}; grace deadline "
+                f"{app.licence.pools['PRED'].deadline:%a %H:%M}")
+
+            await wait(1)
+            relay.cut()
+            say("east's WAN link fails")
+            await trio.sleep(60)
+            await log_on("east", [f"eo{i}" for i in range(8)])
+            await log_off("east", 3)
+            await wait(0.3)
+            say(f"east: {east.state} after {east.failed_rounds} failed rounds; "
+                f"master sees east {app.licence.sites['east'].status}; {pools()}")
+            await log_on("east", [f"ed{i}" for i in range(7)])
+            relay.restore()
+            say("east's link is back; east retries every 15 minutes while cut off")
+            await wait(0.5)
+            say(f"east: {east.state}; synced (applied, already known, reconciled) = "
+                f"{east.synced[-1]}; {pools()}")
+
+            await wait(4)
+            await log_on("north", [f"nb{i:02d}" for i in range(25)])
+            say(f"ledger: {pools()} - over the limit again, inside the same window")
+            await wait(30)
+            await log_off("south", 5)
+            await wait(13)
+            say(f"ledger: {pools()}, enforced={app.licence.pools['PRED'].enforced}")
+            await log_on("south", ["after1", "after2", "after3"])
+            await log_off("north", 25)
+            await log_on("south", ["after4"])
+            async with master.exclusive():
+                app.amend_licence(limits={"PRED": 150, "ACD": 20})
+            say("customer ordered 50 more PRED seats: licence amended, grace re-armed")
+            await log_on("south", [f"new{i}" for i in range(10)])
+            say(f"ledger: {pools()}")
+            await wait(10)
+        master.stop()
+        await master.stopped.wait()
+        nursery.cancel_scope.cancel()
+    end = now()
     app.close()
+    return await trio.to_thread.run_sync(_finish, root, config, end, quiet)
 
-    app = open_ledger(load_config(root), clock=clock)
+
+def _finish(root: Path, config: Any, end: datetime, quiet: bool) -> int:
+    app = open_ledger(config, read_only=True)
     report = app.verify()
-    events = app.max_id()
-    rebuilt = app.replay()
-    same = rebuilt is not None and rebuilt.pools == app.licence.pools and rebuilt.sites == app.licence.sites
-    app.close()
     print(f"audit verify: {'intact' if report.ok else 'FAILED'} - {report.records} records, "
-          f"{report.checkpoints} checkpoints; replay from zero matches live state: {same}")
-    print(f"{events} events recorded over {(clock.now() - START).total_seconds() / 3600:.0f} "
-          "virtual hours")
-    return 0 if report.ok and same else 1
+          f"{report.checkpoints} checkpoints")
+    ok = report.ok
+    ok &= _reports(app, root, end, quiet)
+    ok &= _vendor(app, config, root, end, quiet)
+    return 0 if ok else 1
 
 
-__all__ = ["run_demo", "init_data_dir", "LedgerApp"]
+def _reports(app: LedgerApp, root: Path, end: datetime, quiet: bool) -> bool:
+    """Status and usage tables, and the HTML report, from the read models."""
+    try:
+        import projections  # noqa: F401
+
+        from .cli_reports import demo_reports
+    except ImportError:
+        return True
+    return bool(demo_reports(app, root, START, end, quiet))
+
+
+def _vendor(app: LedgerApp, config: Any, root: Path, end: datetime, quiet: bool) -> bool:
+    """Export each day to a folder, import as the vendor, compare usage."""
+    from exporters import generate_age_identity
+
+    from .cli_export import export_public_key_text, export_to_folder, import_exports
+
+    vendor_key = generate_age_identity()
+    through: date = end.date() - timedelta(days=1)
+    folder = root / "vendor-inbox"
+    master_app = open_ledger(config, clock=ManualClock(end + timedelta(days=1)))
+    try:
+        results = export_to_folder(master_app, config.layout, folder, [vendor_key.recipient],
+                                   through=through)
+    finally:
+        master_app.close()
+    print(f"export: {len(results)} day(s) encrypted to the vendor and signed, in {folder}")
+    files = sorted(folder.glob("*.jsonl.gz.age"))
+    vendor_dir = root / "vendor"
+    verify, summary = import_exports(files, vendor_dir, identity_text=vendor_key.file_text,
+                                     public_key_text=export_public_key_text(config.layout))
+    print(f"vendor: verified the chain of {len(files)} day(s) and imported "
+          f"{getattr(summary, 'records', '?')} records into {vendor_dir}")
+    compare: Callable[..., bool] | None = None
+    try:
+        from .cli_reports import compare_usage as compare
+    except ImportError:
+        compare = None
+    if compare is None:
+        return True
+    return bool(compare(config, vendor_dir, START, datetime.combine(
+        through + timedelta(days=1), datetime.min.time(), UTC), quiet))
+
+
+__all__ = ["run_demo", "init_data_dir"]

@@ -167,6 +167,7 @@ class Master:
         self._schedule_changed = trio.Event()
         self._next_due: datetime | None = app.licence.next_due()
         self._stopping = trio.Event()
+        self.stopped = trio.Event()
         self._writer_alive = False
         self._ledger_lock = trio.Lock()
         self.batches = 0
@@ -197,6 +198,7 @@ class Master:
         finally:
             for listener in listeners:
                 await trio.aclose_forcefully(listener)
+            self.stopped.set()
 
     async def _run(self, listeners: list[trio.SocketListener], task_status: Any) -> None:
         async with trio.open_nursery() as core:

@@ -1,0 +1,360 @@
+"""Wire benchmark: a real `seatledger master` process served over mutual TLS on 127.0.0.1.
+
+Prints one JSON object. Phases, in one run:
+
+1. ``master``: 50 sites (one TLS 1.3 connection each) pipelining a window of requests
+   (closed loop: each user acquires, releases, acquires...) against a `seatledger master`
+   subprocess on the SQLite store (AES-GCM at rest, WAL, synchronous=FULL, group commit).
+   Grants + releases answered per second, p50 / p99 latency from send to answer.
+   ``master_window_1``: the same with one request in flight per site (small batches).
+2. ``bare_tls`` (and ``bare_tls_window_1``): the same client code against a trio TLS echo
+   server process (same certificates, framing, message types and sizes; no ledger): the
+   machine's ceiling, and the ratios.
+3. ``open_loop``: requests sent at a fixed offered rate (default 5k/s, half acquires, half
+   releases) regardless of answers, latency from each request's scheduled send time (no
+   coordinated omission); ``bare_tls_open_loop`` is the same load on the echo server.
+4. ``ready``: the store grown to 1.8M events in-process (batches of 1000 commands through
+   ``LedgerApp.execute``), then the time from spawning `seatledger master` to its "serving"
+   line and to a first grant over a fresh mTLS connection.
+5. ``rss``: that master's VmRSS with 10,000 seats held over 100 connected sites.
+
+The load generator runs in this process (one selectors loop) by default; ``--load-procs N``
+splits the links over N processes. The machine has 2 cores shared by the master (event loop
+plus its commit thread, one GIL), the load generator and, in phase 2, the echo server.
+
+Usage: python benchmarks/wire.py [--quick] [--load-procs N] [--window W] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import importlib.util
+import json
+import multiprocessing
+import os
+import platform
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# A script in benchmarks/ puts benchmarks/ first on the import path, where ledger.py would
+# shadow the ledger package: drop the folder and load the helper module from its file.
+_HERE = Path(__file__).parent.resolve()
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+
+def _load_helper() -> Any:
+    if "_wire_load" not in sys.modules:  # registered by name so that worker processes unpickle
+        spec = importlib.util.spec_from_file_location("_wire_load", _HERE / "_wire_load.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["_wire_load"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["_wire_load"]
+
+
+_wire_load = _load_helper()
+LoadSpec, Site = _wire_load.LoadSpec, _wire_load.Site
+first_grant, hold_seats = _wire_load.first_grant, _wire_load.hold_seats
+percentile, run_load = _wire_load.percentile, _wire_load.run_load
+
+
+from ledger import AcquireSeat, ReleaseSeat  # noqa: E402
+from ledger.licence import LICENCE_ID  # noqa: E402
+from seatledger.bundle import Bundle  # noqa: E402
+from seatledger.config import load_config  # noqa: E402
+from seatledger.sites import enrol_site  # noqa: E402
+from seatledger.wiring import open_ledger  # noqa: E402
+
+SITES = 100  # enrolled; the throughput phases use the first --sites of them
+SEATS = "PRED=20000,ACD=100"
+TARGETS = {"grants_releases_per_second": 10_000, "ratio_to_bare_tls": 0.5,
+           "p99_ms_at_5k_per_second": 10.0, "ready_seconds_over_1.8M_events": 2.0,
+           "rss_mb_10k_seats_100_sites": 200}
+
+
+def seatledger_command() -> list[str]:
+    exe = shutil.which("seatledger")
+    return [exe] if exe else [sys.executable, "-c", "import sys; from seatledger.cli import main;"
+                                                    " sys.exit(main())"]
+
+
+def cli(*args: str) -> None:
+    subprocess.run(seatledger_command() + list(args), check=True, stdout=subprocess.DEVNULL)
+
+
+class Server:
+    """A server subprocess that prints '... serving HOST:PORT' once it is ready."""
+
+    def __init__(self, argv: list[str], log: Path, ready_timeout: float = 120):
+        self.started = time.perf_counter()
+        self.log = log.open("w")
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.host, self.port = self._wait_ready(ready_timeout)
+        self.ready_seconds = time.perf_counter() - self.started
+
+    def _wait_ready(self, timeout: float) -> tuple[str, int]:
+        assert self.proc.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            if not sel.select(timeout):
+                self.proc.kill()
+                raise RuntimeError(f"{self.proc.args} not ready after {timeout}s")
+        line = self.proc.stdout.readline()
+        if "serving" not in line:
+            self.proc.wait()
+            raise RuntimeError(f"{self.proc.args} failed (see {self.log.name}): {line!r}")
+        host, _, port = line.split()[-1].rpartition(":")
+        return host, int(port)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.log.close()
+        return code
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS / VmHWM etc. of a process, in kB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Vm"):
+            key, value = line.split(":", 1)
+            out[key] = int(value.split()[0])
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(specs: list[LoadSpec], probe_pid: int) -> dict[str, Any]:
+    """Run load phases (one per process) together; merge their tallies."""
+    cpu0, wall0 = cpu_seconds(probe_pid), time.perf_counter()
+    if len(specs) == 1:
+        parts = [run_load(specs[0])]
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(len(specs), mp_context=ctx) as pool:
+            parts = list(pool.map(run_load, specs))
+    # The server's CPU over the whole phase (connect, warm-up, drain included).
+    server_cpu = (cpu_seconds(probe_pid) - cpu0) / (time.perf_counter() - wall0)
+    latencies = sorted(x for p in parts for x in p["latencies"])
+    answered = sum(p["answered"] for p in parts)
+    seconds = specs[0].duration
+    return {
+        "requests_per_second": round(answered / seconds),
+        "p50_ms": round(percentile(latencies, 50) * 1e3, 2),
+        "p99_ms": round(percentile(latencies, 99) * 1e3, 2),
+        "p999_ms": round(percentile(latencies, 99.9) * 1e3, 2),
+        "max_ms": round(latencies[-1] * 1e3, 2) if latencies else None,
+        "refused": sum(p["refused"] for p in parts),
+        "server_cpu_cores": round(server_cpu, 2),
+        "loadgen_cpu_cores": round(sum(p["loadgen_cpu_seconds"] for p in parts)
+                                   / (specs[0].warmup + seconds), 2),
+        "late_sends": sum(p["late_sends"] for p in parts),
+    }
+
+
+def split(sites: list[Site], procs: int, **spec: Any) -> list[LoadSpec]:
+    start = time.time() + (2.0 if procs > 1 else 0.0)  # time for the workers to spawn
+    groups = [sites[i::procs] for i in range(procs)]
+    rate = spec.pop("rate", 0.0)
+    return [LoadSpec(sites=g, start_wall=start if procs > 1 else None,
+                     rate=rate * len(g) / len(sites), **spec) for g in groups]
+
+
+def build_store(config: Any, names: list[str], target: int) -> dict[str, Any]:
+    """Grow the store to ``target`` records with batches of 1000 acquires and releases."""
+    app = open_ledger(config)
+    start_id = app.max_id()
+    start = time.perf_counter()
+    agents = 4000
+    held: set[int] = set()
+    n = 0
+    while app.max_id() < target:
+        commands: list[Any] = []
+        for _ in range(1000):
+            user = n % agents
+            site = names[user % len(names)]
+            if user in held:
+                commands.append(ReleaseSeat(site, f"agent{user}"))
+                held.discard(user)
+            else:
+                commands.append(AcquireSeat(site, f"agent{user}", "PRED",
+                                            f"tenant{user % 3}", f"campaign{user % 7}"))
+                held.add(user)
+            n += 1
+        app.execute(commands)
+    app.execute([ReleaseSeat(names[u % len(names)], f"agent{u}") for u in sorted(held)])
+    seconds = time.perf_counter() - start
+    total = app.max_id()
+    # What a starting master reads besides the snapshot: the events after it, and the seal.
+    snapshots = app._app.snapshots
+    latest = list(snapshots.get(LICENCE_ID, desc=True, limit=1)) if snapshots else []
+    tail = app.licence.version - (latest[0].originator_version if latest else 0)
+    seal_rows = len(app.recorder.read_seal()[0])
+    app.close()
+    return {"store_events": total, "built_events": total - start_id,
+            "build_seconds": round(seconds, 1),
+            "build_events_per_second": round((total - start_id) / seconds),
+            "events_after_latest_snapshot": tail, "seal_checkpoint_rows": seal_rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="short phases and a 300k-event store (about a minute)")
+    parser.add_argument("--sites", type=int, default=50)
+    parser.add_argument("--window", type=int, default=16, help="requests in flight per link")
+    parser.add_argument("--load-procs", type=int, default=1)
+    parser.add_argument("--rate", type=float, default=5000, help="open-loop offered req/s")
+    parser.add_argument("--events", type=int, default=None, help="store size for 'ready'")
+    parser.add_argument("--duration", type=float, default=None, help="measured seconds")
+    parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    args = parser.parse_args()
+    duration = args.duration or (4.0 if args.quick else 10.0)
+    warmup = 1.0 if args.quick else 2.0
+    events = args.events or (300_000 if args.quick else 1_800_000)
+
+    tmp = Path(tempfile.mkdtemp(prefix="seatledger-wire-"))
+    data = tmp / "data"
+    result: dict[str, Any] = {
+        "benchmark": "wire", "python": platform.python_version(), "cores": os.cpu_count(),
+        "quick": args.quick,
+        "setup": {"store": "sqlite file, AES-GCM, WAL, synchronous=FULL",
+                  "transport": "TLS 1.3 mutual auth, 127.0.0.1, one connection per site",
+                  "sites": args.sites, "window_per_link": args.window,
+                  "in_flight": args.sites * args.window, "load_procs": args.load_procs,
+                  "load_generator": "selectors + non-blocking ssl.SSLSocket, protocol core "
+                                    "transport.Connection, one process per --load-procs",
+                  "warmup_seconds": warmup, "measured_seconds": duration,
+                  "request": "Acquire(id, 'uN', 'PRED') / Release(id, 'uN'), alternating"},
+    }
+    master: Server | None = None
+    try:
+        cli("init", "--data-dir", str(data))
+        cli("licence", "issue", "--data-dir", str(data), "--customer", "Bench", "--seats", SEATS)
+        config = load_config(data)
+        app = open_ledger(config)
+        names = [f"site{i:03d}" for i in range(SITES)]
+        sites = []
+        for name in names:
+            path = enrol_site(config, app, name, master="127.0.0.1:1",
+                              output=tmp / "bundles" / f"{name}.bundle")
+            b = Bundle.read(path)
+            sites.append(Site(name, b.ca_pem, b.cert_pem, b.key_pem))
+        app.close()
+        # `--listen` refuses port 0: take a free port (closed again before the master binds).
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        serve = seatledger_command() + ["master", "--data-dir", str(data),
+                                        "--listen", f"127.0.0.1:{port}"]
+        common = {"warmup": warmup, "duration": duration}
+        short = {"warmup": warmup / 2, "duration": duration / 2}
+        links = sites[:args.sites]
+
+        def closed(server: Server, window: int, timing: dict[str, float]) -> dict[str, Any]:
+            specs = split(links, args.load_procs, host=server.host, port=server.port,
+                          mode="closed", window=window, **timing)
+            return {"window_per_link": window, **load(specs, server.pid)}
+
+        def paced(server: Server) -> dict[str, Any]:
+            specs = split(links, args.load_procs, host=server.host, port=server.port,
+                          mode="open", rate=args.rate, **common)
+            return {"offered_per_second": round(args.rate), **load(specs, server.pid)}
+
+        # 1 and 3: the real master.
+        master = Server(serve, tmp / "master1.log")
+        result["master"] = closed(master, args.window, common)
+        result["open_loop"] = paced(master)
+        # One request in flight per site: the shape of the baseline table, small batches.
+        result["master_window_1"] = closed(master, 1, short)
+        result["master_exit_code"] = master.stop()
+        master = None
+
+        # 2: the bare TLS ceiling: same client code and sizes, a trio echo server, no ledger.
+        echo = Server([sys.executable, str(_HERE / "_wire_load.py"), "echo",
+                       "--data-dir", str(data)], tmp / "echo.log")
+        try:
+            result["bare_tls"] = closed(echo, args.window, common)
+            result["bare_tls_window_1"] = closed(echo, 1, short)
+            result["bare_tls_open_loop"] = paced(echo)
+        finally:
+            echo.stop()
+        result["ratio_to_bare_tls"] = round(result["master"]["requests_per_second"]
+                                            / result["bare_tls"]["requests_per_second"], 3)
+        result["ratio_to_bare_tls_window_1"] = round(
+            result["master_window_1"]["requests_per_second"]
+            / result["bare_tls_window_1"]["requests_per_second"], 3)
+
+        # 4: ready over a large store.
+        ready: dict[str, Any] = build_store(config, names, events)
+        ready["store_mb"] = round(sum(p.stat().st_size for p in data.glob("ledger.db*")) / 1e6)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import seatledger.cli, seatledger.daemons"],
+                       check=True)
+        ready["python_imports_seconds"] = round(time.perf_counter() - start, 3)
+        master = Server(serve, tmp / "master2.log")
+        ready["serving_seconds"] = round(master.ready_seconds, 3)
+        first_grant(sites[0], master.host, master.port)
+        ready["first_grant_seconds"] = round(time.perf_counter() - master.started, 3)
+        result["ready"] = ready
+
+        # 5: memory with 10k seats held over 100 sites.
+        rss: dict[str, Any] = {"sites": SITES, "seats": 100 * SITES,
+                               "idle_rss_mb": round(proc_status(master.pid)["VmRSS"] / 1024, 1)}
+
+        def measure() -> None:
+            time.sleep(0.5)
+            status = proc_status(master.pid)  # type: ignore[union-attr]
+            rss["rss_mb"] = round(status["VmRSS"] / 1024, 1)
+            rss["peak_rss_mb"] = round(status["VmHWM"] / 1024, 1)
+
+        hold_seats(sites, master.host, master.port, 100, measure)
+        result["rss"] = rss
+        result["master_exit_code_2"] = master.stop()
+        master = None
+
+        result["targets"] = TARGETS
+        result["met"] = {
+            "grants_releases_per_second": result["master"]["requests_per_second"]
+            >= TARGETS["grants_releases_per_second"],
+            "ratio_to_bare_tls": result["ratio_to_bare_tls"] >= TARGETS["ratio_to_bare_tls"],
+            "p99_ms_at_5k_per_second": result["open_loop"]["p99_ms"]
+            <= TARGETS["p99_ms_at_5k_per_second"],
+            "ready_seconds_over_1.8M_events": ready["first_grant_seconds"]
+            <= TARGETS["ready_seconds_over_1.8M_events"] and events >= 1_800_000,
+            "rss_mb_10k_seats_100_sites": rss["rss_mb"] <= TARGETS["rss_mb_10k_seats_100_sites"],
+        }
+    finally:
+        if master is not None:
+            master.stop()
+        if args.keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
