@@ -146,8 +146,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU time spent by everything on the machine (all cores), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def load(specs: list[LoadSpec], probe_pid: int) -> dict[str, Any]:
     """Run load phases (one per process) together; merge their tallies."""
+    busy0 = machine_busy_seconds()
     cpu0, wall0 = cpu_seconds(probe_pid), time.perf_counter()
     if len(specs) == 1:
         parts = [run_load(specs[0])]
@@ -155,8 +163,10 @@ def load(specs: list[LoadSpec], probe_pid: int) -> dict[str, Any]:
         ctx = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(len(specs), mp_context=ctx) as pool:
             parts = list(pool.map(run_load, specs))
-    # The server's CPU over the whole phase (connect, warm-up, drain included).
-    server_cpu = (cpu_seconds(probe_pid) - cpu0) / (time.perf_counter() - wall0)
+    # CPU over the whole phase (connect, warm-up, drain included), in cores.
+    wall = time.perf_counter() - wall0
+    server_cpu = (cpu_seconds(probe_pid) - cpu0) / wall
+    busy = (machine_busy_seconds() - busy0) / wall
     latencies = sorted(x for p in parts for x in p["latencies"])
     answered = sum(p["answered"] for p in parts)
     seconds = specs[0].duration
@@ -171,6 +181,9 @@ def load(specs: list[LoadSpec], probe_pid: int) -> dict[str, Any]:
         "loadgen_cpu_cores": round(sum(p["loadgen_cpu_seconds"] for p in parts)
                                    / (specs[0].warmup + seconds), 2),
         "late_sends": sum(p["late_sends"] for p in parts),
+        # Everything else on this shared machine (other users' jobs, the kernel), in cores.
+        "other_cpu_cores": round(max(0.0, busy - server_cpu - sum(
+            p["loadgen_cpu_seconds"] for p in parts) / wall), 2),
     }
 
 

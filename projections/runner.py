@@ -14,6 +14,12 @@ SQLite has no notifications, so a daemon calls :meth:`ProjectionRunner.nudge` af
 commit; :meth:`ProjectionRunner.follow` also polls, in case a nudge is missed or another
 process writes the store. The master is the only writer of the log and commits in order, so
 the log never gains a record below a position already passed.
+
+In a daemon: run ``runner.follow(poll_seconds)`` in a worker thread (it blocks), call
+``runner.nudge()`` after each group commit, read ``runner.status()`` from any thread (an
+immutable snapshot of the last committed batch), and call ``runner.stop_following()`` then
+join the thread to stop. Errors other than a lost race with another runner propagate out of
+``follow``.
 """
 
 from __future__ import annotations

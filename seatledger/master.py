@@ -343,20 +343,21 @@ class Master:
 
     # ------------------------------------------------------------------ the timer
     async def _timer(self) -> None:
+        """Tick when the next deadline falls due, and at least every heartbeat interval
+        (so that changes an operator made from the command line are picked up)."""
+        refresh = self.settings.heartbeat_interval
         while True:
             self._schedule_changed = trio.Event()
             due = self._next_due
-            if due is None:
-                await self._schedule_changed.wait()
-                continue
-            delay = (due - self.now()).total_seconds()
+            delay = refresh if due is None else (due - self.now()).total_seconds()
             if delay > 0:
-                with trio.move_on_after(min(delay, 3600)):
+                with trio.move_on_after(min(delay, refresh)) as idle:
                     await self._schedule_changed.wait()
-                continue
+                if not idle.cancelled_caught:
+                    continue  # the schedule moved: recompute
             await self.submit(Tick())
-            if self._next_due == due:  # nothing moved it: do not spin on the same instant
-                await trio.sleep(1)
+            if due is not None and self._next_due == due and delay <= 0:
+                await trio.sleep(1)  # nothing moved it: do not spin on the same instant
 
     # ------------------------------------------------------------------ one site
     async def _serve_site(self, tcp: trio.SocketStream) -> None:

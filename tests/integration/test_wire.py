@@ -252,3 +252,83 @@ async def test_notices_reach_connected_sites(world: World, nursery: trio.Nursery
     assert world.app.licence.pools["ACD"].enforced
     assert world.app.licence.pools["ACD"].deadline is None
     _ = Acquire, timedelta
+
+
+async def _handshake(world: World, site: str) -> tuple[trio.SSLStream[Any], Connection]:
+    from transport import Sync, SyncDone, Welcome
+    from transport.tls import client_context
+
+    b = world.bundle(site)
+    ctx = client_context(b.ca_pem.encode(), b.cert_pem.encode(), b.key_pem.encode())
+    stream = trio.SSLStream(await trio.open_tcp_stream("127.0.0.1", world.port), ctx,
+                            server_hostname="127.0.0.1")
+    conn = Connection(Role.CLIENT)
+    await stream.send_all(conn.send(Hello(site, 1)))
+    for expected, reply in ((Welcome, Sync((), (), False)), (SyncDone, None)):
+        event = await _read(stream, conn)
+        assert isinstance(event, expected), event
+        if reply is not None:
+            await stream.send_all(conn.send(reply))
+    return stream, conn
+
+
+async def _read(stream: trio.SSLStream[Any], conn: Connection) -> Any:
+    from transport import NEED_DATA, Heartbeat
+
+    while True:
+        event = conn.next_event()
+        if event is NEED_DATA:
+            conn.receive_data(await stream.receive_some(65536))
+        elif not isinstance(event, Heartbeat):
+            return event
+
+
+async def test_a_silent_site_is_dropped_after_missed_heartbeats(
+        world: World, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+    await world.start_master(nursery)
+    stream, _conn = await _handshake(world, "north")
+    assert world.app.licence.sites["north"].status == "connected"
+    await trio.sleep(29)  # 3 missed beats of 10 s: not yet
+    assert world.app.licence.sites["north"].status == "connected"
+    await trio.sleep(5)
+    assert world.app.licence.sites["north"].status == "disconnected"
+    dropped = [e for _, e in world.app.events() if type(e).__name__ == "SiteDisconnected"]
+    assert dropped[-1].reason == "connection lost"
+    await trio.aclose_forcefully(stream)
+
+
+async def test_a_site_that_does_not_read_cannot_stall_the_others(
+        world: World, nursery: trio.Nursery, tmp_path: Path) -> None:
+    world.app.amend_licence(limits={"PRED": 20000, "ACD": 20})
+    await world.start_master(nursery)
+    stuck, conn = await _handshake(world, "south")
+    # South floods requests and never reads an answer.
+    async def flood() -> None:
+        with trio.move_on_after(4):
+            try:
+                for i in range(1, 200_000, 500):
+                    await stuck.send_all(b"".join(conn.send(Acquire(j, f"u{j}", "PRED"))
+                                                  for j in range(i, i + 500)))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, Exception):
+                return
+    nursery.start_soon(flood)
+    async with SlaveConnector(world.bundle("north"), tmp_path / "n", settings=FAST) as north:
+        await north.wait_online()
+        with trio.fail_after(10):
+            for i in range(20):
+                assert (await north.acquire(f"n{i}", "PRED")).status == "normal"
+    assert world.master is not None
+    stats = world.master.statistics()
+    assert stats["queued"] <= world.master.settings.queue_size
+    await trio.aclose_forcefully(stuck)
+
+
+async def test_a_revoked_site_is_refused_at_the_handshake(
+        world: World, nursery: trio.Nursery, tmp_path: Path) -> None:
+    await world.start_master(nursery)
+    world.app.revoke_site("south")
+    with pytest.raises((trio.BrokenResourceError, AssertionError)):
+        stream, _ = await _handshake(world, "south")
+    async with SlaveConnector(world.bundle("south"), tmp_path / "s", settings=FAST) as south:
+        await trio.sleep(0.5)
+        assert south.state in (OFFLINE, CUT_OFF) and south.connected_to is None
