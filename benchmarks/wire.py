@@ -248,11 +248,17 @@ def main() -> None:
     warmup = 1.0 if args.quick else 2.0
     events = args.events or (300_000 if args.quick else 1_800_000)
 
+    busy0 = machine_busy_seconds()
+    time.sleep(1)
+    busy_before = machine_busy_seconds() - busy0
     tmp = Path(tempfile.mkdtemp(prefix="seatledger-wire-"))
     data = tmp / "data"
     result: dict[str, Any] = {
         "benchmark": "wire", "python": platform.python_version(), "cores": os.cpu_count(),
         "quick": args.quick,
+        # The machine is shared: CPU others used just before the run (see also each phase's
+        # other_cpu_cores); results taken while it is well above zero are not comparable.
+        "machine_busy_cores_before": round(busy_before, 2),
         "setup": {"store": "sqlite file, AES-GCM, WAL, synchronous=FULL",
                   "transport": "TLS 1.3 mutual auth, 127.0.0.1, one connection per site",
                   "sites": args.sites, "window_per_link": args.window,

@@ -46,7 +46,7 @@ async def run_master(config: Config, listen: str, *,
         async with trio.open_nursery() as nursery:
             await nursery.start(_stop_on_signal, master)
             listeners = await nursery.start(master.run, host, port)
-            nursery.start_soon(_daily_exports, master, config)
+            nursery.start_soon(daily_exports, master, config)
             bound = listeners[0].socket.getsockname()
             if ready is not None:
                 ready(f"{bound[0]}:{bound[1]}")
@@ -68,7 +68,7 @@ async def _stop_on_signal(master: Master, *,
             return
 
 
-async def _daily_exports(master: Master, config: Config) -> None:
+async def daily_exports(master: Master, config: Config) -> None:
     """Run the audit export at the configured UTC time, catching up missed days."""
     try:
         from .cli_export import export_due_days, load_export_settings, next_export_at, run_exports
@@ -78,14 +78,15 @@ async def _daily_exports(master: Master, config: Config) -> None:
         log.info("daily export not scheduled: %s", e)
         return
     while True:
-        at = next_export_at(config, wall_clock())
-        await trio.sleep(max(0.0, (at - wall_clock()).total_seconds()))
+        at = next_export_at(config, master.now())
+        await trio.sleep(max(0.0, (at - master.now()).total_seconds()))
         app: LedgerApp = master.app
         try:
             # The export reads the store and records AuditTrailExported; it runs while
             # the writer is paused so the ledger has one writer at a time.
             async with master.exclusive():
-                days = export_due_days(app, config, wall_clock().date())
+                master.ledger_clock.set(max(master.now(), master.ledger_clock.now()))
+                days = export_due_days(app, config, master.now().date())
                 await trio.to_thread.run_sync(run_exports, app, config, days)
         except Exception as e:  # an export failure must not stop licensing
             log.error("daily export failed (retried at the next run): %s", e)
