@@ -76,20 +76,22 @@ class Sealer(SealHook):
         self.contiguous_ids = contiguous_ids
 
     def seal_in_transaction(self, execute: Callable[..., Any],
-                            notifications: Sequence[Notification]) -> Any:
+                            rows: Sequence[tuple[int, Any, int, str, bytes]]) -> Any:
         f = self.frontier.copy()
-        for n in notifications:
-            if self.contiguous_ids and n.id != f.size + 1:
+        recent = self.recent_payloads
+        for record_id, originator_id, version, topic, stored in rows:
+            if self.contiguous_ids and record_id != f.size + 1:
                 raise StoreError(
-                    f"refusing to commit: record {n.id} would follow a seal of {f.size} records;"
-                    " the store was altered (run 'seatledger audit verify')"
+                    f"refusing to commit: record {record_id} would follow a seal of {f.size} "
+                    "records; the store was altered (run 'seatledger audit verify')"
                 )
-            payload = self.recent_payloads.pop((n.originator_id, n.originator_version), None)
+            payload = recent.pop((originator_id, version), None)
             if payload is None:
-                payload = open_payload(self.cipher, n)
-            f.append(leaf_hash(leaf_bytes(n.id, n.originator_id, n.originator_version, n.topic,
-                                          payload)))
-        self.recent_payloads.clear()
+                payload = open_payload(self.cipher, Notification(
+                    id=record_id, originator_id=originator_id, originator_version=version,
+                    topic=topic, state=stored))
+            f.append(leaf_hash(leaf_bytes(record_id, originator_id, version, topic, payload)))
+        recent.clear()
         root = f.root()
         body = Checkpoint(self.origin, f.size, root).body()
         signature = self.signing_key.sign(body.encode())
@@ -190,7 +192,8 @@ def verify_records(
     checkpoints = notes = 0
     expected = 1
     count = 0
-    # The hot loop: locals only, per-originator and per-topic bytes computed once.
+    # The hot loop: locals only, per-originator and per-topic bytes computed once. The leaf
+    # is leaf_bytes() inlined, hashed as merkle.leaf_hash() does.
     oid_bytes: dict[Any, bytes] = {}
     topic_bytes: dict[str, bytes] = {}
     pack = _Q.pack

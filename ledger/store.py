@@ -100,7 +100,9 @@ def sqlite_path(url: str) -> Path | None:
 class SealHook:
     """What a recorder calls inside its insert transaction (see ledger.seal.Sealer)."""
 
-    def seal_in_transaction(self, execute: Any, notifications: Sequence[Notification]) -> Any:
+    def seal_in_transaction(self, execute: Any,
+                            rows: Sequence[tuple[int, UUID, int, str, bytes]]) -> Any:
+        """Extend the seal over ``rows`` (id, originator, version, topic, stored state)."""
         raise NotImplementedError
 
     def committed(self, token: Any) -> None:
@@ -197,13 +199,9 @@ class CompactSQLiteRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=True) as c:
             ids = self._insert_compact(c, stored_events, staged_o, staged_t)
             if self.seal_hook is not None and stored_events:
-                notes = [
-                    Notification(id=i, originator_id=s.originator_id,
-                                 originator_version=s.originator_version, topic=s.topic,
-                                 state=s.state)
-                    for i, s in zip(ids, stored_events, strict=True)
-                ]
-                token = self.seal_hook.seal_in_transaction(c.execute, notes)
+                rows = [(i, s.originator_id, s.originator_version, s.topic, s.state)
+                        for i, s in zip(ids, stored_events, strict=True)]
+                token = self.seal_hook.seal_in_transaction(c.execute, rows)
         # Only now that the transaction committed may the caches learn the new ids.
         for u, i in staged_o.items():
             self._originator_ids[u] = i
@@ -350,16 +348,13 @@ class SealedPostgresRecorder(PostgresApplicationRecorder):
                                        **kwargs: Any) -> Sequence[int] | None:
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         if self.seal_hook is not None and ids:
-            notes = [
-                Notification(id=i, originator_id=s.originator_id,
-                             originator_version=s.originator_version, topic=s.topic, state=s.state)
-                for i, s in zip(ids, stored_events, strict=True)
-            ]
+            rows = [(i, s.originator_id, s.originator_version, s.topic, s.state)
+                    for i, s in zip(ids, stored_events, strict=True)]
 
             def execute(sql: str, params: Sequence[Any] = ()) -> None:
                 curs.execute(sql.replace("?", "%s"), params)
 
-            self._pending_token = self.seal_hook.seal_in_transaction(execute, notes)
+            self._pending_token = self.seal_hook.seal_in_transaction(execute, rows)
         return ids
 
     def iter_notifications(self, start: int = 1, page: int = 20000) -> Iterator[Notification]:
