@@ -341,6 +341,7 @@ class LoadSpec:
 
 def run_load(spec: LoadSpec) -> dict[str, Any]:
     """Run one load phase in this process; return its tally as plain data."""
+    cpu0 = time.process_time()
     links = [Link.open(site, spec.host, spec.port) for site in spec.sites]
     loop = Loop(links)
     t0 = _clock() + 0.2
@@ -350,15 +351,14 @@ def run_load(spec: LoadSpec) -> dict[str, Any]:
     t_measure = t0 + spec.warmup
     t_end = t_measure + spec.duration
     tally = Tally()
-    cpu0 = time.process_time()
     if spec.mode == "closed":
         closed_loop(loop, spec.window, t_measure, t_end, tally)
     else:
         open_loop(loop, spec.rate, t0, t_measure, t_end, tally)
-    cpu = time.process_time() - cpu0
     loop.close()
     for link in links:
         link.close()
+    cpu = time.process_time() - cpu0
     return {"answered": tally.answered, "refused": tally.refused, "sent": tally.sent,
             "late_sends": tally.late_sends, "latencies": tally.latencies,
             "seconds": spec.duration, "loadgen_cpu_seconds": cpu}

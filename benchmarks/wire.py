@@ -178,8 +178,7 @@ def load(specs: list[LoadSpec], probe_pid: int) -> dict[str, Any]:
         "max_ms": round(latencies[-1] * 1e3, 2) if latencies else None,
         "refused": sum(p["refused"] for p in parts),
         "server_cpu_cores": round(server_cpu, 2),
-        "loadgen_cpu_cores": round(sum(p["loadgen_cpu_seconds"] for p in parts)
-                                   / (specs[0].warmup + seconds), 2),
+        "loadgen_cpu_cores": round(sum(p["loadgen_cpu_seconds"] for p in parts) / wall, 2),
         "late_sends": sum(p["late_sends"] for p in parts),
         # Everything else on this shared machine (other users' jobs, the kernel), in cores.
         "other_cpu_cores": round(max(0.0, busy - server_cpu - sum(

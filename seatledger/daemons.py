@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -37,13 +38,18 @@ async def run_master(config: Config, listen: str, *,
     host, port = parse_address(listen)
     clock = ManualClock(wall_clock())
     app = open_ledger(config, clock=clock)
+    runner = None
     try:
         app.licence  # noqa: B018 - a master needs a licence: fail now with a clear error
+        from projections import ProjectionRunner
+
+        runner = ProjectionRunner(app)
         master = Master(app, clock, master_context(config, app),
                         settings=MasterSettings(heartbeat_interval=config.heartbeat_seconds,
                                                 missed_heartbeats=config.missed_heartbeats),
-                        now=wall_clock)
+                        now=wall_clock, on_commit=runner.nudge)
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow_projections, runner)
             await nursery.start(_stop_on_signal, master)
             listeners = await nursery.start(master.run, host, port)
             nursery.start_soon(daily_exports, master, config)
@@ -53,7 +59,17 @@ async def run_master(config: Config, listen: str, *,
             await master.stopped.wait()
             nursery.cancel_scope.cancel()  # the export schedule and the signal watcher
     finally:
+        if runner is not None:
+            runner.close()
         await trio.to_thread.run_sync(app.close)
+
+
+async def follow_projections(runner: Any) -> None:
+    """Keep the read models current: nudged after every commit, polling as a fallback."""
+    try:
+        await trio.to_thread.run_sync(runner.follow, abandon_on_cancel=True)
+    finally:
+        runner.stop_following()
 
 
 async def _stop_on_signal(master: Master, *,
