@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
-from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.persistence import Notification, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from psycopg.sql import SQL
@@ -196,12 +196,25 @@ class CompactSQLiteRecorder(SQLiteApplicationRecorder):
         staged_o: dict[Any, int] = {}
         staged_t: dict[Any, int] = {}
         token = None
-        with self.datastore.transaction(commit=True) as c:
-            ids = self._insert_compact(c, stored_events, staged_o, staged_t)
-            if self.seal_hook is not None and stored_events:
-                rows = [(i, s.originator_id, s.originator_version, s.topic, s.state)
-                        for i, s in zip(ids, stored_events, strict=True)]
-                token = self.seal_hook.seal_in_transaction(c.execute, rows)
+        with self.datastore.get_connection(commit=True) as conn:
+            c = conn.cursor()
+            try:
+                # Take the write lock first: other processes (the projection runner, an
+                # operator's command) write to this file too, and a deferred transaction
+                # could find its read snapshot stale when it comes to write.
+                c.execute("BEGIN IMMEDIATE")
+                ids = self._insert_compact(c, stored_events, staged_o, staged_t)
+                if self.seal_hook is not None and stored_events:
+                    rows = [(i, s.originator_id, s.originator_version, s.topic, s.state)
+                            for i, s in zip(ids, stored_events, strict=True)]
+                    token = self.seal_hook.seal_in_transaction(c.execute, rows)
+                conn.commit()
+            except sqlite3.Error as e:
+                conn.rollback()
+                raise OperationalError(e) from e
+            except BaseException:
+                conn.rollback()
+                raise
         # Only now that the transaction committed may the caches learn the new ids.
         for u, i in staged_o.items():
             self._originator_ids[u] = i

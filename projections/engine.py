@@ -53,6 +53,15 @@ def make_engine(store_url: str) -> Engine:
             # rewrites the same pages batch after batch, and each checkpoint copies them.
             cursor.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}")
             cursor.close()
+            # Transactions are begun below, not implicitly by the driver.
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            # The ledger writes to the same file. A deferred transaction that reads and
+            # then writes can find its snapshot stale (SQLITE_BUSY_SNAPSHOT, which no
+            # busy timeout retries); taking the write lock up front waits instead.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True)

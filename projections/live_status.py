@@ -155,7 +155,6 @@ class LiveStatusProjection(Projection):
         self.licence: dict[str, Any] | None = None
         self.pools: dict[str, _Pool] = {}
         self.sites: dict[str, _Site] = {}
-        self.class_in_use: dict[str, int] = {}
         self._pools_for: dict[str, list[_Pool]] = {}
         self._dirty_licence = False
         self._dirty_pools: set[str] = set()
@@ -188,8 +187,6 @@ class LiveStatusProjection(Projection):
             site.last_seen = maybe_from_us(r["last_seen_us"])
             site.seats = json.loads(r["seats_by_class"])
             self.sites[site.name] = site
-            for c, n in site.seats.items():
-                self.class_in_use[c] = self.class_in_use.get(c, 0) + n
         self._index_pools()
         self._site_views = {name: site.view() for name, site in self.sites.items()}
         self.published = self.current()
@@ -256,7 +253,9 @@ class LiveStatusProjection(Projection):
                 pool = self.pools[name] = _Pool(name, limit)
                 self._dropped_pools.discard(name)
             pool.limit = limit
-            pool.in_use = sum(self.class_in_use.get(c, 0) for c in pool.members)
+            # Recounted from the sites' seats, as the aggregate does on new terms.
+            pool.in_use = sum(site.seats.get(c, 0) for site in self.sites.values()
+                              for c in pool.members)
             self._dirty_pools.add(name)
         self._index_pools()
 
@@ -284,13 +283,9 @@ class LiveStatusProjection(Projection):
         self._touch(nid, e)
 
     def _enrolled(self, nid: int, e: Any) -> None:
-        old = self.sites.get(e.site)
-        if old is not None:
-            # Re-enrolling a revoked site starts it empty, as the aggregate does; like the
-            # aggregate, the pools keep counting any seat it still had until they are
-            # recounted (at the next amendment).
-            for c, n in old.seats.items():
-                self.class_in_use[c] = self.class_in_use.get(c, 0) - n
+        # Re-enrolling a revoked site starts it empty, as the aggregate does; like the
+        # aggregate, the pools keep counting any seat it still had until they are recounted
+        # (on new terms).
         self.sites[e.site] = _Site(e.site, e.local_limits)
         self._dirty_sites.add(e.site)
         self._touch(nid, e)
@@ -313,31 +308,35 @@ class LiveStatusProjection(Projection):
         self._dirty_sites.add(e.site)
         self._touch(nid, e)
 
-    def _count(self, e: Any, delta: int) -> None:
-        # Pools are few: flush() writes them all, so they need no dirty marks here.
+    # Seat events are most of the log: these two are written out for speed. Pools are few,
+    # so flush() writes them all and they need no dirty marks here.
+    def _granted(self, _nid: int, e: Any) -> None:
         site = self.sites[e.site]
         cls = e.agent_class
         seats = site.seats
-        n = seats.get(cls, 0) + delta
-        if n:
-            seats[cls] = n
-        else:
-            del seats[cls]
-        self.class_in_use[cls] = self.class_in_use.get(cls, 0) + delta
+        seats[cls] = seats.get(cls, 0) + 1
         for pool in self._pools_for.get(cls, ()):
-            pool.in_use += delta
+            pool.in_use += 1
         self._dirty_sites.add(e.site)
         self._last_event = e.timestamp
-
-    def _granted(self, _nid: int, e: Any) -> None:
-        self._count(e, 1)
         if not e.offline:
-            self.sites[e.site].last_seen = e.timestamp
+            site.last_seen = e.timestamp
 
     def _released(self, _nid: int, e: Any) -> None:
-        self._count(e, -1)
+        site = self.sites[e.site]
+        cls = e.agent_class
+        seats = site.seats
+        left = seats[cls] - 1
+        if left:
+            seats[cls] = left
+        else:
+            del seats[cls]
+        for pool in self._pools_for.get(cls, ()):
+            pool.in_use -= 1
+        self._dirty_sites.add(e.site)
+        self._last_event = e.timestamp
         if not e.offline and e.reason in _SITE_RELEASES:
-            self.sites[e.site].last_seen = e.timestamp
+            site.last_seen = e.timestamp
 
     def _refused(self, nid: int, e: Any) -> None:
         site = self.sites.get(e.site)
