@@ -332,3 +332,49 @@ async def test_a_revoked_site_is_refused_at_the_handshake(
     async with SlaveConnector(world.bundle("south"), tmp_path / "s", settings=FAST) as south:
         await trio.sleep(0.5)
         assert south.state in (OFFLINE, CUT_OFF) and south.connected_to is None
+
+
+async def test_the_slave_falls_back_to_the_secondary_master(
+        world: World, nursery: trio.Nursery, tmp_path: Path) -> None:
+    await world.start_master(nursery)
+    with socket_closed_port() as dead:
+        b = world.bundle("north")
+        bundle = Bundle(b.site, b.ca_pem, b.cert_pem, b.key_pem, f"127.0.0.1:{dead}",
+                        f"127.0.0.1:{world.port}")
+        async with SlaveConnector(bundle, tmp_path / "n", settings=FAST) as north:
+            with trio.fail_after(10):
+                await north.wait_online()
+            assert north.connected_to == f"127.0.0.1:{world.port}"
+            assert (await north.acquire("alice", "PRED")).status == "normal"
+
+
+async def test_a_full_journal_refuses_log_ons_after_rising_alerts(
+        world: World, nursery: trio.Nursery, tmp_path: Path) -> None:
+    await world.start_master(nursery)
+    settings = SlaveSettings(journal_cap=10)
+    async with SlaveConnector(world.bundle("north"), tmp_path / "n", settings=settings) as north:
+        await north.wait_online()
+        world.stop_master()
+        await trio.sleep(0.3)
+        for i in range(10):
+            await north.acquire(f"o{i}", "PRED")
+        with pytest.raises(SeatRefusedError) as refused:
+            await north.acquire("one-too-many", "PRED")
+        assert refused.value.reason == "journal_full"
+        journal_alerts = [a.severity for a in north.alerts if "journal" in a.text]
+        assert journal_alerts == ["warning", "high", "critical", "full"]
+        assert north.journal.count() == 10  # nothing lost, nothing beyond the cap
+
+
+class socket_closed_port:
+    """A local port with nothing listening on it."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        pass
