@@ -28,12 +28,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 # This file is named after the package it measures, and benchmarks/ also holds ledger.py:
-# drop this folder from the import path so that the names mean the packages.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+# drop this folder from the import path so that the names mean the packages, and measure
+# the packages of this checkout (whatever an installed copy may point at).
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
+import projections  # noqa: E402
 from ledger import AcquireSeat, LedgerApp, ManualClock, Refusal, ReleaseSeat, Tick  # noqa: E402
 from projections import ProjectionRunner, read_status, usage_report  # noqa: E402
 
@@ -174,6 +177,7 @@ def main() -> int:
         "usage_report_rows": rows,
         "usage_report_seconds_median": round(statistics.median(usage_times), 3),
         "usage_report_target_seconds": 2,
+        "code": str(Path(projections.__file__).resolve().parent.parent),
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
         "load_average_before_replay": [round(x, 2) for x in load],
