@@ -530,6 +530,8 @@ class Licence(Aggregate):
         for c in local_limits or {}:
             if c not in AGENT_CLASSES:
                 raise LicenceError(f"unknown agent class {c!r} in local limits")
+        if name in self.sites:  # re-enrolling a revoked site: it starts from no seats
+            self._release_all(now, self.sites[name], ReleaseReason.OPERATOR)
         self._emit(self.SiteEnrolled, now, site=name, fingerprint=fingerprint,
                    local_limits=dict(local_limits or {}))
 
@@ -677,6 +679,8 @@ class Licence(Aggregate):
         redelivery after a drop mid-sync records nothing twice.
         """
         site = self._site(site_name)
+        if site.status == REVOKED:
+            raise UnknownSiteError(f"site {site_name!r} is revoked")
         applied = skipped = reconciled = 0
         for ev in sorted(offline_events, key=lambda e: e.seq):
             if ev.seq <= site.last_seq:

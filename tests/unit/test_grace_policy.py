@@ -348,3 +348,24 @@ def test_clock_stepping_back_cannot_extend_grace_or_reorder_history() -> None:
     clock.advance(hours=1)
     recorded, step = keeper.read(recorded)
     assert recorded == T0 + 10 * H and step is None
+
+
+def test_a_revoked_site_cannot_sync_seats_back() -> None:
+    lic = new_licence()
+    fill(lic, 2)
+    lic.revoke_site(T0 + H, "north")
+    with pytest.raises(Exception, match="revoked"):
+        lic.sync(T0 + 2 * H, "north", [offline(1, "grant", "x", T0 + H)], [HeldSeat("x", "PRED")])
+    assert lic.pools["PRED"].in_use == 0
+
+
+def test_revoking_releases_the_sites_seats_and_re_enrolling_starts_empty() -> None:
+    lic = new_licence()
+    fill(lic, 3)
+    lic.collect_events()
+    lic.revoke_site(T0 + H, "north")
+    events = lic.collect_events()
+    assert [type(e).__name__ for e in events] == ["SeatReleased"] * 3 + ["SiteRevoked"]
+    assert all(e.reason == ReleaseReason.OPERATOR for e in events[:3])
+    lic.enrol_site(T0 + 2 * H, "north")
+    assert lic.sites["north"].status == "new" and lic.pools["PRED"].in_use == 0
