@@ -151,6 +151,7 @@ class LedgerApp:
             if (self._wrote and self._licence is not None
                     and self.sealer.frontier.size > self._licence.last_checkpoint_size):
                 self._record_checkpoint()
+            self.sealer.flush()
         finally:
             self._app.close()
 
@@ -191,7 +192,11 @@ class LedgerApp:
         if not pending:
             return
         try:
-            self._app.save(licence)
+            # What Application.save does, minus the recordings and notifications we do not
+            # use: map the pending events and insert them in one transaction.
+            mapper = self.mapper
+            stored = [mapper.to_stored_event(e) for e in licence.collect_events()]
+            self.recorder.insert_events(stored)
         except (PersistenceError, StoreError, OSError) as e:
             # The aggregate in memory is now ahead of the store: reload what was committed.
             self._licence = None

@@ -433,7 +433,12 @@ class Licence(Aggregate):
         self.pools = pools
 
     def pools_for(self, agent_class: str) -> list[grace.Pool]:
-        return [p for p in self.pools.values() if agent_class in p.members]
+        """The pools a seat of this class counts in: its class, and PRED+ACD if capped."""
+        pools = self.pools
+        found = [pools[agent_class]] if agent_class in pools else []
+        if agent_class in COMBINED_MEMBERS and COMBINED_POOL in pools:
+            found.append(pools[COMBINED_POOL])
+        return found
 
     @property
     def seats_in_use(self) -> int:

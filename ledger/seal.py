@@ -35,6 +35,7 @@ from .merkle import Frontier, leaf_hash
 from .store import SealHook
 
 CHECKPOINT_TOPIC_SUFFIX = "Licence.AuditCheckpointSigned"
+FILE_INTERVAL = 0.5  # seconds between rewrites of the latest-checkpoint file
 _Q = struct.Struct(">Q")
 
 
@@ -66,7 +67,10 @@ class Sealer(SealHook):
                  checkpoint_file: Path | None, *, cipher: RowCipher | None,
                  contiguous_ids: bool = True):
         self.cipher = cipher
+        self._public_key = signing_key.public_key()
         self._note: str | None = None
+        self._file_stale = False
+        self._file_written = -FILE_INTERVAL
         # Plaintexts the mapper just encrypted, so sealing need not decrypt them again.
         self.recent_payloads: dict[tuple[Any, int], bytes] = {}
         self.frontier = frontier
@@ -108,10 +112,21 @@ class Sealer(SealHook):
 
     def committed(self, token: Any) -> None:
         self.frontier, body, signature = token
-        self._note = note_with_signature(body, self.origin, self.signing_key.public_key(),
-                                         signature)
-        if self.checkpoint_file is not None:
+        self._note = note_with_signature(body, self.origin, self._public_key, signature)
+        self._file_stale = True
+        # The file outside the store is rewritten at most every FILE_INTERVAL seconds (and
+        # at close): a rename per commit would cost more than the commit's own work. After
+        # a crash it may lag the store by that much, which verification accepts (a file
+        # behind the store is normal; a file ahead of it means records were removed).
+        if time.monotonic() - self._file_written >= FILE_INTERVAL:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the latest checkpoint to the file outside the store, if it changed."""
+        if self.checkpoint_file is not None and self._file_stale and self._note is not None:
             write_atomic(self.checkpoint_file, self._note.encode())
+            self._file_written = time.monotonic()
+            self._file_stale = False
 
     def signed_note(self) -> str:
         """The latest checkpoint as a C2SP signed note."""
