@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from exporters.errors import ExportError
 from ledger import (
     AGENT_CLASSES,
     GracePolicy,
@@ -22,6 +23,7 @@ from ledger import (
     parse_limits,
 )
 from ledger.store import create_key_file
+from transport import ProtocolError
 
 from . import output
 from .config import ConfigError, Layout, data_dir_from, load_config, render_config
@@ -444,11 +446,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, name):
             setattr(args, name, default)
     try:
-        return int(args.fn(args))
+        try:
+            return int(args.fn(args))
+        except BaseExceptionGroup as group:
+            raise _leaf(group) from group
     except UsageError as e:
         print(f"seatledger: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (Refused, LedgerError, ConfigError) as e:
+    except (Refused, LedgerError, ConfigError, ExportError, ProtocolError) as e:
         print(f"seatledger: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -458,6 +463,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" {e.filename}" if getattr(e, "filename", None) else ""
         print(f"seatledger: {e.strerror or e}{':' if where else ''}{where}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _leaf(group: BaseExceptionGroup) -> BaseException:
+    """The one error a daemon's nursery failed with (trio wraps it in groups)."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 if __name__ == "__main__":

@@ -147,3 +147,36 @@ def test_demo_runs_end_to_end_and_verifies(tmp_path: Path) -> None:
     assert "journal synced" in out
     assert "audit verify: intact" in out
     assert "vendor usage statement matches the master's" in out
+
+
+def test_a_bad_bundle_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = tmp_path / "bad.bundle"
+    bundle.write_text(json.dumps({"site": "x", "ca_pem": "junk", "cert_pem": "junk",
+                                  "key_pem": "junk", "primary": "127.0.0.1:1"}))
+    code, _, err = run(capsys, "slave", "--bundle", str(bundle), "--state-dir",
+                       str(tmp_path / "s"))
+    assert code == 1 and err.count("\n") == 1 and "TLS credentials" in err
+    code, _, err = run(capsys, "slave", "--bundle", str(tmp_path / "none.bundle"))
+    assert code == 1 and "no bundle" in err
+
+
+def test_seat_commands_without_a_running_slave_fail_clearly(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "seat", "acquire", "--user", "u", "--class", "PRED",
+                       "--state-dir", str(tmp_path))
+    assert code == 1 and "no slave is running" in err
+
+
+def test_a_master_on_a_busy_port_fails_with_one_line(
+        data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    run(capsys, "licence", "issue", "--data-dir", str(data), "--customer", "A",
+        "--seats", "PRED=100")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, _, err = run(capsys, "master", "--data-dir", str(data), "--listen",
+                           f"127.0.0.1:{port}")
+    assert code == 1 and err.count("\n") == 1 and "in use" in err
