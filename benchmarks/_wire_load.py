@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import selectors
 import socket
 import ssl
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -209,6 +211,7 @@ class Tally:
     refused: int = 0
     sent: int = 0
     late_sends: int = 0
+    drain: float = 0.0
     latencies: list[float] = attrs.Factory(list)
 
 
@@ -319,6 +322,9 @@ def open_loop(loop: Loop, rate: float, t_start: float, t_measure: float, t_end: 
                 if sent_at >= t_measure:
                     tally.answered += 1
                     latencies.append(now - sent_at)
+    # How long the last answers took to arrive after the last send: well above the p50,
+    # the server could not keep up with the offered rate and its queue grew all run long.
+    tally.drain = max(0.0, _clock() - t_end)
     for link in links:
         for user in seated[link]:
             link.queue(Release, user, None)
@@ -337,11 +343,15 @@ class LoadSpec:
     window: int = 16  # closed loop: requests in flight per link
     rate: float = 0.0  # open loop: requests per second from this process
     start_wall: float | None = None  # several processes start together at this time.time()
+    probe_pid: int | None = None  # the server, whose CPU use is sampled (by one process)
 
 
 def run_load(spec: LoadSpec) -> dict[str, Any]:
-    """Run one load phase in this process; return its tally as plain data."""
-    cpu0 = time.process_time()
+    """Run one load phase in this process; return its tally as plain data.
+
+    CPU use is sampled over the measured window only, from a side thread: this process's,
+    and, if ``spec.probe_pid`` is set, the server's and the whole machine's.
+    """
     links = [Link.open(site, spec.host, spec.port) for site in spec.sites]
     loop = Loop(links)
     t0 = _clock() + 0.2
@@ -350,18 +360,46 @@ def run_load(spec: LoadSpec) -> dict[str, Any]:
     time.sleep(max(0.0, t0 - _clock()))
     t_measure = t0 + spec.warmup
     t_end = t_measure + spec.duration
+    samples: list[tuple[float, float, float, float]] = []
+
+    def sample_window() -> None:
+        for at in (t_measure, t_end):
+            time.sleep(max(0.0, at - _clock()))
+            samples.append((_clock(), time.process_time(),
+                            cpu_seconds(spec.probe_pid) if spec.probe_pid else 0.0,
+                            machine_busy_seconds()))
+
+    sampler = threading.Thread(target=sample_window, daemon=True)
+    sampler.start()
     tally = Tally()
     if spec.mode == "closed":
         closed_loop(loop, spec.window, t_measure, t_end, tally)
     else:
         open_loop(loop, spec.rate, t0, t_measure, t_end, tally)
+    sampler.join()
     loop.close()
     for link in links:
         link.close()
-    cpu = time.process_time() - cpu0
+    (w0, own0, server0, busy0), (w1, own1, server1, busy1) = samples
     return {"answered": tally.answered, "refused": tally.refused, "sent": tally.sent,
-            "late_sends": tally.late_sends, "latencies": tally.latencies,
-            "seconds": spec.duration, "loadgen_cpu_seconds": cpu}
+            "late_sends": tally.late_sends, "drain_seconds": tally.drain,
+            "latencies": tally.latencies,
+            "seconds": spec.duration, "loadgen_cpu_cores": (own1 - own0) / (w1 - w0),
+            "server_cpu_cores": (server1 - server0) / (w1 - w0),
+            "machine_cpu_cores": (busy1 - busy0) / (w1 - w0)}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time spent by everything on the machine (all cores), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def hold_seats(sites: list[Site], host: str, port: int, per_site: int,

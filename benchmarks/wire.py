@@ -14,8 +14,9 @@ Prints one JSON object. Phases, in one run:
    releases) regardless of answers, latency from each request's scheduled send time (no
    coordinated omission); ``bare_tls_open_loop`` is the same load on the echo server.
 4. ``ready``: the store grown to 1.8M events in-process (batches of 1000 commands through
-   ``LedgerApp.execute``), then the time from spawning `seatledger master` to its "serving"
-   line and to a first grant over a fresh mTLS connection.
+   ``LedgerApp.execute``) and its read models brought level, then the time from spawning
+   `seatledger master` to its "serving" line and to a first grant over a fresh mTLS
+   connection.
 5. ``rss``: that master's VmRSS with 10,000 seats held over 100 connected sites.
 
 The load generator runs in this process (one selectors loop) by default; ``--load-procs N``
@@ -63,12 +64,14 @@ def _load_helper() -> Any:
 
 _wire_load = _load_helper()
 LoadSpec, Site = _wire_load.LoadSpec, _wire_load.Site
+machine_busy_seconds = _wire_load.machine_busy_seconds
 first_grant, hold_seats = _wire_load.first_grant, _wire_load.hold_seats
 percentile, run_load = _wire_load.percentile, _wire_load.run_load
 
 
 from ledger import AcquireSeat, ReleaseSeat  # noqa: E402
 from ledger.licence import LICENCE_ID  # noqa: E402
+from projections import ProjectionRunner  # noqa: E402
 from seatledger.bundle import Bundle  # noqa: E402
 from seatledger.config import load_config  # noqa: E402
 from seatledger.sites import enrol_site  # noqa: E402
@@ -140,58 +143,61 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def calibration_ms() -> float:
+    """A fixed pure-Python loop, best of three, in ms: this VM's speed drifts by up to
+    +-35 % between minutes (noisy neighbours), so each phase records it just before."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.process_time()
+        x = 0
+        for i in range(300_000):
+            x += i * i % 7
+        best = min(best, time.process_time() - start)
+    return round(best * 1e3, 1)
 
 
-def machine_busy_seconds() -> float:
-    """CPU time spent by everything on the machine (all cores), from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def load(specs: list[LoadSpec], probe_pid: int) -> dict[str, Any]:
+def load(specs: list[LoadSpec]) -> dict[str, Any]:
     """Run load phases (one per process) together; merge their tallies."""
-    busy0 = machine_busy_seconds()
-    cpu0, wall0 = cpu_seconds(probe_pid), time.perf_counter()
+    calibration = calibration_ms()
     if len(specs) == 1:
         parts = [run_load(specs[0])]
     else:
         ctx = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(len(specs), mp_context=ctx) as pool:
             parts = list(pool.map(run_load, specs))
-    # CPU over the whole phase (connect, warm-up, drain included), in cores.
-    wall = time.perf_counter() - wall0
-    server_cpu = (cpu_seconds(probe_pid) - cpu0) / wall
-    busy = (machine_busy_seconds() - busy0) / wall
     latencies = sorted(x for p in parts for x in p["latencies"])
     answered = sum(p["answered"] for p in parts)
     seconds = specs[0].duration
-    return {
+    server = parts[0]["server_cpu_cores"]
+    loadgen = sum(p["loadgen_cpu_cores"] for p in parts)
+    result = {
         "requests_per_second": round(answered / seconds),
         "p50_ms": round(percentile(latencies, 50) * 1e3, 2),
         "p99_ms": round(percentile(latencies, 99) * 1e3, 2),
         "p999_ms": round(percentile(latencies, 99.9) * 1e3, 2),
         "max_ms": round(latencies[-1] * 1e3, 2) if latencies else None,
         "refused": sum(p["refused"] for p in parts),
-        "server_cpu_cores": round(server_cpu, 2),
-        "loadgen_cpu_cores": round(sum(p["loadgen_cpu_seconds"] for p in parts) / wall, 2),
+        # CPU over the measured window, in cores (of 2).
+        "server_cpu_cores": round(server, 2),
+        "loadgen_cpu_cores": round(loadgen, 2),
         "late_sends": sum(p["late_sends"] for p in parts),
-        # Everything else on this shared machine (other users' jobs, the kernel), in cores.
-        "other_cpu_cores": round(max(0.0, busy - server_cpu - sum(
-            p["loadgen_cpu_seconds"] for p in parts) / wall), 2),
+        # Everything else on this shared machine (other users' jobs, the kernel).
+        "other_cpu_cores": round(max(0.0, parts[0]["machine_cpu_cores"] - server - loadgen), 2),
+        "calibration_ms": calibration,
     }
+    if specs[0].mode == "open":
+        result["drain_ms"] = round(max(p["drain_seconds"] for p in parts) * 1e3, 1)
+    return result
 
 
-def split(sites: list[Site], procs: int, **spec: Any) -> list[LoadSpec]:
+def split(sites: list[Site], procs: int, server: Server, **spec: Any) -> list[LoadSpec]:
     start = time.time() + (2.0 if procs > 1 else 0.0)  # time for the workers to spawn
     groups = [sites[i::procs] for i in range(procs)]
     rate = spec.pop("rate", 0.0)
-    return [LoadSpec(sites=g, start_wall=start if procs > 1 else None,
-                     rate=rate * len(g) / len(sites), **spec) for g in groups]
+    return [LoadSpec(sites=g, host=server.host, port=server.port,
+                     start_wall=start if procs > 1 else None, rate=rate * len(g) / len(sites),
+                     probe_pid=server.pid if i == 0 else None, **spec)
+            for i, g in enumerate(groups)]
 
 
 def build_store(config: Any, names: list[str], target: int) -> dict[str, Any]:
@@ -224,10 +230,20 @@ def build_store(config: Any, names: list[str], target: int) -> dict[str, Any]:
     latest = list(snapshots.get(LICENCE_ID, desc=True, limit=1)) if snapshots else []
     tail = app.licence.version - (latest[0].originator_version if latest else 0)
     seal_rows = len(app.recorder.read_seal()[0])
+    # A master keeps its read models current as it commits; bring them level with what was
+    # built here, or the master under test would spend its first minute catching up.
+    start = time.perf_counter()
+    runner = ProjectionRunner(app)
+    try:
+        runner.run_once()
+    finally:
+        runner.close()
+    catch_up = time.perf_counter() - start
     app.close()
     return {"store_events": total, "built_events": total - start_id,
             "build_seconds": round(seconds, 1),
             "build_events_per_second": round((total - start_id) / seconds),
+            "read_models_catch_up_seconds": round(catch_up, 1),
             "events_after_latest_snapshot": tail, "seal_checkpoint_rows": seal_rows}
 
 
@@ -292,14 +308,12 @@ def main() -> None:
         links = sites[:args.sites]
 
         def closed(server: Server, window: int, timing: dict[str, float]) -> dict[str, Any]:
-            specs = split(links, args.load_procs, host=server.host, port=server.port,
-                          mode="closed", window=window, **timing)
-            return {"window_per_link": window, **load(specs, server.pid)}
+            specs = split(links, args.load_procs, server, mode="closed", window=window, **timing)
+            return {"window_per_link": window, **load(specs)}
 
         def paced(server: Server) -> dict[str, Any]:
-            specs = split(links, args.load_procs, host=server.host, port=server.port,
-                          mode="open", rate=args.rate, **common)
-            return {"offered_per_second": round(args.rate), **load(specs, server.pid)}
+            specs = split(links, args.load_procs, server, mode="open", rate=args.rate, **common)
+            return {"offered_per_second": round(args.rate), **load(specs)}
 
         # 1 and 3: the real master.
         master = Server(serve, tmp / "master1.log")
