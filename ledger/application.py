@@ -114,7 +114,7 @@ class LedgerApp:
     # ---------------------------------------------------------------- opening
     def _open_seal(self) -> None:
         try:
-            _rows, frontier_bytes = self.recorder.read_seal()
+            frontier_bytes = self.recorder.read_frontier()
             top = self.recorder.max_notification_id() or 0
         except PersistenceError as e:
             raise StoreError(f"cannot read store: {_first_line(e)}") from e
@@ -135,6 +135,13 @@ class LedgerApp:
     def _load(self) -> None:
         try:
             self._licence = self._app.repository.get(LICENCE_ID)
+            # Count from the latest snapshot, not from zero, so that many short sessions
+            # still take snapshots and opening stays fast however long the history grows.
+            latest = 0
+            if self._app.snapshots is not None:
+                for snapshot in self._app.snapshots.get(LICENCE_ID, desc=True, limit=1):
+                    latest = snapshot.originator_version
+            self._events_since_snapshot = self._licence.version - latest
         except AggregateNotFoundError:
             self._licence = None
         except MapperDeserialisationError as e:

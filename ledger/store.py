@@ -330,6 +330,13 @@ class CompactSQLiteRecorder(SQLiteApplicationRecorder):
                 return
             start = rows[-1][0]
 
+    def read_frontier(self) -> bytes | None:
+        """The seal's frontier (what opening needs; the checkpoint rows are for audits)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT frontier FROM seal_state WHERE id = 1")
+            row = c.fetchone()
+        return bytes(row[0]) if row else None
+
     def read_seal(self) -> tuple[list[tuple[int, bytes, bytes, float]], bytes | None]:
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT tree_size, root, signature, signed_at FROM seal_checkpoints ORDER BY rowid")
@@ -381,6 +388,12 @@ class SealedPostgresRecorder(PostgresApplicationRecorder):
     def iter_rows(self, page: int = 20000) -> Iterator[tuple[int, UUID, int, str, bytes]]:
         for n in self.iter_notifications(page=page):
             yield n.id, n.originator_id, n.originator_version, n.topic, n.state
+
+    def read_frontier(self) -> bytes | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute("SELECT frontier FROM seal_state WHERE id = 1")
+            row = curs.fetchone()
+        return bytes(row["frontier"]) if row else None
 
     def read_seal(self) -> tuple[list[tuple[int, bytes, bytes, float]], bytes | None]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

@@ -335,6 +335,14 @@ class Master:
             for session in list(self._sessions.values()):
                 session.send(message)
 
+    async def _enqueue(self, request: _Request) -> None:
+        """Queue a request; wait only when the queue is full (that is the backpressure).
+        The common case skips a scheduling round trip per request."""
+        try:
+            self._requests_tx.send_nowait(request)
+        except trio.WouldBlock:
+            await self._requests_tx.send(request)
+
     async def submit(self, command: Any) -> Any:
         """Submit one command and wait until its batch has been committed."""
         waiter = _Waiter()
@@ -487,11 +495,11 @@ class Master:
                             session.send(Error("sync_failed", getattr(result, "error", "")))
                             return False
                 case Acquire(request_id, user, agent_class, tenant, campaign):
-                    await self._requests_tx.send(_Request(
+                    await self._enqueue(_Request(
                         AcquireSeat(site, user, agent_class, tenant, campaign),
                         _answer_acquire(session, request_id)))
                 case Release(request_id, user):
-                    await self._requests_tx.send(_Request(
+                    await self._enqueue(_Request(
                         ReleaseSeat(site, user), _answer_release(session, request_id, user)))
                 case Heartbeat():
                     pass
