@@ -152,6 +152,25 @@ def cmd_report_usage(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_projections_follow(args: argparse.Namespace) -> int:
+    """Keep the read models current until SIGINT/SIGTERM (the master runs this as a child
+    process, so that the views are updated on the second core, not under its lock)."""
+    import signal
+
+    app = open_ledger(load_config(data_dir_from(args.data_dir)), read_only=True)
+    try:
+        with ProjectionRunner(app) as runner:
+            def stop(*_: object) -> None:
+                runner.stop_following()
+
+            signal.signal(signal.SIGTERM, stop)
+            signal.signal(signal.SIGINT, stop)
+            runner.follow(poll_seconds=args.poll)
+    finally:
+        app.close()
+    return EXIT_OK
+
+
 def cmd_projections_rebuild(args: argparse.Namespace) -> int:
     """Drop read models and rebuild them from the whole log."""
     names = [args.name] if args.name else None
@@ -278,6 +297,10 @@ def register(sub: Any, add: Add, audit_sub: Any) -> None:
     proj = sub.add_parser("projections", help="the read models fed from the ledger")
     psub = proj.add_subparsers(dest="action", metavar="ACTION")
     psub.required = True
+    p = add(psub, "follow", cmd_projections_follow,
+            "keep the read models current (the master runs this for you)")
+    p.add_argument("--poll", type=float, default=0.2, metavar="SECONDS",
+                   help="how often to look for new records")
     p = add(psub, "rebuild", cmd_projections_rebuild,
             "drop read models and rebuild them from the whole log")
     p.add_argument("name", nargs="?", choices=list(PROJECTIONS), metavar="NAME",

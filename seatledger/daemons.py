@@ -11,7 +11,6 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import trio
 
@@ -38,18 +37,14 @@ async def run_master(config: Config, listen: str, *,
     host, port = parse_address(listen)
     clock = ManualClock(wall_clock())
     app = open_ledger(config, clock=clock)
-    runner = None
     try:
         app.licence  # noqa: B018 - a master needs a licence: fail now with a clear error
-        from projections import ProjectionRunner
-
-        runner = ProjectionRunner(app)
         master = Master(app, clock, master_context(config, app),
                         settings=MasterSettings(heartbeat_interval=config.heartbeat_seconds,
                                                 missed_heartbeats=config.missed_heartbeats),
-                        now=wall_clock, on_commit=runner.nudge)
+                        now=wall_clock)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(follow_projections, runner)
+            nursery.start_soon(follow_projections, config)
             await nursery.start(_stop_on_signal, master)
             listeners = await nursery.start(master.run, host, port)
             nursery.start_soon(daily_exports, master, config)
@@ -59,17 +54,34 @@ async def run_master(config: Config, listen: str, *,
             await master.stopped.wait()
             nursery.cancel_scope.cancel()  # the export schedule and the signal watcher
     finally:
-        if runner is not None:
-            runner.close()
         await trio.to_thread.run_sync(app.close)
 
 
-async def follow_projections(runner: Any) -> None:
-    """Keep the read models current: nudged after every commit, polling as a fallback."""
-    try:
-        await trio.to_thread.run_sync(runner.follow, abandon_on_cancel=True)
-    finally:
-        runner.stop_following()
+async def follow_projections(config: Config) -> None:
+    """Keep the read models current in a child process (`seatledger projections follow`).
+
+    A process of its own, not a thread: the views' work then runs on the other core instead
+    of competing with the master's event loop and commits for one interpreter lock. It polls
+    the store a few times a second (SQLite has no change notifications). If it fails, the
+    master carries on serving and restarts it after a pause.
+    """
+    import signal
+
+    command = [sys.executable, "-m", "seatledger.cli", "projections", "follow",
+               "--data-dir", str(config.root)]
+    while True:
+        process = await trio.lowlevel.open_process(command)
+        try:
+            code = await process.wait()
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await process.wait()
+                if process.returncode is None:
+                    process.kill()
+        log.error("read-model follower exited with %s; restarting in 5 s", code)
+        await trio.sleep(5)
 
 
 async def _stop_on_signal(master: Master, *,

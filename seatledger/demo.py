@@ -141,7 +141,8 @@ async def _demo(root: Path, quiet: bool) -> int:
 
     master = Master(app, clock, master_context(config, app),
                     # Long heartbeats: each one costs real time on the virtual clock.
-                    settings=MasterSettings(worker_thread=False, heartbeat_interval=1800),
+                    settings=MasterSettings(worker_thread=False, heartbeat_interval=1800,
+                                            refresh_interval=3600),
                     now=now)
     settings = SlaveSettings()
     async with trio.open_nursery() as nursery:

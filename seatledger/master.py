@@ -89,6 +89,9 @@ class MasterSettings:
     queue_size: int = 20000
     outbox_size: int = 4096
     handshake_timeout: float = 10.0
+    # How often, at least, the ledger is re-read for an operator's changes (a site enrolled
+    # or revoked from the command line while the master runs). Cheap when nothing changed.
+    refresh_interval: float = 1.0
     # Commit in a worker thread so the event loop keeps serving during the commit. Tests on
     # trio's MockClock turn it off: a thread looks idle to the clock, which would jump ahead.
     worker_thread: bool = True
@@ -351,9 +354,9 @@ class Master:
 
     # ------------------------------------------------------------------ the timer
     async def _timer(self) -> None:
-        """Tick when the next deadline falls due, and at least every heartbeat interval
+        """Tick when the next deadline falls due, and at least every refresh interval
         (so that changes an operator made from the command line are picked up)."""
-        refresh = self.settings.heartbeat_interval
+        refresh = self.settings.refresh_interval
         while True:
             self._schedule_changed = trio.Event()
             due = self._next_due

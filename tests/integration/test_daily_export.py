@@ -36,7 +36,7 @@ async def test_master_exports_each_day_at_the_configured_time(
     app.issue_licence(customer="Acme", limits={"PRED": 100})
     app.enrol_site("north")
     master = Master(app, clock, master_context(config, app),
-                    settings=MasterSettings(worker_thread=False), now=trio_now(START))
+                    settings=MasterSettings(worker_thread=False, refresh_interval=3600), now=trio_now(START))
     async with trio.open_nursery() as nursery:
         await nursery.start(master.run, "127.0.0.1", 0)
         nursery.start_soon(daily_exports, master, config)

@@ -62,7 +62,8 @@ class World:
         threaded = not isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
         self.master = Master(self.app, self.clock, master_context(self.config, self.app),
                              settings=MasterSettings(heartbeat_interval=10, missed_heartbeats=3,
-                                                     worker_thread=threaded),
+                                                     worker_thread=threaded,
+                                                     refresh_interval=600),
                              now=trio_now(START))
         self.scope = trio.CancelScope()
 
