@@ -165,10 +165,25 @@ def cmd_projections_follow(args: argparse.Namespace) -> int:
 
             signal.signal(signal.SIGTERM, stop)
             signal.signal(signal.SIGINT, stop)
+            if args.parent_pid:
+                _stop_when_orphaned(args.parent_pid, stop)
             runner.follow(poll_seconds=args.poll)
     finally:
         app.close()
     return EXIT_OK
+
+
+def _stop_when_orphaned(parent: int, stop: Callable[[], None]) -> None:
+    """Stop following when the master that started us is gone (even if it was killed)."""
+    import os
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        stop()
+
+    threading.Thread(target=watch, daemon=True, name="orphan-watch").start()
 
 
 def cmd_projections_rebuild(args: argparse.Namespace) -> int:
@@ -301,6 +316,7 @@ def register(sub: Any, add: Add, audit_sub: Any) -> None:
             "keep the read models current (the master runs this for you)")
     p.add_argument("--poll", type=float, default=0.2, metavar="SECONDS",
                    help="how often to look for new records")
+    p.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
     p = add(psub, "rebuild", cmd_projections_rebuild,
             "drop read models and rebuild them from the whole log")
     p.add_argument("name", nargs="?", choices=list(PROJECTIONS), metavar="NAME",

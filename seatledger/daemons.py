@@ -65,10 +65,11 @@ async def follow_projections(config: Config) -> None:
     the store a few times a second (SQLite has no change notifications). If it fails, the
     master carries on serving and restarts it after a pause.
     """
+    import os
     import signal
 
     command = [sys.executable, "-m", "seatledger.cli", "projections", "follow",
-               "--data-dir", str(config.root)]
+               "--data-dir", str(config.root), "--parent-pid", str(os.getpid())]
     while True:
         process = await trio.lowlevel.open_process(command)
         try:
