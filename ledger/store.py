@@ -125,7 +125,23 @@ SEAL_TABLES_POSTGRES = (
 )
 
 
-class CompactSQLiteRecorder(SQLiteApplicationRecorder):
+class NotificationPaging:
+    """Reading the whole log a page at a time (both recorders; mixed in before the
+    recorder class, whose ``select_notifications`` it uses)."""
+
+    select_notifications: Any
+
+    def iter_notifications(self, start: int = 1, page: int = 20000) -> Iterator[Notification]:
+        """Every notification from ``start`` on, in order, read a page at a time."""
+        while True:
+            batch = self.select_notifications(start, page)
+            yield from batch
+            if len(batch) < page:
+                return
+            start = batch[-1].id + 1
+
+
+class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
     """SQLite application recorder with a compact schema and in-transaction sealing."""
 
     def __init__(self, datastore: Any, events_table_name: str = "events"):
@@ -304,15 +320,6 @@ class CompactSQLiteRecorder(SQLiteApplicationRecorder):
             for r in rows
         ]
 
-    def iter_notifications(self, start: int = 1, page: int = 20000) -> Iterator[Notification]:
-        """Every notification from ``start`` on, in order, read a page at a time."""
-        while True:
-            batch = self.select_notifications(start, page)
-            yield from batch
-            if len(batch) < page:
-                return
-            start = batch[-1].id + 1
-
     def iter_rows(self, page: int = 50000) -> Iterator[tuple[int, UUID, int, str, bytes]]:
         """Every stored record as (id, originator id, version, topic, state), in order."""
         with self.datastore.transaction(commit=False) as c:
@@ -346,7 +353,7 @@ class CompactSQLiteRecorder(SQLiteApplicationRecorder):
         return rows, (bytes(row[0]) if row else None)
 
 
-class SealedPostgresRecorder(PostgresApplicationRecorder):
+class SealedPostgresRecorder(NotificationPaging, PostgresApplicationRecorder):
     """eventsourcing's PostgreSQL recorder, sealing inside the insert transaction."""
 
     seal_hook: SealHook | None = None
@@ -376,14 +383,6 @@ class SealedPostgresRecorder(PostgresApplicationRecorder):
 
             self._pending_token = self.seal_hook.seal_in_transaction(execute, rows)
         return ids
-
-    def iter_notifications(self, start: int = 1, page: int = 20000) -> Iterator[Notification]:
-        while True:
-            batch = self.select_notifications(start, page)
-            yield from batch
-            if len(batch) < page:
-                return
-            start = batch[-1].id + 1
 
     def iter_rows(self, page: int = 20000) -> Iterator[tuple[int, UUID, int, str, bytes]]:
         for n in self.iter_notifications(page=page):
