@@ -43,6 +43,7 @@ from ledger import (
     Refusal,
     ReleaseSeat,
     Severity,
+    StoreError,
     SyncResult,
     SyncSite,
     Tick,
@@ -316,7 +317,14 @@ class Master:
 
     def _execute(self, commands: list[Any]) -> tuple[list[Any], datetime | None]:
         self.app.refresh()
-        outcomes = self.app.execute(commands)
+        try:
+            outcomes = self.app.execute(commands)
+        except StoreError:
+            # Another process (an operator's command) committed between our refresh and our
+            # commit. Nothing of this batch was recorded and the ledger has reloaded: decide
+            # the batch again on the new state. A second failure is a real store problem.
+            self.app.refresh()
+            outcomes = self.app.execute(commands)
         return outcomes, self.app.licence.next_due()
 
     def _broadcast_notices(self, outcomes: list[Any]) -> None:

@@ -124,3 +124,18 @@ def test_seal_verifies_and_checkpoints_are_recorded(store_url: str, open_ledger:
     assert report.signed_notes >= 1
     notes = [n for n in app.notifications() if n.topic.endswith(CHECKPOINT_TOPIC_SUFFIX)]
     assert len(notes) == report.signed_notes
+
+
+def test_a_commit_racing_another_writer_fails_whole_and_the_ledger_reloads(
+        store_url: str, open_ledger: Open) -> None:
+    from ledger import StoreError
+
+    master = issued(open_ledger, store_url)
+    operator = open_ledger(store_url)
+    operator.enrol_site("east")  # committed behind the master's back
+    with pytest.raises(StoreError):
+        master.execute([AcquireSeat("north", "u1", "PRED")])
+    assert "east" in master.licence.sites  # reloaded: the operator's change is visible
+    outcome = master.execute([AcquireSeat("north", "u1", "PRED")])[0]
+    assert isinstance(outcome, Grant) and outcome.seat == 1
+    assert master.verify().ok
