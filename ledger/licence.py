@@ -16,7 +16,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID, uuid5
 
 import attrs
@@ -209,41 +209,32 @@ class Licence(Aggregate):
         def apply(self, licence: Licence) -> None:
             licence.sites[self.site] = Site(self.site, self.fingerprint, dict(self.local_limits))
 
-    class SiteRevoked(Event):
+    class _SiteStatusChanged(Event):
+        """A site's connection status changed; each subclass names the status it sets."""
+
         site: str
+        new_status: ClassVar[str]
 
         def apply(self, licence: Licence) -> None:
             site = licence.sites[self.site]
-            site.status = REVOKED
+            site.status = self.new_status
             site.since = self.timestamp
 
-    class SiteConnected(Event):
-        site: str
+    class SiteRevoked(_SiteStatusChanged):
+        new_status = REVOKED
 
-        def apply(self, licence: Licence) -> None:
-            site = licence.sites[self.site]
-            site.status = CONNECTED
-            site.since = self.timestamp
+    class SiteConnected(_SiteStatusChanged):
+        new_status = CONNECTED
 
     class SiteReconnected(SiteConnected):
         pass
 
-    class SiteDisconnected(Event):
-        site: str
+    class SiteDisconnected(_SiteStatusChanged):
+        new_status = DISCONNECTED
         reason: str
 
-        def apply(self, licence: Licence) -> None:
-            site = licence.sites[self.site]
-            site.status = DISCONNECTED
-            site.since = self.timestamp
-
-    class SiteCutOff(Event):
-        site: str
-
-        def apply(self, licence: Licence) -> None:
-            site = licence.sites[self.site]
-            site.status = CUT_OFF
-            site.since = self.timestamp
+    class SiteCutOff(_SiteStatusChanged):
+        new_status = CUT_OFF
 
     class SeatGranted(Event):
         site: str

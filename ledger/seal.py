@@ -30,7 +30,7 @@ from eventsourcing.persistence import Notification
 
 from .checkpoint import Checkpoint, note_with_signature, open_checkpoint, sign_checkpoint
 from .codec import RowCipher, unpack_payload
-from .errors import CheckpointError, SealError, StoreError
+from .errors import CheckpointError, StoreError
 from .merkle import Frontier, leaf_hash
 from .store import SealHook
 
@@ -314,8 +314,3 @@ def _check_note(record: int, state: dict[str, Any], roots: dict[int, bytes],
         raise _Found(record, f"recorded checkpoint does not verify: {e}") from None
     if roots.get(cp.size) not in (None, cp.root):
         raise _Found(record, f"recorded checkpoint for {cp.size} records disagrees with the log")
-
-
-def require_ok(report: VerifyReport) -> None:
-    if report.problem is not None:
-        raise SealError(f"record {report.problem.record}: {report.problem.reason}")

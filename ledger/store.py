@@ -402,10 +402,3 @@ class SealedPostgresRecorder(NotificationPaging, PostgresApplicationRecorder):
             curs.execute("SELECT frontier FROM seal_state WHERE id = 1")
             row = curs.fetchone()
         return rows, (bytes(row["frontier"]) if row else None)
-
-
-def sqlite_connect_readonly(path: Path) -> sqlite3.Connection:
-    """A read-only connection for verification and tooling."""
-    if not path.exists():
-        raise StoreError(f"no store at {path}")
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)

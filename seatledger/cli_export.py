@@ -47,11 +47,11 @@ from exporters import (
 from exporters.chain import parse_verifier_key
 from exporters.envelope import export_comment
 from exporters.sinks import LocalSink, Sink
-from ledger import LedgerApp, LedgerError
+from ledger import LedgerApp
 from ledger.checkpoint import verifier_key
 
 from . import output
-from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Refused, UsageError
+from .cli import EXIT_OK, Refused, UsageError
 from .config import Config, ConfigError, Layout, data_dir_from, load_config
 from .wiring import open_ledger
 
@@ -62,7 +62,6 @@ __all__ = [
     "export_to_folder",
     "import_exports",
     "load_export_settings",
-    "main",
     "next_export_at",
     "register",
     "run_exports",
@@ -513,46 +512,3 @@ def register(sub: Any, add: Any) -> None:
 
     add(esub, "key", cmd_export_key,
         "show the master's export signing key (created if needed) and checkpoint key")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """A parser with only the export commands (until cli.py registers them itself)."""
-    parser = argparse.ArgumentParser(prog="seatledger")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS)
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
-
-    def add(parent: Any, name: str, fn: Callable[[argparse.Namespace], int],
-            help_text: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = parent.add_parser(name, parents=[common], help=help_text,
-                                                       description=help_text)
-        p.set_defaults(fn=fn)
-        return p
-
-    register(sub, add)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``seatledger export ...`` on its own, with the CLI's exit statuses."""
-    args = build_parser().parse_args(argv)
-    for name, default in (("data_dir", None), ("json", False)):
-        if not hasattr(args, name):
-            setattr(args, name, default)
-    try:
-        return int(args.fn(args))
-    except UsageError as err:
-        print(f"seatledger: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except (Refused, LedgerError, ConfigError) as err:
-        print(f"seatledger: {err}", file=sys.stderr)
-        return EXIT_FAILED
-    except OSError as err:
-        print(f"seatledger: {err.strerror or err}", file=sys.stderr)
-        return EXIT_FAILED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -270,12 +269,8 @@ def _finish(root: Path, config: Any, end: datetime, quiet: bool) -> int:
 
 def _reports(app: LedgerApp, root: Path, end: datetime, quiet: bool) -> bool:
     """Status and usage tables, and the HTML report, from the read models."""
-    try:
-        import projections  # noqa: F401
+    from .cli_reports import demo_reports
 
-        from .cli_reports import demo_reports
-    except ImportError:
-        return True
     return bool(demo_reports(app, root, START, end, quiet))
 
 
@@ -301,14 +296,9 @@ def _vendor(app: LedgerApp, config: Any, root: Path, end: datetime, quiet: bool)
                                      public_key_text=export_public_key_text(config.layout))
     print(f"vendor: verified the chain of {len(files)} day(s) and imported "
           f"{getattr(summary, 'records', '?')} records into {vendor_dir}")
-    compare: Callable[..., bool] | None = None
-    try:
-        from .cli_reports import compare_usage as compare
-    except ImportError:
-        compare = None
-    if compare is None:
-        return True
-    return bool(compare(config, vendor_dir, START, datetime.combine(
+    from .cli_reports import compare_usage
+
+    return bool(compare_usage(config, vendor_dir, START, datetime.combine(
         through + timedelta(days=1), datetime.min.time(), UTC), quiet))
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import signal
 import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -243,12 +242,6 @@ class Master:
 
     def stop(self) -> None:
         self._stopping.set()
-
-    async def handle_signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                self.stop()
-                return
 
     async def _accept(self, listeners: list[trio.SocketListener],
                       nursery: trio.Nursery) -> None:

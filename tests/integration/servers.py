@@ -12,9 +12,7 @@ Each ``start_*`` either returns a server that answered on its port or raises
 
 from __future__ import annotations
 
-import datetime
 import getpass
-import ipaddress
 import logging
 import os
 import re
@@ -28,10 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import attrs
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from transport.pki import CertifiedKey, create_ca, issue_master_certificate
 
 HOST = "127.0.0.1"
 _START_TIMEOUT = 10.0
@@ -223,78 +219,21 @@ class TlsFiles:
     key_file: Path
 
 
-def make_ca(workdir: Path, name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, Path]:
-    """Create a self-signed CA; return it, its key and the PEM file written for clients."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+def make_ca(workdir: Path, name: str) -> tuple[CertifiedKey, Path]:
+    """Create a throwaway CA (the project's own PKI code); return it and its PEM file."""
+    ca = create_ca(name)
     path = workdir / f"{name}.pem"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert, key, path
+    path.write_bytes(ca.cert_pem)
+    return ca, path
 
 
 def make_tls_files(workdir: Path) -> TlsFiles:
     """CA plus a server certificate with subjectAltName IP:127.0.0.1 and DNS:localhost."""
-    ca_cert, ca_key, ca_file = make_ca(workdir, "test-ca")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert_file = workdir / "server.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file = workdir / "server.key"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    ca, ca_file = make_ca(workdir, "test-ca")
+    server = issue_master_certificate(ca, dns_names=("localhost",), ip_addresses=(HOST,),
+                                      common_name="localhost")
+    cert_file, key_file = workdir / "server.pem", workdir / "server.key"
+    server.write(cert_file, key_file)
     return TlsFiles(ca_file=ca_file, cert_file=cert_file, key_file=key_file)
 
 

@@ -34,6 +34,7 @@ from exporters.naming import DATA_SUFFIX
 from exporters.sinks import Sink, SinkSession
 from ledger import AcquireSeat, LedgerApp, ManualClock, ReleaseSeat
 from seatledger import cli_export
+from seatledger.cli import main as cli_main
 from seatledger.config import Config, load_config
 from seatledger.demo import init_data_dir
 from seatledger.wiring import open_ledger
@@ -353,19 +354,19 @@ def test_command_line_run_over_sftp_then_verify_and_import(
     root = master_dir(tmp_path, vendor.recipient, table)
     _past_ledger(root)
 
-    assert cli_export.main(["export", "run", "--data-dir", str(root)]) == 0
+    assert cli_main(["export", "run", "--data-dir", str(root)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith(f"{DAY0}  exported ")
     assert f"to {table['kind']}://" in out
     public = str(root / "keys" / "export-minisign.pub")
-    assert cli_export.main(["export", "verify", str(folder), "--public-key", public,
+    assert cli_main(["export", "verify", str(folder), "--public-key", public,
                             "--identity", str(identity)]) == 0
-    assert cli_export.main(["export", "import", str(folder), "--data-dir",
+    assert cli_main(["export", "import", str(folder), "--data-dir",
                             str(tmp_path / "vendor"), "--public-key", public,
                             "--identity", str(identity)]) == 0
     out = capsys.readouterr().out
     assert "imported" in out
-    assert cli_export.main(["export", "run", "--data-dir", str(root)]) == 0
+    assert cli_main(["export", "run", "--data-dir", str(root)]) == 0
     assert "already exported" in capsys.readouterr().out
 
 
@@ -386,7 +387,7 @@ def test_a_wrong_sftp_host_key_is_refused_at_once_and_nothing_is_recorded(
     _past_ledger(root)
 
     started = time.monotonic()
-    code = cli_export.main(["export", "run", "--data-dir", str(root)])
+    code = cli_main(["export", "run", "--data-dir", str(root)])
     elapsed = time.monotonic() - started
 
     err = capsys.readouterr().err

@@ -445,7 +445,7 @@ def test_sftp_configuration_needs_readable_secret_files(
 
 
 def test_ftps_refuses_a_certificate_from_another_ca(ftps_server: FtpServer, tmp_path: Path) -> None:
-    _, _, stranger_ca = make_ca(tmp_path, "stranger-ca")
+    _, stranger_ca = make_ca(tmp_path, "stranger-ca")
     sleeps = Sleeps()
     sink = FtpsSink(
         ftps_server.host,

@@ -13,6 +13,7 @@ import pytest
 from exporters import AgeIdentity, ExportNames, generate_age_identity, write_age_identity
 from ledger import AcquireSeat, LedgerApp, ManualClock, ReleaseSeat
 from seatledger import cli_export
+from seatledger.cli import main as cli_main
 from seatledger.config import ConfigError, load_config
 from seatledger.demo import init_data_dir
 from seatledger.wiring import open_ledger
@@ -69,7 +70,7 @@ def master(tmp_path: Path, vendor: AgeIdentity) -> Path:
 @pytest.fixture
 def run(capsys: pytest.CaptureFixture[str]) -> Iterator[object]:
     def invoke(*argv: str | Path) -> tuple[int, str, str]:
-        code = cli_export.main(["export", *map(str, argv)])
+        code = cli_main(["export", *map(str, argv)])
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 
