@@ -16,8 +16,8 @@ from datetime import date, timedelta
 import attrs
 
 from ledger import LedgerApp, LedgerError
-from ledger.checkpoint import Checkpoint, sign_checkpoint, verifier_key
-from ledger.merkle import Frontier
+from ledger.seal.checkpoint import Checkpoint, sign_checkpoint, verifier_key
+from ledger.seal.merkle import Frontier
 
 from .chain import ChainState, RecordFault, check_recorded_checkpoint
 from .envelope import SigningKey, export_comment, seal_export

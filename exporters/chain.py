@@ -11,9 +11,9 @@ from datetime import date
 import attrs
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger.checkpoint import open_checkpoint, verifier_key
 from ledger.errors import CheckpointError
-from ledger.merkle import EMPTY_ROOT, Frontier
+from ledger.seal.checkpoint import open_checkpoint, verifier_key
+from ledger.seal.merkle import EMPTY_ROOT, Frontier
 
 from .manifest import Manifest, PreviousExport
 from .proofs import frontier_from_hashes, frontier_hashes

@@ -2,7 +2,7 @@
 
 An export covers the leaves ``[m, n)`` of the ledger's tree. The exporter does not re-read the
 ``m`` leaves before them: it holds the *frontier* of ``[0, m)`` (one perfect-subtree hash per
-set bit of ``m``, largest first, as :class:`ledger.merkle.Frontier` keeps it). That is enough
+set bit of ``m``, largest first, as :class:`ledger.seal.merkle.Frontier` keeps it). That is enough
 for RFC 9162's consistency proof from ``m`` to ``n``: every node the proof takes from the old
 part of the tree is one of those subtrees (each left sibling on the way down is a perfect
 subtree ending at or before ``m``, and the last node ends exactly at ``m``), and every other
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ledger.merkle import HASH_SIZE, Frontier, root_from_leaf_hashes
+from ledger.seal.merkle import HASH_SIZE, Frontier, root_from_leaf_hashes
 
 __all__ = ["consistency_proof_from", "frontier_from_hashes", "frontier_hashes"]
 
@@ -53,7 +53,7 @@ def _split(n: int) -> int:
 def consistency_proof_from(old: Frontier, new_leaves: Sequence[bytes]) -> list[bytes]:
     """The RFC 9162 consistency proof from ``old.size`` leaves to ``old.size + len(new_leaves)``.
 
-    Equal to ``ledger.merkle.consistency_proof(old.size, all_leaves)`` without needing the
+    Equal to ``ledger.seal.merkle.consistency_proof(old.size, all_leaves)`` without needing the
     old leaves.
     """
     m = old.size
@@ -69,7 +69,7 @@ def consistency_proof_from(old: Frontier, new_leaves: Sequence[bytes]) -> list[b
             return root_from_leaf_hashes(new_leaves[lo - m : hi - m])
         raise AssertionError(f"a consistency proof never needs the straddling range {lo}..{hi}")
 
-    # The loop of ledger.merkle.consistency_proof, with subtree() for the hashes.
+    # The loop of ledger.seal.merkle.consistency_proof, with subtree() for the hashes.
     proof: list[bytes] = []
     lo, hi, rel = 0, n, m
     whole_old_tree = True

@@ -16,9 +16,9 @@ from uuid import UUID
 import msgspec
 from eventsourcing.persistence import Notification
 
-from ledger.codec import decode_payload
-from ledger.merkle import leaf_hash
-from ledger.seal import CHECKPOINT_TOPIC_SUFFIX, leaf_bytes
+from ledger.persistence.codec import decode_payload
+from ledger.seal.merkle import leaf_hash
+from ledger.seal.seal import CHECKPOINT_TOPIC_SUFFIX, leaf_bytes
 
 __all__ = [
     "CHECKPOINT_TOPIC_SUFFIX",
@@ -66,7 +66,7 @@ _DECODER = msgspec.json.Decoder(RecordLine)
 
 
 def event_type(topic: str) -> str:
-    """The event class name a topic ends with: ``ledger.licence:Licence.SeatGranted`` ->
+    """The event class name a topic ends with: ``ledger.domain.licence:Licence.SeatGranted`` ->
     ``SeatGranted``."""
     return topic.rpartition(".")[2].rpartition(":")[2]
 

@@ -29,9 +29,9 @@ import attrs
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger.application import ImportedRecord
-from ledger.checkpoint import open_checkpoint
 from ledger.errors import CheckpointError
-from ledger.merkle import Frontier, verify_consistency
+from ledger.seal.checkpoint import open_checkpoint
+from ledger.seal.merkle import Frontier, verify_consistency
 
 from .chain import RecordFault, extend_tree, parse_verifier_key
 from .envelope import decrypt_export, export_comment, verify_signature

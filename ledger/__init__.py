@@ -3,9 +3,9 @@
 Synchronous; imports stdlib, attrs, eventsourcing, sqlalchemy and cryptography only.
 """
 
-from .application import ImportedRecord, LedgerApp
-from .clock import Clock, ManualClock, SystemClock
-from .commands import (
+from ledger.application import ImportedRecord, LedgerApp
+from ledger.clock import Clock, ManualClock, SystemClock
+from ledger.domain.commands import (
     AcquireSeat,
     Command,
     ConnectSite,
@@ -15,20 +15,7 @@ from .commands import (
     SyncSite,
     Tick,
 )
-from .errors import (
-    CheckpointError,
-    KeyFileError,
-    LedgerError,
-    LicenceError,
-    LicenceNotFoundError,
-    LicenceTooSmallError,
-    SealError,
-    SiteExistsError,
-    StoreError,
-    UnknownSeatError,
-    UnknownSiteError,
-)
-from .licence import (
+from ledger.domain.licence import (
     LICENCE_ID,
     Grant,
     HeldSeat,
@@ -41,9 +28,7 @@ from .licence import (
     Site,
     SyncResult,
 )
-from .seal import Problem, VerifyReport
-from .store import create_key_file, load_key_file
-from .values import (
+from ledger.domain.values import (
     AGENT_CLASSES,
     GracePolicy,
     RefusalReason,
@@ -52,6 +37,21 @@ from .values import (
     parse_duration,
     parse_limits,
 )
+from ledger.errors import (
+    CheckpointError,
+    KeyFileError,
+    LedgerError,
+    LicenceError,
+    LicenceNotFoundError,
+    LicenceTooSmallError,
+    SealError,
+    SiteExistsError,
+    StoreError,
+    UnknownSeatError,
+    UnknownSiteError,
+)
+from ledger.persistence.store import create_key_file, load_key_file
+from ledger.seal.seal import Problem, VerifyReport
 
 __all__ = [
     "AGENT_CLASSES", "LICENCE_ID", "AcquireSeat", "CheckpointError", "Clock", "Command",

@@ -19,15 +19,15 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 
-from .clock import Clock, SystemClock, TimeKeeper
-from .codec import CompactTranscoder, RowCipher, SealedMapper
-from .commands import Command, run_command
-from .errors import KeyFileError, LedgerError, LicenceError, LicenceNotFoundError, StoreError
-from .licence import LICENCE_ID, Licence, Notice, Release
-from .merkle import Frontier
-from .seal import Sealer, VerifyReport, open_payload, verify_records
-from .store import CompactSQLiteRecorder, persistence_env
-from .values import DEFAULT_CUTOFF_SECONDS, DEFAULT_POLICY, GracePolicy
+from ledger.clock import Clock, SystemClock, TimeKeeper
+from ledger.domain.commands import Command, run_command
+from ledger.domain.licence import LICENCE_ID, Licence, Notice, Release
+from ledger.domain.values import DEFAULT_CUTOFF_SECONDS, DEFAULT_POLICY, GracePolicy
+from ledger.errors import KeyFileError, LedgerError, LicenceError, LicenceNotFoundError, StoreError
+from ledger.persistence.codec import CompactTranscoder, RowCipher, SealedMapper
+from ledger.persistence.store import CompactSQLiteRecorder, persistence_env
+from ledger.seal.merkle import Frontier
+from ledger.seal.seal import Sealer, VerifyReport, open_payload, verify_records
 
 DEFAULT_SNAPSHOT_EVERY = 20_000
 DEFAULT_CHECKPOINT_EVERY = 10_000

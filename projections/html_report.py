@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from ledger.values import AGENT_CLASSES, COMBINED_POOL
+from ledger.domain.values import AGENT_CLASSES, COMBINED_POOL
 
 from .live_status import read_status
 from .point_in_time import pool_windows, pools_at

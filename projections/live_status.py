@@ -2,7 +2,7 @@
 deadline, enforced or not; per site connected or not, seats, local limits, last seen.
 
 The projection follows the recorded facts: it re-states what each event's ``apply`` does to
-the licence aggregate (``ledger.licence``), without re-deciding anything. It keeps the whole
+the licence aggregate (``ledger.domain.licence``), without re-deciding anything. It keeps the whole
 view in memory (a few rows per pool and site) and writes the rows a batch changed.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 import attrs
 from sqlalchemy import Connection, delete, select
 
-from ledger.licence import Licence
-from ledger.values import AGENT_CLASSES, COMBINED_MEMBERS, COMBINED_POOL
+from ledger.domain.licence import Licence
+from ledger.domain.values import AGENT_CLASSES, COMBINED_MEMBERS, COMBINED_POOL
 
 from .base import Handler, Projection
 from .engine import upsert, write_rows

@@ -15,8 +15,8 @@ from typing import Any
 import attrs
 from sqlalchemy import Connection, and_, func, or_, select
 
-from ledger.licence import Licence
-from ledger.values import AGENT_CLASSES, COMBINED_MEMBERS, COMBINED_POOL, RefusalReason
+from ledger.domain.licence import Licence
+from ledger.domain.values import AGENT_CLASSES, COMBINED_MEMBERS, COMBINED_POOL, RefusalReason
 
 from .base import Handler, Projection
 from .engine import execute_many, write_rows

@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from ledger.values import RefusalReason
+from ledger.domain.values import RefusalReason
 
 from .live_status import Status
 from .point_in_time import HistoryEntry, RefusalAnswer, StateAt

@@ -32,8 +32,8 @@ from typing import Any
 import attrs
 from sqlalchemy import Connection, select, text
 
-from ledger.licence import Licence
-from ledger.values import COMBINED_MEMBERS, COMBINED_POOL
+from ledger.domain.licence import Licence
+from ledger.domain.values import COMBINED_MEMBERS, COMBINED_POOL
 
 from .base import Handler, Projection
 from .engine import execute_many, write_rows

@@ -10,7 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from .servers import FtpServer, ServerStartError, SshdServer, start_ftp_server, start_sshd
+from tests.integration.servers import (
+    FtpServer,
+    ServerStartError,
+    SshdServer,
+    start_ftp_server,
+    start_sshd,
+)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from seatledger.cli import main
+from seatledger.cli.main import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import trio
 
-from seatledger.bundle import Bundle
-from seatledger.config import load_config
-from seatledger.demo import init_data_dir
-from seatledger.sites import enrol_site
-from seatledger.wiring import open_ledger
+from seatledger.bootstrap import open_ledger
+from seatledger.config.bundle import Bundle
+from seatledger.config.settings import load_config
+from seatledger.demo.story import init_data_dir
+from seatledger.services.sites import enrol_site
 from transport import NEED_DATA, Acquire, Connection, Granted, Hello, Role, Sync, SyncDone, Welcome
 from transport.tls import client_context
 

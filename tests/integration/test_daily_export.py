@@ -10,12 +10,12 @@ import trio.testing
 
 from exporters import generate_age_identity
 from ledger import AcquireSeat, ManualClock, ReleaseSeat
-from seatledger.config import load_config
-from seatledger.daemons import daily_exports
-from seatledger.demo import init_data_dir
-from seatledger.master import Master, MasterSettings, trio_now
-from seatledger.sites import master_context
-from seatledger.wiring import open_ledger
+from seatledger.bootstrap import open_ledger
+from seatledger.config.settings import load_config
+from seatledger.daemons.runners import daily_exports
+from seatledger.demo.story import init_data_dir
+from seatledger.master.server import Master, MasterSettings, trio_now
+from seatledger.services.sites import master_context
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 

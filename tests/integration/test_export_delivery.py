@@ -33,13 +33,12 @@ from exporters.errors import SinkUnavailableError
 from exporters.naming import DATA_SUFFIX
 from exporters.sinks import Sink, SinkSession
 from ledger import AcquireSeat, LedgerApp, ManualClock, ReleaseSeat
-from seatledger import cli_export
-from seatledger.cli import main as cli_main
-from seatledger.config import Config, load_config
-from seatledger.demo import init_data_dir
-from seatledger.wiring import open_ledger
-
-from .servers import FtpServer, SshdServer, TcpRelay, ssh_keygen, write_known_hosts
+from seatledger.bootstrap import open_ledger
+from seatledger.cli import export as cli_export
+from seatledger.cli.main import main as cli_main
+from seatledger.config.settings import Config, load_config
+from seatledger.demo.story import init_data_dir
+from tests.integration.servers import FtpServer, SshdServer, TcpRelay, ssh_keygen, write_known_hosts
 
 pytestmark = pytest.mark.servers
 

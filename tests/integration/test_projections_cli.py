@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 
 from ledger import ManualClock
-from seatledger.cli import main
-from seatledger.config import load_config
-from seatledger.demo import init_data_dir
-from seatledger.wiring import open_ledger
-
-from .test_projections_contract import at, scripted_day
+from seatledger.bootstrap import open_ledger
+from seatledger.cli.main import main
+from seatledger.config.settings import load_config
+from seatledger.demo.story import init_data_dir
+from tests.integration.test_projections_contract import at, scripted_day
 
 
 @pytest.fixture
@@ -63,7 +62,7 @@ def test_status_watch_refreshes_until_interrupted(data_dir: Path, capsys: pytest
         if len(naps) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr("seatledger.cli_reports.time.sleep", sleep)
+    monkeypatch.setattr("seatledger.cli.reports.time.sleep", sleep)
     code, out, _ = run(capsys, data_dir, "status", "--watch", "--json")
     assert code == 0 and naps == [1.0, 1.0]
     assert len(out.splitlines()) == 2 and all(json.loads(line) for line in out.splitlines())

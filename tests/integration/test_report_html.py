@@ -21,8 +21,7 @@ import pytest
 from ledger import ManualClock
 from projections import ProjectionRunner, write_html_report
 from projections.html_report import LIMIT_COLOUR, PEAK_COLOUR, WINDOW_COLOURS
-
-from .test_projections_contract import DAY, at, make_app, scripted_day
+from tests.integration.test_projections_contract import DAY, at, make_app, scripted_day
 
 WIDTH, HEIGHT = 1200, 800
 

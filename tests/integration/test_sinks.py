@@ -35,8 +35,14 @@ from exporters.sinks import (
     SinkSession,
     UploadStatus,
 )
-
-from .servers import FtpServer, SshdServer, free_port, make_ca, ssh_keygen, write_known_hosts
+from tests.integration.servers import (
+    FtpServer,
+    SshdServer,
+    free_port,
+    make_ca,
+    ssh_keygen,
+    write_known_hosts,
+)
 
 pytestmark = pytest.mark.servers
 

@@ -23,7 +23,7 @@ from ledger import (
     SyncSite,
     Tick,
 )
-from ledger.seal import CHECKPOINT_TOPIC_SUFFIX
+from ledger.seal.seal import CHECKPOINT_TOPIC_SUFFIX
 
 Open = Callable[..., LedgerApp]
 

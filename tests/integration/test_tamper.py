@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from ledger import LICENCE_ID, AcquireSeat, LedgerApp, Licence, ManualClock, StoreError
-from seatledger.cli import main
-from seatledger.config import load_config
-from seatledger.demo import init_data_dir
-from seatledger.wiring import open_ledger
+from seatledger.bootstrap import open_ledger
+from seatledger.cli.main import main
+from seatledger.config.settings import load_config
+from seatledger.demo.story import init_data_dir
 
 SEATS = 12
 
@@ -122,8 +122,8 @@ def test_deleting_the_last_row_then_appending_a_new_event_is_named(
         site="north", user="forged", agent_class="PRED", tenant="", campaign="", seat=999,
         overuse=False, offline=False, seq=None)
     mapper = LedgerApp.__new__(LedgerApp)  # only for its mapper: build one the same way
-    from ledger.codec import CompactTranscoder, RowCipher, SealedMapper
-    from ledger.store import load_key_file
+    from ledger.persistence.codec import CompactTranscoder, RowCipher, SealedMapper
+    from ledger.persistence.store import load_key_file
 
     mapper = SealedMapper(CompactTranscoder(), RowCipher(load_key_file(config.layout.at_rest_key)),
                           True)

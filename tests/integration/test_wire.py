@@ -12,12 +12,13 @@ import trio
 import trio.testing
 
 from ledger import LedgerApp, ManualClock
-from seatledger.bundle import Bundle
-from seatledger.config import Config, load_config
-from seatledger.demo import init_data_dir
-from seatledger.master import Master, MasterSettings, trio_now
-from seatledger.sites import enrol_site, master_context
-from seatledger.slave import (
+from seatledger.bootstrap import open_ledger
+from seatledger.config.bundle import Bundle
+from seatledger.config.settings import Config, load_config
+from seatledger.demo.story import init_data_dir
+from seatledger.master.server import Master, MasterSettings, trio_now
+from seatledger.services.sites import enrol_site, master_context
+from seatledger.slave.connector import (
     CUT_OFF,
     OFFLINE,
     ONLINE,
@@ -25,7 +26,6 @@ from seatledger.slave import (
     SlaveConnector,
     SlaveSettings,
 )
-from seatledger.wiring import open_ledger
 from transport import Acquire, Connection, Error, Hello, Role
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -213,7 +213,7 @@ async def test_redelivered_journal_is_recorded_once(world: World, nursery: trio.
             await north.acquire(f"o{i}", "PRED")
     # Replay the same journal twice (as after a drop mid-sync): the master's per-site
     # sequence numbers make the second delivery a no-op.
-    from seatledger.journal import Journal
+    from seatledger.slave.journal import Journal
 
     journal = Journal(state / "journal.db")
     entries = journal.pending()

@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.checkpoint import (
+from ledger.errors import CheckpointError
+from ledger.seal.checkpoint import (
     Checkpoint,
     open_checkpoint,
     open_note,
@@ -20,8 +21,7 @@ from ledger.checkpoint import (
     sign_note,
     verifier_key,
 )
-from ledger.errors import CheckpointError
-from ledger.merkle import EMPTY_ROOT, leaf_hash
+from ledger.seal.merkle import EMPTY_ROOT, leaf_hash
 
 # --- Published vectors -------------------------------------------------------------------
 # golang/mod, sumdb/note/note_test.go (commit 02c991387e35f9e4c0a9b7ce137717055f8d716d):

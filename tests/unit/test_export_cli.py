@@ -12,11 +12,11 @@ import pytest
 
 from exporters import AgeIdentity, ExportNames, generate_age_identity, write_age_identity
 from ledger import AcquireSeat, LedgerApp, ManualClock, ReleaseSeat
-from seatledger import cli_export
-from seatledger.cli import main as cli_main
-from seatledger.config import ConfigError, load_config
-from seatledger.demo import init_data_dir
-from seatledger.wiring import open_ledger
+from seatledger.bootstrap import open_ledger
+from seatledger.cli import export as cli_export
+from seatledger.cli.main import main as cli_main
+from seatledger.config.settings import ConfigError, load_config
+from seatledger.demo.story import init_data_dir
 
 ORIGIN = "acme.example"
 # Three days ago, so that the command line's real clock finds three days over.

@@ -22,7 +22,7 @@ from exporters.manifest import (
 from exporters.naming import ExportNames, parse_name
 from exporters.proofs import consistency_proof_from, frontier_from_hashes, frontier_hashes
 from exporters.sinks import check_name
-from ledger.merkle import (
+from ledger.seal.merkle import (
     EMPTY_ROOT,
     Frontier,
     consistency_proof,

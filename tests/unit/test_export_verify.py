@@ -304,7 +304,7 @@ def test_exports_signed_by_another_key_fail(received: Path, tmp_path: Path) -> N
 
 
 def test_a_pinned_checkpoint_key_must_match(received: Path, tmp_path: Path) -> None:
-    from ledger.checkpoint import verifier_key
+    from ledger.seal.checkpoint import verifier_key
 
     stranger = verifier_key("seatledger", Ed25519PrivateKey.generate().public_key())
 

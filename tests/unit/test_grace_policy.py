@@ -18,7 +18,7 @@ from ledger import (
     Severity,
     UnknownSeatError,
 )
-from ledger.grace import AVAILABLE, OPEN, SPENT
+from ledger.domain.grace import AVAILABLE, OPEN, SPENT
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 H = timedelta(hours=1)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.merkle import (
+from ledger.seal.merkle import (
     EMPTY_ROOT,
     Frontier,
     consistency_proof,

@@ -48,12 +48,11 @@ from exporters.chain import parse_verifier_key
 from exporters.envelope import export_comment
 from exporters.sinks import LocalSink, Sink
 from ledger import LedgerApp
-from ledger.checkpoint import verifier_key
-
-from . import output
-from .cli import EXIT_OK, Refused, UsageError
-from .config import Config, ConfigError, Layout, data_dir_from, load_config
-from .wiring import open_ledger
+from ledger.seal.checkpoint import verifier_key
+from seatledger.bootstrap import open_ledger
+from seatledger.cli import output
+from seatledger.cli.main import EXIT_OK, Refused, UsageError
+from seatledger.config.settings import Config, ConfigError, Layout, data_dir_from, load_config
 
 __all__ = [
     "ensure_export_keys",
@@ -201,7 +200,7 @@ def import_exports(
             raise Refused(f"{root} holds the history of {origin!r}; these exports are of "
                           f"{report.origin!r}")
     else:
-        from .demo import init_data_dir  # the recipient's fresh data directory
+        from seatledger.demo.story import init_data_dir  # the recipient's fresh data directory
 
         init_data_dir(root, origin=report.origin)
     if trusted is None:
@@ -453,7 +452,7 @@ def cmd_export_key(args: argparse.Namespace) -> int:
     config = load_config(data_dir_from(args.data_dir))
     layout = config.layout
     public = export_public_key_text(layout)
-    from .keys import load_public_key
+    from seatledger.config.keys import load_public_key
 
     vkey = verifier_key(config.origin, load_public_key(layout.signing_pub))
     output.say(args, {"minisign_public_key": _key_line(public),

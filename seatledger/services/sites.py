@@ -7,13 +7,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ledger import LedgerApp
-from ledger.licence import REVOKED
+from ledger.domain.licence import REVOKED
+from seatledger.config.bundle import Bundle, parse_address
+from seatledger.config.ca import load_ca
+from seatledger.config.settings import Config
 from transport.pki import issue_site_certificate
 from transport.tls import server_context
-
-from .bundle import Bundle, parse_address
-from .config import Config
-from .pki_setup import load_ca
 
 
 def enrol_site(config: Config, app: LedgerApp, name: str, *,

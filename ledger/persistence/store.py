@@ -25,7 +25,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from psycopg.sql import SQL
 
-from .errors import KeyFileError, StoreError
+from ledger.errors import KeyFileError, StoreError
 
 KEY_BYTES = 32
 
@@ -72,7 +72,7 @@ def persistence_env(url: str) -> dict[str, str]:
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": path,
             "SQLITE_LOCK_TIMEOUT": "10",
-            "APPLICATION_RECORDER_TOPIC": "ledger.store:CompactSQLiteRecorder",
+            "APPLICATION_RECORDER_TOPIC": "ledger.persistence.store:CompactSQLiteRecorder",
         }
     if scheme in ("postgresql", "postgres"):
         dbname = parts.path.lstrip("/")
@@ -86,7 +86,7 @@ def persistence_env(url: str) -> dict[str, str]:
             "POSTGRES_USER": unquote(parts.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
             "POSTGRES_CONNECT_TIMEOUT": "5",
-            "APPLICATION_RECORDER_TOPIC": "ledger.store:SealedPostgresRecorder",
+            "APPLICATION_RECORDER_TOPIC": "ledger.persistence.store:SealedPostgresRecorder",
         }
     raise StoreError(f"unsupported store URL {url!r}: use sqlite:/// or postgresql://")
 

@@ -22,13 +22,18 @@ from ledger import (
     parse_duration,
     parse_limits,
 )
-from ledger.store import create_key_file
+from ledger.persistence.store import create_key_file
+from seatledger.bootstrap import open_ledger
+from seatledger.cli import output
+from seatledger.config.keys import create_signing_key
+from seatledger.config.settings import (
+    ConfigError,
+    Layout,
+    data_dir_from,
+    load_config,
+    render_config,
+)
 from transport import ProtocolError
-
-from . import output
-from .config import ConfigError, Layout, data_dir_from, load_config, render_config
-from .keys import create_signing_key
-from .wiring import open_ledger
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -89,10 +94,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     create_key_file(layout.at_rest_key)
     layout.keys.chmod(0o700)
     create_signing_key(layout.signing_key, layout.signing_pub)
-    from .pki_setup import create_ca  # the CA the wire uses; kept out of the import path
+    from seatledger.config.ca import create_ca  # the CA the wire uses; kept out of the import path
 
     create_ca(layout.ca_dir, origin)
-    from .cli_export import ensure_export_keys
+    from seatledger.cli.export import ensure_export_keys
 
     ensure_export_keys(layout)
     config = load_config(root)
@@ -151,7 +156,7 @@ def cmd_licence_show(args: argparse.Namespace) -> int:
 
 
 def cmd_site_enrol(args: argparse.Namespace) -> int:
-    from .sites import enrol_site
+    from seatledger.services.sites import enrol_site
 
     with _ledger(args) as app:
         app.licence  # noqa: B018 - raises a clear error when no licence is issued yet
@@ -175,7 +180,7 @@ def _ledger_config(args: argparse.Namespace) -> Any:
 def cmd_master(args: argparse.Namespace) -> int:
     import trio
 
-    from .daemons import run_master
+    from seatledger.daemons.runners import run_master
 
     config = _ledger_config(args)
     listen = args.listen or config.listen
@@ -187,9 +192,9 @@ def cmd_master(args: argparse.Namespace) -> int:
 def cmd_slave(args: argparse.Namespace) -> int:
     import trio
 
-    from .bundle import Bundle
-    from .daemons import run_slave
-    from .slave import SlaveSettings
+    from seatledger.config.bundle import Bundle
+    from seatledger.daemons.runners import run_slave
+    from seatledger.slave.connector import SlaveSettings
 
     bundle = Bundle.read(Path(args.bundle))
     state = Path(args.state_dir).absolute()
@@ -208,7 +213,7 @@ def _socket(args: argparse.Namespace) -> Path:
 
 
 def _ask_slave(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any]:
-    from .slave_socket import request
+    from seatledger.slave.local_socket import request
 
     path = _socket(args)
     try:
@@ -287,7 +292,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def cmd_storage(args: argparse.Namespace) -> int:
     config = load_config(data_dir_from(args.data_dir))
     with open_ledger(config) as app:
-        from .storage import measure
+        from seatledger.services.storage import measure
 
         report = measure(config, app)
         output.storage(args, report)
@@ -295,7 +300,7 @@ def cmd_storage(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from seatledger.demo.story import run_demo
 
     return run_demo(args.data_dir, quiet=args.quiet)
 
@@ -393,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(asub, "verify", cmd_audit_verify,
         "verify every stored record against the signed Merkle seal")
 
-    from . import cli_export, cli_reports
+    from seatledger.cli import export as cli_export
+    from seatledger.cli import reports as cli_reports
 
     cli_reports.register(sub, add, asub)
     cli_export.register(sub, add)

@@ -32,6 +32,9 @@ from typing import Any
 import attrs
 import trio
 
+from seatledger.config.bundle import Bundle
+from seatledger.slave.journal import HeldSeat as LocalSeat
+from seatledger.slave.journal import Journal
 from transport import (
     CLOSED,
     NEED_DATA,
@@ -56,11 +59,7 @@ from transport import (
 )
 from transport.tls import client_context
 
-from .bundle import Bundle
-from .journal import HeldSeat as LocalSeat
-from .journal import Journal
-
-log = logging.getLogger("seatledger.slave")
+log = logging.getLogger("seatledger.slave.connector")
 
 ONLINE = "online"
 CONNECTING = "connecting"

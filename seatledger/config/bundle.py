@@ -8,7 +8,7 @@ from pathlib import Path
 
 import attrs
 
-from .config import ConfigError
+from seatledger.config.settings import ConfigError
 
 
 @attrs.frozen

@@ -12,9 +12,9 @@ from typing import Any
 
 import attrs
 
-from .errors import LedgerError
-from .licence import HeldSeat, Licence, OfflineEvent
-from .values import ReleaseReason
+from ledger.domain.licence import HeldSeat, Licence, OfflineEvent
+from ledger.domain.values import ReleaseReason
+from ledger.errors import LedgerError
 
 
 @attrs.frozen

@@ -30,8 +30,8 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from .codec import register_value_class
-from .values import GracePolicy, RefusalReason, Severity
+from ledger.domain.values import GracePolicy, RefusalReason, Severity
+from ledger.persistence.codec import register_value_class
 
 AVAILABLE = "available"
 OPEN = "open"

@@ -47,7 +47,7 @@ from ledger import (
     SyncSite,
     Tick,
 )
-from ledger.licence import REVOKED
+from ledger.domain.licence import REVOKED
 from transport import (
     CLOSED,
     NEED_DATA,
@@ -72,7 +72,7 @@ from transport import (
 from transport import Notice as NoticeMessage
 from transport.tls import peer_identity
 
-log = logging.getLogger("seatledger.master")
+log = logging.getLogger("seatledger.master.server")
 
 SEVERITY_WORDS = {Severity.OPENED: "info", Severity.DAY_LEFT: "warning",
                   Severity.HOURS_LEFT: "urgent", Severity.EXPIRED: "critical"}

@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from .slave import SeatRefusedError, SlaveConnector
+from seatledger.slave.connector import SeatRefusedError, SlaveConnector
 
 MAX_LINE = 64 * 1024
 

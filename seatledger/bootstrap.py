@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from ledger.application import LedgerApp
 from ledger.clock import Clock
-from ledger.store import load_key_file
-
-from .config import Config
-from .keys import load_public_key, load_signing_key
+from ledger.persistence.store import load_key_file
+from seatledger.config.keys import load_public_key, load_signing_key
+from seatledger.config.settings import Config
 
 
 def open_ledger(config: Config, clock: Clock | None = None, *, read_only: bool = False) -> LedgerApp:

@@ -15,14 +15,13 @@ from pathlib import Path
 import trio
 
 from ledger import LedgerApp, ManualClock
-
-from .bundle import Bundle, parse_address
-from .config import Config
-from .master import Master, MasterSettings
-from .sites import master_context
-from .slave import SlaveConnector, SlaveSettings
-from .slave_socket import serve_socket
-from .wiring import open_ledger
+from seatledger.bootstrap import open_ledger
+from seatledger.config.bundle import Bundle, parse_address
+from seatledger.config.settings import Config
+from seatledger.master.server import Master, MasterSettings
+from seatledger.services.sites import master_context
+from seatledger.slave.connector import SlaveConnector, SlaveSettings
+from seatledger.slave.local_socket import serve_socket
 
 log = logging.getLogger("seatledger")
 
@@ -100,7 +99,12 @@ async def _stop_on_signal(master: Master, *,
 async def daily_exports(master: Master, config: Config) -> None:
     """Run the audit export at the configured UTC time, catching up missed days."""
     try:
-        from .cli_export import export_due_days, load_export_settings, next_export_at, run_exports
+        from seatledger.cli.export import (
+            export_due_days,
+            load_export_settings,
+            next_export_at,
+            run_exports,
+        )
 
         load_export_settings(config)
     except Exception as e:  # no [export] configured: nothing to schedule

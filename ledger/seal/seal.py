@@ -28,11 +28,11 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from eventsourcing.persistence import Notification
 
-from .checkpoint import Checkpoint, note_with_signature, open_checkpoint, sign_checkpoint
-from .codec import RowCipher, unpack_payload
-from .errors import CheckpointError, StoreError
-from .merkle import Frontier, leaf_hash
-from .store import SealHook
+from ledger.errors import CheckpointError, StoreError
+from ledger.persistence.codec import RowCipher, unpack_payload
+from ledger.persistence.store import SealHook
+from ledger.seal.checkpoint import Checkpoint, note_with_signature, open_checkpoint, sign_checkpoint
+from ledger.seal.merkle import Frontier, leaf_hash
 
 CHECKPOINT_TOPIC_SUFFIX = "Licence.AuditCheckpointSigned"
 FILE_INTERVAL = 0.5  # seconds between rewrites of the latest-checkpoint file

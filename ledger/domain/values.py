@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import attrs
 
-from .codec import register_value_class
+from ledger.persistence.codec import register_value_class
 
 AGENT_CLASSES: tuple[str, ...] = ("PRED", "ACD", "PBX", "VIR")
 COMBINED_POOL = "PRED+ACD"

@@ -33,11 +33,10 @@ from projections import (
     usage_table,
     write_html_report,
 )
-
-from . import output
-from .cli import EXIT_OK, UsageError
-from .config import Config, data_dir_from, load_config
-from .wiring import open_ledger
+from seatledger.bootstrap import open_ledger
+from seatledger.cli import output
+from seatledger.cli.main import EXIT_OK, UsageError
+from seatledger.config.settings import Config, data_dir_from, load_config
 
 Add = Callable[[Any, str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 FORMATS = ("table", "csv", "json", "html")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ledger import LedgerApp
-from ledger.store import sqlite_path
-
-from .config import Config
+from ledger.persistence.store import sqlite_path
+from seatledger.config.settings import Config
 
 SIX_MONTHS_DAYS = 182
 VENDOR_BUDGET_MB = 120

@@ -25,21 +25,20 @@ import trio
 import trio.testing
 
 from ledger import LedgerApp, ManualClock
-from ledger.store import create_key_file
-
-from .bundle import Bundle
-from .config import Layout, load_config, render_config
-from .keys import create_signing_key
-from .master import Master, MasterSettings, trio_now
-from .pki_setup import create_ca
-from .sites import enrol_site, master_context
-from .slave import SeatRefusedError, SlaveConnector, SlaveSettings
-from .wiring import open_ledger
+from ledger.persistence.store import create_key_file
+from seatledger.bootstrap import open_ledger
+from seatledger.config.bundle import Bundle
+from seatledger.config.ca import create_ca
+from seatledger.config.keys import create_signing_key
+from seatledger.config.settings import Layout, load_config, render_config
+from seatledger.master.server import Master, MasterSettings, trio_now
+from seatledger.services.sites import enrol_site, master_context
+from seatledger.slave.connector import SeatRefusedError, SlaveConnector, SlaveSettings
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 
 
-def init_data_dir(root: Path, origin: str = "seatledger.demo") -> None:
+def init_data_dir(root: Path, origin: str = "seatledger.demo.story") -> None:
     """What ``seatledger init`` does, for a fresh directory."""
     layout = Layout(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -48,7 +47,7 @@ def init_data_dir(root: Path, origin: str = "seatledger.demo") -> None:
     layout.keys.chmod(0o700)
     create_signing_key(layout.signing_key, layout.signing_pub)
     create_ca(layout.ca_dir, origin)
-    from .cli_export import ensure_export_keys
+    from seatledger.cli.export import ensure_export_keys
 
     ensure_export_keys(layout)
 
@@ -269,7 +268,7 @@ def _finish(root: Path, config: Any, end: datetime, quiet: bool) -> int:
 
 def _reports(app: LedgerApp, root: Path, end: datetime, quiet: bool) -> bool:
     """Status and usage tables, and the HTML report, from the read models."""
-    from .cli_reports import demo_reports
+    from seatledger.cli.reports import demo_reports
 
     return bool(demo_reports(app, root, START, end, quiet))
 
@@ -277,8 +276,7 @@ def _reports(app: LedgerApp, root: Path, end: datetime, quiet: bool) -> bool:
 def _vendor(app: LedgerApp, config: Any, root: Path, end: datetime, quiet: bool) -> bool:
     """Export each day to a folder, import as the vendor, compare usage."""
     from exporters import generate_age_identity
-
-    from .cli_export import export_public_key_text, export_to_folder, import_exports
+    from seatledger.cli.export import export_public_key_text, export_to_folder, import_exports
 
     vendor_key = generate_age_identity()
     through: date = end.date() - timedelta(days=1)
@@ -296,7 +294,7 @@ def _vendor(app: LedgerApp, config: Any, root: Path, end: datetime, quiet: bool)
                                      public_key_text=export_public_key_text(config.layout))
     print(f"vendor: verified the chain of {len(files)} day(s) and imported "
           f"{getattr(summary, 'records', '?')} records into {vendor_dir}")
-    from .cli_reports import compare_usage
+    from seatledger.cli.reports import compare_usage
 
     return bool(compare_usage(config, vendor_dir, START, datetime.combine(
         through + timedelta(days=1), datetime.min.time(), UTC), quiet))

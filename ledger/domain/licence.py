@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -21,17 +22,10 @@ from uuid import UUID, uuid5
 
 import attrs
 from eventsourcing.domain import Aggregate
+from eventsourcing.utils import register_topic
 
-from . import grace
-from .codec import register_value_class
-from .errors import (
-    LicenceError,
-    LicenceTooSmallError,
-    SiteExistsError,
-    UnknownSeatError,
-    UnknownSiteError,
-)
-from .values import (
+from ledger.domain import grace
+from ledger.domain.values import (
     AGENT_CLASSES,
     COMBINED_MEMBERS,
     COMBINED_POOL,
@@ -45,6 +39,14 @@ from .values import (
     Severity,
     licence_total,
 )
+from ledger.errors import (
+    LicenceError,
+    LicenceTooSmallError,
+    SiteExistsError,
+    UnknownSeatError,
+    UnknownSiteError,
+)
+from ledger.persistence.codec import register_value_class
 
 # Site names travel in certificates as DNS names, so they are DNS labels.
 _SITE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -811,3 +813,21 @@ def _check_terms(now: datetime, customer: str, limits: Mapping[str, int],
         raise LicenceError("the re-arm period must not be negative")
     if policy.ceiling_percent is not None and policy.ceiling_percent < 100:
         raise LicenceError("the over-use ceiling is a percentage of the limit, at least 100")
+
+
+# Stored topics name the module as it was first released (``ledger.licence``). A topic is part
+# of every sealed record (its Merkle leaf and its AES-GCM associated data) and of every export
+# already delivered, so where the module lives now must not change what is stored.
+STORED_MODULE = "ledger.licence"
+
+
+def _pin_topics() -> None:
+    register_topic(STORED_MODULE, sys.modules[__name__])
+    classes: list[type] = [Licence]
+    classes += [v for v in vars(Licence).values()
+                if isinstance(v, type) and v.__qualname__.startswith("Licence.")]
+    for cls in classes:
+        cls.TOPIC = f"{STORED_MODULE}:{cls.__qualname__}"  # type: ignore[attr-defined]
+
+
+_pin_topics()

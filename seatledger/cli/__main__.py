@@ -1,0 +1,5 @@
+import sys
+
+from seatledger.cli.main import main
+
+sys.exit(main())
