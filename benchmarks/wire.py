@@ -72,9 +72,9 @@ percentile, run_load = _wire_load.percentile, _wire_load.run_load
 from ledger import AcquireSeat, ReleaseSeat  # noqa: E402
 from ledger.domain.licence import LICENCE_ID  # noqa: E402
 from projections import ProjectionRunner  # noqa: E402
-from seatledger.bootstrap import open_ledger  # noqa: E402
 from seatledger.config.bundle import Bundle  # noqa: E402
 from seatledger.config.settings import load_config  # noqa: E402
+from seatledger.config.store import open_ledger  # noqa: E402
 from seatledger.services.sites import enrol_site  # noqa: E402
 
 SITES = 100  # enrolled; the throughput phases use the first --sites of them

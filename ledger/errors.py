@@ -15,6 +15,11 @@ class LicenceTooSmallError(LicenceError):
     """A master/slave licence must total at least 100 seats."""
 
 
+class BadSiteNameError(LicenceError, ValueError):
+    """A site name is not a DNS label. Also a ValueError, so that code outside the ledger
+    (certificate issuing) can treat it as the bad argument it is."""
+
+
 class LicenceNotFoundError(LedgerError):
     """The store holds no licence yet."""
 

@@ -32,6 +32,7 @@ WINDOW_TITLES = {"grace": "grace window open", "overuse": "over the limit",
 _W, _H = 1040, 280
 _LEFT, _RIGHT, _TOP, _BOTTOM = 56, 36, 16, 40
 _STRIP = 12  # height of the over-use strip along the top of a chart
+_MAX_COLUMNS = 2000  # hour columns drawn at most; about two per pixel of the plot
 
 
 def write_html_report(source: Any, path: Path, start: datetime, end: datetime, *,
@@ -115,6 +116,14 @@ def _chart(pool: str, rows: Sequence[UsageRow], limit_steps: Sequence[tuple[date
         if 0 <= i < hours:
             peaks[i] = r.peak
             average[i] = r.agent_hours
+    # A long period is drawn in columns of several hours (the highest peak and the mean of
+    # the averages in each), so that the chart stays a few hundred kilobytes.
+    per = max(1, -(-hours // _MAX_COLUMNS))
+    if per > 1:
+        cuts = [(i, min(i + per, known)) for i in range(0, known, per)]
+        peaks = [max(peaks[a:b]) for a, b in cuts]
+        average = [sum(average[a:b]) / (b - a) for a, b in cuts]
+    known_columns = -(-known // per)
     top = max([*peaks, *(limit for _, limit in limit_steps), 1])
     y_max = _nice(top * 1.15)
 
@@ -122,7 +131,7 @@ def _chart(pool: str, rows: Sequence[UsageRow], limit_steps: Sequence[tuple[date
         return _LEFT + plot_w * (t - t0).total_seconds() / span
 
     def xi(i: int) -> float:
-        return _LEFT + plot_w * i / max(hours, 1)
+        return _LEFT + plot_w * min(i * per, hours) / max(hours, 1)
 
     def y(v: float) -> float:
         return _TOP + plot_h * (1 - v / y_max)
@@ -149,19 +158,20 @@ def _chart(pool: str, rows: Sequence[UsageRow], limit_steps: Sequence[tuple[date
                      f'y2="{_TOP + plot_h + 5}" stroke="#57606a"/>'
                      f'<text x="{x(when):.1f}" y="{_TOP + plot_h + 20}" '
                      f'text-anchor="middle">{label}</text>')
-    if known:
+    if known_columns:
+        unit = "hour" if per == 1 else f"{per} hours"
         area = [f"M{xi(0):.1f},{y(0):.1f}"]
-        for i, v in enumerate(average[:known]):
+        for i, v in enumerate(average[:known_columns]):
             area.append(f"L{xi(i):.1f},{y(v):.1f}L{xi(i + 1):.1f},{y(v):.1f}")
-        area.append(f"L{xi(known):.1f},{y(0):.1f}Z")
+        area.append(f"L{xi(known_columns):.1f},{y(0):.1f}Z")
         parts.append(f'<path d="{"".join(area)}" fill="{AVERAGE_COLOUR}" fill-opacity="0.55" '
-                     'stroke="none"><title>average seats in use per hour</title></path>')
+                     f'stroke="none"><title>average seats in use per {unit}</title></path>')
         line = [f"M{xi(0):.1f},{y(peaks[0]):.1f}"]
-        for i, v in enumerate(peaks[:known]):
+        for i, v in enumerate(peaks[:known_columns]):
             line.append(f"L{xi(i):.1f},{y(v):.1f}L{xi(i + 1):.1f},{y(v):.1f}")
         parts.append(f'<path d="{"".join(line)}" fill="none" stroke="{PEAK_COLOUR}" '
                      'stroke-width="2.5" shape-rendering="crispEdges">'
-                     '<title>peak seats in use per hour</title></path>')
+                     f'<title>peak seats in use per {unit}</title></path>')
     if limit_steps:
         pts = []
         for i, (since, limit) in enumerate(limit_steps):
@@ -198,15 +208,28 @@ def _y_ticks(y_max: int) -> list[int]:
     return list(range(0, y_max + 1, step))
 
 
+# Tick spacing in hours: up to a month, then roughly quarters, half-years and years.
+_X_TICK_HOURS = (1, 2, 3, 6, 12, 24, 48, 96, 168, 336, 720, 2160, 4380, 8760, 2 * 8760,
+                 5 * 8760, 10 * 8760, 20 * 8760, 50 * 8760, 100 * 8760)
+_X_TICKS_MAX = 14
+
+
 def _x_ticks(t0: datetime, t1: datetime) -> list[tuple[datetime, str]]:
     hours = (t1 - t0).total_seconds() / 3600
-    every = next(h for h in (1, 2, 3, 6, 12, 24, 48, 96, 168, 336, 720, 10**9) if hours / h <= 14)
+    every = next((h for h in _X_TICK_HOURS if hours / h <= _X_TICKS_MAX),
+                 -(-int(hours) // _X_TICKS_MAX))
+    # Each tick is counted from t0, never stepped past t1: a step beyond the last tick could
+    # leave datetime's range (year 9999) for a long period.
     ticks = []
-    t = t0
-    while t <= t1:
-        daily = every >= 24 or t.hour == 0
-        ticks.append((t, t.strftime("%d %b") if daily else t.strftime("%H:%M")))
-        t += timedelta(hours=every)
+    for i in range(int(hours // every) + 1):
+        t = t0 + timedelta(hours=every * i)
+        if every > 720:
+            label = t.strftime("%b %Y")
+        elif every >= 24 or t.hour == 0:
+            label = t.strftime("%d %b")
+        else:
+            label = t.strftime("%H:%M")
+        ticks.append((t, label))
     return ticks
 
 

@@ -1,32 +1,105 @@
-"""Composition root: builds the ledger (and later the daemons) from a data directory."""
+"""The composition root: the one place that wires a master, a slave, the read-model follower
+and the export schedule from a data directory. Daemons, the demo and tests build through it.
+"""
 
 from __future__ import annotations
 
-from ledger.application import LedgerApp
-from ledger.clock import Clock
-from ledger.persistence.store import load_key_file
-from seatledger.config.keys import load_public_key, load_signing_key
-from seatledger.config.settings import Config
+import ssl
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import attrs
+
+from exporters import DayResult
+from ledger import LedgerApp, ManualClock
+from seatledger.config.bundle import Bundle
+from seatledger.config.settings import Config, ConfigError
+from seatledger.config.store import open_ledger
+from seatledger.master.server import Master, MasterSettings
+from seatledger.services.export import (
+    export_due_days,
+    load_export_settings,
+    next_export_at,
+    run_exports,
+)
+from seatledger.services.sites import admission_check
+from seatledger.slave.connector import SlaveConnector, SlaveSettings
+from transport.tls import server_context
 
 
-def open_ledger(config: Config, clock: Clock | None = None, *, read_only: bool = False) -> LedgerApp:
-    """Open the data directory's ledger with its keys. Raises LedgerError subclasses."""
-    layout = config.layout
-    key = load_key_file(layout.at_rest_key)
-    signing_key = load_signing_key(layout.signing_key)
-    layout.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    # A recipient's data directory holds history signed by the master it imported.
-    origin_key = layout.keys / "origin-checkpoint.pub"
-    note_key = load_public_key(origin_key) if origin_key.exists() else None
-    return LedgerApp(
-        config.store_url,
-        key=key,
-        signing_key=signing_key,
-        clock=clock,
-        origin=config.origin,
-        checkpoint_file=layout.checkpoint,
-        snapshot_every=config.snapshot_every,
-        checkpoint_every=config.checkpoint_every,
-        read_only=read_only,
-        note_key=note_key,
-    )
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def master_context(config: Config, app: LedgerApp) -> ssl.SSLContext:
+    """The master's TLS server context: its certificate, the data directory's CA, and the
+    handshake's check that a client certificate belongs to an enrolled, unrevoked site."""
+    ca_dir = config.layout.ca_dir
+    return server_context(ca_dir / "ca.crt", ca_dir / "master.crt", ca_dir / "master.key",
+                          revoked=admission_check(app))
+
+
+def master_settings(config: Config, **overrides: object) -> MasterSettings:
+    settings = MasterSettings(heartbeat_interval=config.heartbeat_seconds,
+                              missed_heartbeats=config.missed_heartbeats)
+    return attrs.evolve(settings, **overrides)  # type: ignore[arg-type]
+
+
+def build_master(config: Config, *, now: Callable[[], datetime] = wall_clock,
+                 settings: MasterSettings | None = None,
+                 app: LedgerApp | None = None) -> Master:
+    """A master over the data directory's ledger (opened here unless ``app`` is given, in
+    which case its clock must be a :class:`ManualClock`). Raises LedgerError, ConfigError."""
+    if app is None:
+        app = open_ledger(config, clock=ManualClock(now()))
+    clock = app.timekeeper.clock
+    if not isinstance(clock, ManualClock):
+        raise TypeError("a master drives the ledger's clock: open it with a ManualClock")
+    app.licence  # noqa: B018 - a master needs a licence: fail now with a clear error
+    return Master(app, clock, master_context(config, app),
+                  settings=settings or master_settings(config), now=now)
+
+
+def build_slave(bundle: Bundle, state_dir: Path, *, settings: SlaveSettings | None = None,
+                now: Callable[[], datetime] | None = None) -> SlaveConnector:
+    return SlaveConnector(bundle, state_dir, settings=settings or SlaveSettings(), now=now)
+
+
+def follower_command(config: Config, parent_pid: int) -> list[str]:
+    """The read-model follower's command line (a child process of the master)."""
+    return [sys.executable, "-m", "seatledger.cli", "projections", "follow",
+            "--data-dir", str(config.root), "--parent-pid", str(parent_pid)]
+
+
+@attrs.frozen
+class ExportSchedule:
+    """The daily audit export, bound to a data directory's ``[export]`` settings."""
+
+    config: Config
+
+    def next_run(self, after: datetime) -> datetime:
+        return next_export_at(self.config, after)
+
+    def due(self, app: LedgerApp, today: date) -> list[date]:
+        return export_due_days(app, self.config, today)
+
+    def run(self, app: LedgerApp, days: list[date]) -> list[DayResult]:
+        return run_exports(app, self.config, days)
+
+
+def export_schedule(config: Config) -> ExportSchedule | None:
+    """The schedule, or None when the configuration has no ``[export]`` table.
+
+    Raises:
+        ConfigError: the ``[export]`` table is there but wrong.
+    """
+    if "export" not in config.raw:
+        return None
+    load_export_settings(config)
+    return ExportSchedule(config)
+
+
+__all__ = ["ConfigError", "ExportSchedule", "build_master", "build_slave", "export_schedule",
+           "follower_command", "master_context", "master_settings", "wall_clock"]

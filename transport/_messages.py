@@ -52,17 +52,21 @@ Text = Annotated[str, msgspec.Meta(max_length=4096)]
 
 
 class _Wire(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """Shared encoding options: immutable, positional on the wire, untracked by the GC."""
+    """Shared encoding options: immutable, positional on the wire, untracked by the GC.
+
+    Every subclass repeats ``frozen=True``: msgspec inherits it at run time, but type checkers
+    (``dataclass_transform``) read each class's own keywords and would call it mutable.
+    """
 
 
-class _Tagged(_Wire, tag=True):
+class _Tagged(_Wire, frozen=True, tag=True):
     """A top-level message: tagged with its class name."""
 
 
 # --- handshake -------------------------------------------------------------------------
 
 
-class Hello(_Tagged):
+class Hello(_Tagged, frozen=True):
     """Slave → master, first message.
 
     ``site``: the site name; must equal the CN of the slave's certificate.
@@ -75,7 +79,7 @@ class Hello(_Tagged):
     capabilities: tuple[Name, ...] = ()
 
 
-class Welcome(_Tagged):
+class Welcome(_Tagged, frozen=True):
     """Master → slave, answer to Hello.
 
     ``session``: an id the master gives this connection (for logs and audit).
@@ -88,7 +92,7 @@ class Welcome(_Tagged):
     limits: dict[AgentClass, Count] = msgspec.field(default_factory=dict)
 
 
-class OfflineEvent(_Wire):
+class OfflineEvent(_Wire, frozen=True):
     """One seat event the slave journalled while cut off from the master (part of Sync).
 
     ``seq``: per-site sequence number, strictly increasing, never reused.
@@ -104,7 +108,7 @@ class OfflineEvent(_Wire):
     occurred_at: EpochSeconds
 
 
-class HeldSeat(_Wire):
+class HeldSeat(_Wire, frozen=True):
     """One seat the slave holds right now (part of Sync)."""
 
     user: Name
@@ -113,7 +117,7 @@ class HeldSeat(_Wire):
     campaign: Label
 
 
-class Sync(_Tagged):
+class Sync(_Tagged, frozen=True):
     """Slave → master, after Welcome: offline journal and the seats held now.
 
     ``events``: journalled offline events, in increasing ``seq``.
@@ -128,7 +132,7 @@ class Sync(_Tagged):
     more: bool = False
 
 
-class SyncDone(_Tagged):
+class SyncDone(_Tagged, frozen=True):
     """Master → slave, after the last Sync chunk: how the journal was applied.
 
     ``applied``: offline events recorded; ``skipped``: events already recorded earlier (by
@@ -143,7 +147,7 @@ class SyncDone(_Tagged):
 # --- seats -----------------------------------------------------------------------------
 
 
-class Acquire(_Tagged):
+class Acquire(_Tagged, frozen=True):
     """Slave → master: ask for a seat for ``user`` of ``agent_class``.
 
     ``tenant`` and ``campaign`` are labels carried into the ledger; either may be empty.
@@ -157,7 +161,7 @@ class Acquire(_Tagged):
     campaign: Label = ""
 
 
-class Granted(_Tagged):
+class Granted(_Tagged, frozen=True):
     """Master → slave: the seat is granted (and durably recorded).
 
     ``seat``: the master's id for the seat. ``status``: ``"normal"``, or ``"overuse"`` while a
@@ -170,7 +174,7 @@ class Granted(_Tagged):
     grace_deadline: EpochSeconds | None = None
 
 
-class Refused(_Tagged):
+class Refused(_Tagged, frozen=True):
     """Master → slave: the request (Acquire, or Release) is refused.
 
     ``reason``: a reason code (e.g. ``"limit_enforced"``, ``"site_limit"``); ``detail``: text.
@@ -181,14 +185,14 @@ class Refused(_Tagged):
     detail: Text = ""
 
 
-class Release(_Tagged):
+class Release(_Tagged, frozen=True):
     """Slave → master: ``user`` gave up their seat. Answered by Released (or Refused)."""
 
     request_id: RequestId
     user: Name
 
 
-class Released(_Tagged):
+class Released(_Tagged, frozen=True):
     """Master → slave: answer to Release.
 
     ``ok``: false if nothing was released (``reason`` says why, e.g. ``"unknown_seat"``).
@@ -203,11 +207,11 @@ class Released(_Tagged):
 # --- any time after the handshake --------------------------------------------------------
 
 
-class Heartbeat(_Tagged):
+class Heartbeat(_Tagged, frozen=True):
     """Either way: proof of life. Carries nothing."""
 
 
-class Notice(_Tagged):
+class Notice(_Tagged, frozen=True):
     """Master → slave: over-use, grace or enforcement news for the operators.
 
     ``kind``: e.g. ``"overuse"``, ``"grace"``, ``"enforcement"``, ``"overuse_ended"``.
@@ -222,13 +226,13 @@ class Notice(_Tagged):
     text: Text = ""
 
 
-class Goodbye(_Tagged):
+class Goodbye(_Tagged, frozen=True):
     """Either way: the sender closes the connection cleanly and sends nothing more."""
 
     reason: Text = ""
 
 
-class Error(_Tagged):
+class Error(_Tagged, frozen=True):
     """Either way: the sender hit an error (``code``, ``text``) and closes the connection."""
 
     code: Name

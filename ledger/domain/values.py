@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
 
 import attrs
 
-from ledger.persistence.codec import register_value_class
+from ledger.errors import BadSiteNameError
 
 AGENT_CLASSES: tuple[str, ...] = ("PRED", "ACD", "PBX", "VIR")
 COMBINED_POOL = "PRED+ACD"
@@ -21,7 +22,7 @@ DEFAULT_REARM_SECONDS = 30 * 86400
 DEFAULT_CUTOFF_SECONDS = 15 * 60
 
 
-class RefusalReason:
+class RefusalReason(StrEnum):
     """Why a seat was refused; stored in SeatRefused.reason."""
 
     LIMIT_ENFORCED = "limit_enforced"
@@ -33,7 +34,7 @@ class RefusalReason:
     SITE_REVOKED = "site_revoked"
 
 
-class ReleaseReason:
+class ReleaseReason(StrEnum):
     """Why a seat was released; stored in SeatReleased.reason."""
 
     LOGOFF = "logoff"
@@ -42,21 +43,53 @@ class ReleaseReason:
     OPERATOR = "operator"
     EXPIRED = "expired"
 
-    ALL = (LOGOFF, RECONCILED, SITE_CUT_OFF, OPERATOR, EXPIRED)
 
+class Severity(IntEnum):
+    """Abuse-notice severities, rising as the grace deadline nears; stored as the int.
 
-class Severity:
-    """Abuse-notice severities, rising as the grace deadline nears."""
+    A pool that has had no notice yet holds severity 0, which is not a member.
+    """
 
     OPENED = 1
     DAY_LEFT = 2
     HOURS_LEFT = 3
     EXPIRED = 4
 
-    NAMES = {1: "opened", 2: "24h left", 3: "4h left", 4: "expired"}
+
+SEVERITY_NAMES: Mapping[int, str] = {
+    Severity.OPENED: "opened", Severity.DAY_LEFT: "24h left",
+    Severity.HOURS_LEFT: "4h left", Severity.EXPIRED: "expired",
+}
 
 
-@register_value_class(3)
+class SiteState(StrEnum):
+    """A site's connection status as the master sees it (stored in snapshots as the string)."""
+
+    NEW = "new"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    CUT_OFF = "cut_off"
+    REVOKED = "revoked"
+
+
+# Site names travel in certificates as DNS names, so they are DNS labels.
+_SITE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def check_site_name(name: str) -> str:
+    """Return ``name`` if it can name a site: a DNS label (letters, digits and inner hyphens,
+    at most 63 characters), as it must appear in the site's certificate.
+
+    Raises:
+        BadSiteNameError: it cannot.
+    """
+    if not _SITE_NAME.fullmatch(name):
+        raise BadSiteNameError(
+            f"bad site name {name!r}: use letters, digits and inner hyphens (at most 63)"
+        )
+    return name
+
+
 @attrs.frozen
 class GracePolicy:
     """Per-licence grace parameters (DESIGN.md section 3)."""

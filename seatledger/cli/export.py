@@ -1,8 +1,5 @@
 """``seatledger export``: the daily audit export on the master, and the recipient's side.
 
-Also the functions the master daemon and the demo call: :func:`export_due_days` and
-:func:`run_exports` (the daily run), :func:`export_to_folder` and :func:`import_exports`.
-
 Key files: the master signs exports with a minisign key created on first use in
 ``keys/export-minisign.key`` (0600; ``keys/export-minisign.pub`` goes to the vendor). A
 recipient's data directory pins the master's public key on its first import, in
@@ -14,228 +11,39 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import gzip
 import sys
+import zlib
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
 from exporters import (
-    DailyExport,
     DayResult,
     DayStatus,
-    ExportConfigError,
     ExportError,
-    ExportSettings,
-    ImportSummary,
-    Outbox,
-    SigningKey,
     Verifier,
-    VerifyReport,
+    decode_manifest,
     decrypt_export,
-    due_days,
-    generate_signing_key,
-    import_verified,
-    load_signing_key,
     locate,
-    make_sink,
-    parse_export_settings,
     verify_signature,
 )
-from exporters.chain import parse_verifier_key
 from exporters.envelope import export_comment
-from exporters.sinks import LocalSink, Sink
-from ledger import LedgerApp
 from ledger.seal.checkpoint import verifier_key
-from seatledger.bootstrap import open_ledger
 from seatledger.cli import output
-from seatledger.cli.main import EXIT_OK, Refused, UsageError
-from seatledger.config.settings import Config, ConfigError, Layout, data_dir_from, load_config
-
-__all__ = [
-    "ensure_export_keys",
-    "export_due_days",
-    "export_public_key_text",
-    "export_to_folder",
-    "import_exports",
-    "load_export_settings",
-    "next_export_at",
-    "register",
-    "run_exports",
-]
-
-EXPORTS_DIR = "exports"
-EXPORT_KEY = "export-minisign.key"
-EXPORT_PUB = "export-minisign.pub"
-PINNED_KEY = "master-export-minisign.pub"
-ORIGIN_CHECKPOINT_KEY = "origin-checkpoint.pub"
-
-
-# ------------------------------------------------------------------ for the daemon and demo
-def load_export_settings(config: Config) -> ExportSettings:
-    """The validated ``[export]`` table. Raises ConfigError with a one-line reason."""
-    table = config.raw.get("export")
-    if table is None:
-        raise ConfigError(f"{config.layout.config}: no [export] table (set recipients and "
-                          "[export.sink]; see docs/export-format.md)")
-    try:
-        return parse_export_settings(table, config.root, where=str(config.layout.config))
-    except ExportConfigError as err:
-        raise ConfigError(str(err)) from err
-
-
-def ensure_export_keys(layout: Layout) -> SigningKey:
-    """The master's minisign export key, created (0600, with its .pub) if there is none.
-
-    Raises:
-        KeyMaterialError: the key file is unreadable or damaged.
-    """
-    secret, public = layout.keys / EXPORT_KEY, layout.keys / EXPORT_PUB
-    if secret.exists():
-        key = load_signing_key(secret)
-        if not public.exists():
-            public.write_text(key.public_key_text)
-        return key
-    layout.keys.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return generate_signing_key(secret, public)
-
-
-def export_public_key_text(layout: Layout) -> str:
-    """The master's minisign public key (created with the key pair if needed), for the vendor."""
-    ensure_export_keys(layout)
-    return (layout.keys / EXPORT_PUB).read_text()
-
-
-def export_due_days(app: LedgerApp, config: Config, today: date) -> list[date]:
-    """Days the daily run should export now: over, not exported yet, oldest first. None when
-    the configuration has no ``[export]`` table."""
-    if "export" not in config.raw:
-        return []
-    return due_days(app, today)
-
-
-def next_export_at(config: Config, after: datetime) -> datetime:
-    """The first configured daily run time (UTC) strictly after ``after``."""
-    at = load_export_settings(config).time
-    after = after.astimezone(UTC)
-    candidate = datetime.combine(after.date(), at)
-    return candidate if candidate > after else candidate + timedelta(days=1)
-
-
-def run_exports(
-    app: LedgerApp,
-    config: Config,
-    days: Sequence[date],
-    *,
-    sink: Sink | None = None,
-    progress: Callable[[date, int], None] | None = None,
-    on_day: Callable[[DayResult], None] | None = None,
-) -> list[DayResult]:
-    """Export ``days`` (and any earlier day not exported yet) to the configured sink, in order.
-
-    Raises:
-        ConfigError: the ``[export]`` settings are wrong.
-        ExportError: building or delivering failed (days before it stay exported).
-        LedgerError: recording the export failed.
-    """
-    if not days:
-        return []
-    settings = load_export_settings(config)
-    exporter = DailyExport(
-        app, sink if sink is not None else make_sink(settings.sink),
-        Outbox(config.root / EXPORTS_DIR), recipients=list(settings.recipients),
-        signing_key=ensure_export_keys(config.layout), progress=progress, on_day=on_day,
-    )
-    return exporter.run(max(days))
-
-
-def export_to_folder(app: LedgerApp, layout: Layout, folder: Path, recipients: list[str],
-                     through: date | None = None) -> list[DayResult]:
-    """Export every day over (or up to ``through``) into ``folder``, whatever the config says.
-
-    The demo's vendor delivery. Raises ExportError, LedgerError.
-    """
-    through = through or app.now().date() - timedelta(days=1)
-    folder.mkdir(parents=True, exist_ok=True)
-    exporter = DailyExport(app, LocalSink(folder), Outbox(layout.root / EXPORTS_DIR),
-                           recipients=recipients, signing_key=ensure_export_keys(layout))
-    return exporter.run(through)
-
-
-def import_exports(
-    paths: Sequence[Path],
-    root: Path,
-    *,
-    identity_text: str,
-    public_key_text: str | None = None,
-    progress: Callable[[str, int], None] | None = None,
-) -> tuple[VerifyReport, ImportSummary]:
-    """Verify exports, then replay them into the data directory ``root`` (created if needed).
-
-    The master's public key is pinned in ``root`` on the first import; later imports may
-    omit it and must not name another. ``progress(phase, records)`` reports both phases.
-
-    Raises:
-        ExportError: verification or replay failed. UsageError: no key to check against.
-        Refused: ``root`` trusts another key or holds another origin's history.
-    """
-    layout = Layout(root)
-    pinned = layout.keys / PINNED_KEY
-    trusted = pinned.read_text() if pinned.exists() else None
-    if public_key_text is None:
-        if trusted is None:
-            raise UsageError(f"first import into {root}: give --public-key (the master's "
-                             f"keys/{EXPORT_PUB})")
-        public_key_text = trusted
-    elif trusted is not None and _key_line(trusted) != _key_line(public_key_text):
-        raise Refused(f"{root} already trusts another master key ({pinned})")
-    verifier = Verifier(public_key_text, identity_text=identity_text,
-                        progress=(lambda n: progress("verifying", n)) if progress else None)
-    report = verifier.verify(paths)
-    if layout.config.exists():
-        origin = load_config(root).origin
-        if origin != report.origin:
-            raise Refused(f"{root} holds the history of {origin!r}; these exports are of "
-                          f"{report.origin!r}")
-    else:
-        from seatledger.demo.story import init_data_dir  # the recipient's fresh data directory
-
-        init_data_dir(root, origin=report.origin)
-    if trusted is None:
-        pinned.write_text(public_key_text)
-    _pin_checkpoint_key(layout, report)
-    with open_ledger(load_config(root)) as app:
-        summary = import_verified(
-            app, verifier, report,
-            progress=(lambda n: progress("importing", n)) if progress else None)
-    return report, summary
-
-
-def _pin_checkpoint_key(layout: Layout, report: VerifyReport) -> None:
-    """Keep the master's checkpoint key (PEM) beside the recipient's own keys: the recorded
-    AuditCheckpointSigned notes in the imported history are signed with it, not with the
-    recipient's key.
-
-    Raises:
-        Refused: another checkpoint key is pinned already.
-    """
-    _, key = parse_verifier_key(report.days[-1].manifest.checkpoint.key)
-    pem = key.public_bytes(serialization.Encoding.PEM,
-                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    path = layout.keys / ORIGIN_CHECKPOINT_KEY
-    if not path.exists():
-        path.write_bytes(pem)
-    elif path.read_bytes() != pem:
-        raise Refused(f"{layout.root} already holds the history of another checkpoint key "
-                      f"({path})")
-
-
-def _key_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines()
-             if line.strip() and not line.startswith("untrusted comment:")]
-    return lines[0] if lines else ""
+from seatledger.cli.exits import EXIT_OK
+from seatledger.config.keys import EXPORT_PUB, export_public_key_text, load_public_key
+from seatledger.config.settings import Layout, data_dir_from, load_config
+from seatledger.config.store import open_ledger
+from seatledger.services.errors import Refused, UsageError
+from seatledger.services.export import (
+    PINNED_KEY,
+    import_exports,
+    key_line,
+    load_export_settings,
+    run_exports,
+)
 
 
 # ------------------------------------------------------------------ commands
@@ -371,8 +179,6 @@ def cmd_export_verify(args: argparse.Namespace) -> int:
 
 def _planned_records(paths: Sequence[Path]) -> int | None:
     """Records the manifests announce (for the progress bar); None if they cannot be read."""
-    from exporters import decode_manifest
-
     try:
         return sum(decode_manifest(d.manifest.read_bytes()).records.count for d in locate(paths))
     except (ExportError, OSError, ValueError):
@@ -381,9 +187,6 @@ def _planned_records(paths: Sequence[Path]) -> int | None:
 
 @_translated
 def cmd_export_decrypt(args: argparse.Namespace) -> int:
-    import gzip
-    import zlib
-
     days = locate([args.file])
     if len(days) != 1:
         raise UsageError("give one export file")
@@ -452,13 +255,11 @@ def cmd_export_key(args: argparse.Namespace) -> int:
     config = load_config(data_dir_from(args.data_dir))
     layout = config.layout
     public = export_public_key_text(layout)
-    from seatledger.config.keys import load_public_key
-
     vkey = verifier_key(config.origin, load_public_key(layout.signing_pub))
-    output.say(args, {"minisign_public_key": _key_line(public),
+    output.say(args, {"minisign_public_key": key_line(public),
                       "file": str(layout.keys / EXPORT_PUB), "checkpoint_key": vkey},
                f"export signing key (send {layout.keys / EXPORT_PUB} to the vendor):\n"
-               f"  {_key_line(public)}\ncheckpoint key: {vkey}")
+               f"  {key_line(public)}\ncheckpoint key: {vkey}")
     return EXIT_OK
 
 

@@ -31,12 +31,13 @@ from projections import (
     usage_csv,
     usage_json,
     usage_table,
-    write_html_report,
 )
-from seatledger.bootstrap import open_ledger
 from seatledger.cli import output
-from seatledger.cli.main import EXIT_OK, UsageError
-from seatledger.config.settings import Config, data_dir_from, load_config
+from seatledger.cli.exits import EXIT_OK
+from seatledger.config.settings import data_dir_from, load_config
+from seatledger.config.store import open_ledger
+from seatledger.daemons.follower import run_follower
+from seatledger.services.errors import UsageError
 
 Add = Callable[[Any, str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 FORMATS = ("table", "csv", "json", "html")
@@ -152,37 +153,12 @@ def cmd_report_usage(args: argparse.Namespace) -> int:
 
 
 def cmd_projections_follow(args: argparse.Namespace) -> int:
-    """Keep the read models current until SIGINT/SIGTERM (the master runs this as a child
-    process, so that the views are updated on the second core, not under its lock)."""
-    import signal
-
-    app = open_ledger(load_config(data_dir_from(args.data_dir)), read_only=True)
-    try:
-        with ProjectionRunner(app) as runner:
-            def stop(*_: object) -> None:
-                runner.stop_following()
-
-            signal.signal(signal.SIGTERM, stop)
-            signal.signal(signal.SIGINT, stop)
-            if args.parent_pid:
-                _stop_when_orphaned(args.parent_pid, stop)
-            runner.follow(poll_seconds=args.poll)
-    finally:
-        app.close()
+    """Keep the read models current until SIGINT/SIGTERM or until the parent master is gone
+    (the master runs this as a child process, so that the views are updated on the second
+    core, not under its interpreter lock)."""
+    run_follower(load_config(data_dir_from(args.data_dir)), poll_seconds=args.poll,
+                 parent_pid=args.parent_pid or None)
     return EXIT_OK
-
-
-def _stop_when_orphaned(parent: int, stop: Callable[[], None]) -> None:
-    """Stop following when the master that started us is gone (even if it was killed)."""
-    import os
-    import threading
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        stop()
-
-    threading.Thread(target=watch, daemon=True, name="orphan-watch").start()
 
 
 def cmd_projections_rebuild(args: argparse.Namespace) -> int:
@@ -238,50 +214,6 @@ def cmd_audit_why_refused(args: argparse.Namespace) -> int:
     else:
         print(render_why_refused(args.user, answers))
     return EXIT_OK
-
-
-# ------------------------------------------------------------------ the demo's reports
-def demo_reports(app: LedgerApp, root: Path, start: datetime, end: datetime,
-                 quiet: bool = False) -> bool:
-    """The demo's closing reports: the status table, the usage table for [start, end) and
-    the HTML report written beside the data. True if there was usage to report."""
-    with ProjectionRunner(app) as runner:
-        runner.run_once()
-        status = runner.status()
-        by_pool = runner.usage(start, end, by="class", as_of=end)
-        by_site = runner.usage(start, end, by="site", as_of=end)
-        path = write_html_report(runner, root / "usage-report.html", start, end, as_of=end)
-    if not quiet:
-        print(render_status_table(status, now=end))
-        print()
-        print(usage_table(by_pool))
-        print()
-        print(usage_table(by_site))
-    print(f"usage report (HTML, open it in a browser): {path}")
-    return status is not None and bool(by_pool.rows)
-
-
-def compare_usage(config: Config, vendor_dir: Path, start: datetime, end: datetime,
-                  quiet: bool = False) -> bool:
-    """Compare the vendor's usage statement for [start, end), from its imported history,
-    with the master's. True if every row is the same."""
-    reports = []
-    for cfg in (config, load_config(vendor_dir)):
-        with open_ledger(cfg, read_only=True) as app, ProjectionRunner(app) as runner:
-            runner.run_once()
-            reports.append((runner.usage(start, end, by="site", as_of=end).rows,
-                            runner.usage(start, end, by="class", as_of=end).rows))
-    same = reports[0] == reports[1]
-    rows = len(reports[0][0]) + len(reports[0][1])
-    print(f"vendor usage statement {'matches' if same else 'DIFFERS FROM'} the master's "
-          f"({rows} rows by site and by pool, {start:%Y-%m-%d} to {end:%Y-%m-%d})")
-    if not same and not quiet:
-        for mine, theirs in zip(reports[0][0] + reports[0][1], reports[1][0] + reports[1][1],
-                                strict=False):
-            if mine != theirs:
-                print(f"  master: {mine}\n  vendor: {theirs}")
-                break
-    return same
 
 
 # ------------------------------------------------------------------ parser

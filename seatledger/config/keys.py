@@ -8,7 +8,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from exporters import SigningKey, generate_signing_key
+from exporters import load_signing_key as load_export_key
 from ledger.errors import KeyFileError
+from seatledger.config.settings import Layout
+
+EXPORT_KEY = "export-minisign.key"
+EXPORT_PUB = "export-minisign.pub"
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -52,3 +58,36 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise KeyFileError(f"public key {path} is not an Ed25519 key")
     return key
+
+
+def ensure_export_keys(layout: Layout) -> SigningKey:
+    """The master's minisign export key, created (0600, with its .pub) if there is none.
+
+    Raises:
+        KeyMaterialError: the key file is unreadable or damaged.
+    """
+    secret, public = layout.keys / EXPORT_KEY, layout.keys / EXPORT_PUB
+    if secret.exists():
+        key = load_export_key(secret)
+        if not public.exists():
+            public.write_text(key.public_key_text)
+        return key
+    layout.keys.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return generate_signing_key(secret, public)
+
+
+def export_public_key_text(layout: Layout) -> str:
+    """The master's minisign public key (created with the key pair if needed), for the vendor."""
+    ensure_export_keys(layout)
+    return (layout.keys / EXPORT_PUB).read_text()
+
+
+def write_replacing(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (0600, in a 0700 directory) through a temporary file and a
+    rename, so that readers see the old or the new content, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)

@@ -19,37 +19,25 @@ import shutil
 import tempfile
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import trio
 import trio.testing
 
+from exporters import generate_age_identity
 from ledger import LedgerApp, ManualClock
-from ledger.persistence.store import create_key_file
-from seatledger.bootstrap import open_ledger
+from seatledger.bootstrap import build_master, build_slave, master_settings
 from seatledger.config.bundle import Bundle
-from seatledger.config.ca import create_ca
-from seatledger.config.keys import create_signing_key
-from seatledger.config.settings import Layout, load_config, render_config
-from seatledger.master.server import Master, MasterSettings, trio_now
-from seatledger.services.sites import enrol_site, master_context
-from seatledger.slave.connector import SeatRefusedError, SlaveConnector, SlaveSettings
+from seatledger.config.keys import export_public_key_text
+from seatledger.config.settings import Config, Layout
+from seatledger.config.store import open_ledger
+from seatledger.master.server import trio_now
+from seatledger.services.datadir import init_data_dir
+from seatledger.services.export import export_to_folder, import_exports
+from seatledger.services.reports import closing_reports, compare_usage
+from seatledger.services.sites import enrol_site
+from seatledger.slave.connector import SeatRefusedError, SlaveSettings
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
-
-
-def init_data_dir(root: Path, origin: str = "seatledger.demo.story") -> None:
-    """What ``seatledger init`` does, for a fresh directory."""
-    layout = Layout(root)
-    root.mkdir(parents=True, exist_ok=True)
-    layout.config.write_text(render_config(origin, None))
-    create_key_file(layout.at_rest_key)
-    layout.keys.chmod(0o700)
-    create_signing_key(layout.signing_key, layout.signing_pub)
-    create_ca(layout.ca_dir, origin)
-    from seatledger.cli.export import ensure_export_keys
-
-    ensure_export_keys(layout)
 
 
 def run_demo(data_dir: str | None, quiet: bool = False) -> int:
@@ -122,8 +110,7 @@ async def _demo(root: Path, quiet: bool) -> int:
             print(f"[{now():%a %d %b %H:%M}] {text}", flush=True)
 
     master_dir = root / "master"
-    init_data_dir(master_dir)
-    config = load_config(master_dir)
+    config = init_data_dir(master_dir, origin="seatledger.demo")
     clock = ManualClock(START)
     app = open_ledger(config, clock=clock)
     app.issue_licence(customer="Northwind Contact Centres", limits={"PRED": 100, "ACD": 20})
@@ -137,11 +124,11 @@ async def _demo(root: Path, quiet: bool) -> int:
     say("sites enrolled, each with a certificate from the master's CA and a local limit: "
         "north PRED 70, south PRED 60, east PRED 30")
 
-    master = Master(app, clock, master_context(config, app),
-                    # Long heartbeats: each one costs real time on the virtual clock.
-                    settings=MasterSettings(worker_thread=False, heartbeat_interval=1800,
-                                            refresh_interval=3600),
-                    now=now)
+    master = build_master(config, app=app, now=now,
+                          # Long heartbeats: each one costs real time on the virtual clock.
+                          settings=master_settings(config, worker_thread=False,
+                                                   heartbeat_interval=1800,
+                                                   refresh_interval=3600))
     settings = SlaveSettings()
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(master.run, "127.0.0.1", 0)
@@ -155,11 +142,11 @@ async def _demo(root: Path, quiet: bool) -> int:
             target = relay.port if name == "east" else port
             return Bundle(b.site, b.ca_pem, b.cert_pem, b.key_pem, f"127.0.0.1:{target}")
 
-        async with SlaveConnector(bundle_for("north"), root / "north", settings=settings,
+        async with build_slave(bundle_for("north"), root / "north", settings=settings,
                                   now=now) as north, \
-                SlaveConnector(bundle_for("south"), root / "south", settings=settings,
+                build_slave(bundle_for("south"), root / "south", settings=settings,
                                now=now) as south, \
-                SlaveConnector(bundle_for("east"), root / "east", settings=settings,
+                build_slave(bundle_for("east"), root / "east", settings=settings,
                                now=now) as east:
             slaves = {"north": north, "south": south, "east": east}
             for s in slaves.values():
@@ -255,7 +242,7 @@ async def _demo(root: Path, quiet: bool) -> int:
     return await trio.to_thread.run_sync(_finish, root, config, end, quiet)
 
 
-def _finish(root: Path, config: Any, end: datetime, quiet: bool) -> int:
+def _finish(root: Path, config: Config, end: datetime, quiet: bool) -> int:
     app = open_ledger(config, read_only=True)
     report = app.verify()
     print(f"audit verify: {'intact' if report.ok else 'FAILED'} - {report.records} records, "
@@ -268,16 +255,15 @@ def _finish(root: Path, config: Any, end: datetime, quiet: bool) -> int:
 
 def _reports(app: LedgerApp, root: Path, end: datetime, quiet: bool) -> bool:
     """Status and usage tables, and the HTML report, from the read models."""
-    from seatledger.cli.reports import demo_reports
+    reports = closing_reports(app, root, START, end)
+    if not quiet:
+        print(reports.status_text, reports.by_pool_text, reports.by_site_text, sep="\n\n")
+    print(f"usage report (HTML, open it in a browser): {reports.html}")
+    return reports.has_usage
 
-    return bool(demo_reports(app, root, START, end, quiet))
 
-
-def _vendor(app: LedgerApp, config: Any, root: Path, end: datetime, quiet: bool) -> bool:
+def _vendor(app: LedgerApp, config: Config, root: Path, end: datetime, quiet: bool) -> bool:
     """Export each day to a folder, import as the vendor, compare usage."""
-    from exporters import generate_age_identity
-    from seatledger.cli.export import export_public_key_text, export_to_folder, import_exports
-
     vendor_key = generate_age_identity()
     through: date = end.date() - timedelta(days=1)
     folder = root / "vendor-inbox"
@@ -290,14 +276,19 @@ def _vendor(app: LedgerApp, config: Any, root: Path, end: datetime, quiet: bool)
     print(f"export: {len(results)} day(s) encrypted to the vendor and signed, in {folder}")
     files = sorted(folder.glob("*.jsonl.gz.age"))
     vendor_dir = root / "vendor"
-    verify, summary = import_exports(files, vendor_dir, identity_text=vendor_key.file_text,
-                                     public_key_text=export_public_key_text(config.layout))
+    _, summary = import_exports(files, vendor_dir, identity_text=vendor_key.file_text,
+                                public_key_text=export_public_key_text(config.layout))
     print(f"vendor: verified the chain of {len(files)} day(s) and imported "
-          f"{getattr(summary, 'records', '?')} records into {vendor_dir}")
-    from seatledger.cli.reports import compare_usage
+          f"{summary.records} records into {vendor_dir}")
+    comparison = compare_usage(config, vendor_dir, START, datetime.combine(
+        through + timedelta(days=1), datetime.min.time(), UTC))
+    print(f"vendor usage statement {'matches' if comparison.same else 'DIFFERS FROM'} the "
+          f"master's ({comparison.rows} rows by site and by pool, {START:%Y-%m-%d} to "
+          f"{through + timedelta(days=1):%Y-%m-%d})")
+    if comparison.first_difference is not None and not quiet:
+        mine, theirs = comparison.first_difference
+        print(f"  master: {mine}\n  vendor: {theirs}")
+    return comparison.same
 
-    return bool(compare_usage(config, vendor_dir, START, datetime.combine(
-        through + timedelta(days=1), datetime.min.time(), UTC), quiet))
 
-
-__all__ = ["run_demo", "init_data_dir"]
+__all__ = ["run_demo"]

@@ -72,7 +72,7 @@ from transport import (
 from transport import Notice as NoticeMessage
 from transport.tls import peer_identity
 
-log = logging.getLogger("seatledger.master.server")
+log = logging.getLogger("seatledger.master")
 
 SEVERITY_WORDS = {Severity.OPENED: "info", Severity.DAY_LEFT: "warning",
                   Severity.HOURS_LEFT: "urgent", Severity.EXPIRED: "critical"}

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from ledger import LedgerApp
+from ledger import LedgerApp, LicenceError
 from ledger.domain.licence import REVOKED
 from seatledger.config.bundle import Bundle, parse_address
 from seatledger.config.ca import load_ca
 from seatledger.config.settings import Config
 from transport.pki import issue_site_certificate
-from transport.tls import server_context
 
 
 def enrol_site(config: Config, app: LedgerApp, name: str, *,
@@ -28,8 +26,6 @@ def enrol_site(config: Config, app: LedgerApp, name: str, *,
     try:
         cert = issue_site_certificate(ca, name)
     except ValueError as e:
-        from ledger import LicenceError
-
         raise LicenceError(str(e)) from None
     app.enrol_site(name, cert.fingerprint, local_limits or {})
     path = output or config.layout.bundles / f"{name}.bundle"
@@ -39,15 +35,13 @@ def enrol_site(config: Config, app: LedgerApp, name: str, *,
     return path
 
 
-def is_refused(app: LedgerApp) -> Callable[[str], bool]:
-    """The handshake's revocation check: a certificate must be an enrolled, unrevoked site's."""
+def admission_check(app: LedgerApp) -> Callable[[str], bool]:
+    """The handshake's check: True (refuse) unless a certificate fingerprint is an enrolled,
+    unrevoked site's. Reads the ledger's current state at each handshake."""
     def refused(fingerprint: str) -> bool:
         return not any(site.fingerprint == fingerprint and site.status != REVOKED
                        for site in app.licence.sites.values())
     return refused
 
 
-def master_context(config: Config, app: LedgerApp) -> ssl.SSLContext:
-    ca_dir = config.layout.ca_dir
-    return server_context(ca_dir / "ca.crt", ca_dir / "master.crt", ca_dir / "master.key",
-                          revoked=is_refused(app))
+__all__ = ["admission_check", "enrol_site"]

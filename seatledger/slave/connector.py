@@ -59,7 +59,7 @@ from transport import (
 )
 from transport.tls import client_context
 
-log = logging.getLogger("seatledger.slave.connector")
+log = logging.getLogger("seatledger.slave")
 
 ONLINE = "online"
 CONNECTING = "connecting"

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import trio
 
-from seatledger.bootstrap import open_ledger
 from seatledger.config.bundle import Bundle
 from seatledger.config.settings import load_config
-from seatledger.demo.story import init_data_dir
+from seatledger.config.store import open_ledger
+from seatledger.services.datadir import init_data_dir
 from seatledger.services.sites import enrol_site
 from transport import NEED_DATA, Acquire, Connection, Granted, Hello, Role, Sync, SyncDone, Welcome
 from transport.tls import client_context

@@ -10,12 +10,12 @@ import trio.testing
 
 from exporters import generate_age_identity
 from ledger import AcquireSeat, ManualClock, ReleaseSeat
-from seatledger.bootstrap import open_ledger
+from seatledger.bootstrap import export_schedule, master_context
 from seatledger.config.settings import load_config
-from seatledger.daemons.runners import daily_exports
-from seatledger.demo.story import init_data_dir
+from seatledger.config.store import open_ledger
+from seatledger.daemons.master import daily_exports
 from seatledger.master.server import Master, MasterSettings, trio_now
-from seatledger.services.sites import master_context
+from seatledger.services.datadir import init_data_dir
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 
@@ -39,7 +39,7 @@ async def test_master_exports_each_day_at_the_configured_time(
                     settings=MasterSettings(worker_thread=False, refresh_interval=3600), now=trio_now(START))
     async with trio.open_nursery() as nursery:
         await nursery.start(master.run, "127.0.0.1", 0)
-        nursery.start_soon(daily_exports, master, config)
+        nursery.start_soon(daily_exports, master, export_schedule(config))
         for day in range(3):
             await master.submit(AcquireSeat("north", f"u{day}", "PRED"))
             await trio.sleep(3600)

@@ -33,11 +33,11 @@ from exporters.errors import SinkUnavailableError
 from exporters.naming import DATA_SUFFIX
 from exporters.sinks import Sink, SinkSession
 from ledger import AcquireSeat, LedgerApp, ManualClock, ReleaseSeat
-from seatledger.bootstrap import open_ledger
-from seatledger.cli import export as cli_export
 from seatledger.cli.main import main as cli_main
 from seatledger.config.settings import Config, load_config
-from seatledger.demo.story import init_data_dir
+from seatledger.config.store import open_ledger
+from seatledger.services import export as cli_export
+from seatledger.services.datadir import init_data_dir
 from tests.integration.servers import FtpServer, SshdServer, TcpRelay, ssh_keygen, write_known_hosts
 
 pytestmark = pytest.mark.servers

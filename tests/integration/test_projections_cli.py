@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from ledger import ManualClock
-from seatledger.bootstrap import open_ledger
 from seatledger.cli.main import main
 from seatledger.config.settings import load_config
-from seatledger.demo.story import init_data_dir
+from seatledger.config.store import open_ledger
+from seatledger.services.datadir import init_data_dir
 from tests.integration.test_projections_contract import at, scripted_day
 
 
@@ -98,6 +98,22 @@ def test_report_usage_table_csv_and_html(data_dir: Path, tmp_path: Path,
                        "--to", "2026-03-02", "--format", "html", "--output", str(target))
     assert code == 0 and out == ""
     assert "<svg" in target.read_text()
+
+
+def test_report_usage_html_over_a_century_as_the_csv_does(
+        data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    century = ("--from", "2000-01-01", "--to", "2100-01-01")
+    code, out, err = run(capsys, data_dir, "report", "usage", *century, "--format", "csv")
+    assert code == 0 and err == "" and "north" in out
+    target = tmp_path / "century.html"
+    code, out, err = run(capsys, data_dir, "report", "usage", *century, "--format", "html",
+                         "--output", str(target))
+    assert (code, out, err) == (0, "", "")
+    page = target.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "2000-01-01 00:00 to 2100-01-02 00:00" in page
+    assert ">Jan 2000</text>" in page and "peak 110 at 2026-03-02 09:15" in page
+    # A century of hours is drawn in columns, not as 876,000 path segments.
+    assert len(page) < 1_000_000
 
 
 def test_report_usage_rejects_a_period_ending_before_it_starts(

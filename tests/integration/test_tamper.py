@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from ledger import LICENCE_ID, AcquireSeat, LedgerApp, Licence, ManualClock, StoreError
-from seatledger.bootstrap import open_ledger
 from seatledger.cli.main import main
 from seatledger.config.settings import load_config
-from seatledger.demo.story import init_data_dir
+from seatledger.config.store import open_ledger
+from seatledger.services.datadir import init_data_dir
 
 SEATS = 12
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import shutil
+import socket
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +15,13 @@ import trio
 import trio.testing
 
 from ledger import LedgerApp, ManualClock
-from seatledger.bootstrap import open_ledger
+from seatledger.bootstrap import master_context
 from seatledger.config.bundle import Bundle
 from seatledger.config.settings import Config, load_config
-from seatledger.demo.story import init_data_dir
+from seatledger.config.store import open_ledger
 from seatledger.master.server import Master, MasterSettings, trio_now
-from seatledger.services.sites import enrol_site, master_context
+from seatledger.services.datadir import init_data_dir
+from seatledger.services.sites import enrol_site
 from seatledger.slave.connector import (
     CUT_OFF,
     OFFLINE,
@@ -26,7 +30,28 @@ from seatledger.slave.connector import (
     SlaveConnector,
     SlaveSettings,
 )
-from transport import Acquire, Connection, Error, Hello, Role
+from seatledger.slave.journal import Journal
+from transport import (
+    CLOSED,
+    DEFAULT_MAX_PENDING,
+    NEED_DATA,
+    PROTOCOL_VERSION,
+    Acquire,
+    Connection,
+    Error,
+    Granted,
+    Heartbeat,
+    Hello,
+    Message,
+    Refused,
+    Release,
+    Role,
+    Sentinel,
+    Sync,
+    SyncDone,
+    Welcome,
+)
+from transport.tls import client_context
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 FAST = SlaveSettings(retry_interval=300, cutoff_attempts=3, cutoff_retry=900, demo_limit=5)
@@ -57,13 +82,14 @@ class World:
         b = self.bundles[name]
         return Bundle(b.site, b.ca_pem, b.cert_pem, b.key_pem, f"127.0.0.1:{self.port}", None)
 
-    async def start_master(self, nursery: trio.Nursery, port: int = 0) -> None:
+    async def start_master(self, nursery: trio.Nursery, port: int = 0, **settings: Any) -> None:
+        """Start a master on ``port``; ``settings`` override MasterSettings fields."""
         # On MockClock the commit runs inline: a worker thread looks idle to the clock.
         threaded = not isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
         self.master = Master(self.app, self.clock, master_context(self.config, self.app),
                              settings=MasterSettings(heartbeat_interval=10, missed_heartbeats=3,
                                                      worker_thread=threaded,
-                                                     refresh_interval=600),
+                                                     refresh_interval=600, **settings),
                              now=trio_now(START))
         self.scope = trio.CancelScope()
 
@@ -119,21 +145,16 @@ async def test_a_site_cannot_release_another_sites_seat(world: World, nursery: t
         # a forged Release from south's link is refused and north's seat stays.
         link = south._link
         assert link is not None
-        answer = await south._request(link, __import__("transport").Release(999, "alice"))
+        answer = await south._request(link, Release(999, "alice"))
         assert answer.ok is False and answer.reason == "unknown_seat"
         assert "alice" in world.app.licence.sites["north"].seats
 
 
 async def test_hello_naming_another_site_is_refused(world: World, nursery: trio.Nursery) -> None:
     await world.start_master(nursery)
-    b = world.bundle("north")
-    from transport.tls import client_context
-
-    ctx = client_context(b.ca_pem.encode(), b.cert_pem.encode(), b.key_pem.encode())
-    stream = trio.SSLStream(await trio.open_tcp_stream("127.0.0.1", world.port), ctx,
-                            server_hostname="127.0.0.1")
+    stream = await _connect(world, "north")
     conn = Connection(Role.CLIENT)
-    await stream.send_all(conn.send(Hello("south", 1)))
+    await stream.send_all(conn.send(Hello("south", PROTOCOL_VERSION)))
     data = await stream.receive_some(65536)
     conn.receive_data(data)
     event = conn.next_event()
@@ -147,12 +168,7 @@ async def test_a_bad_frame_closes_only_that_connection(world: World, nursery: tr
     await world.start_master(nursery)
     async with SlaveConnector(world.bundle("north"), tmp_path / "n", settings=FAST) as north:
         await north.wait_online()
-        b = world.bundle("south")
-        from transport.tls import client_context
-
-        ctx = client_context(b.ca_pem.encode(), b.cert_pem.encode(), b.key_pem.encode())
-        stream = trio.SSLStream(await trio.open_tcp_stream("127.0.0.1", world.port), ctx,
-                                server_hostname="127.0.0.1")
+        stream = await _connect(world, "south")
         before = world.app.max_id()
         await stream.send_all(b"\x00\x00\x00\x05\x01garbage-that-is-not-msgpack")
         reply = await stream.receive_some(65536)
@@ -213,8 +229,6 @@ async def test_redelivered_journal_is_recorded_once(world: World, nursery: trio.
             await north.acquire(f"o{i}", "PRED")
     # Replay the same journal twice (as after a drop mid-sync): the master's per-site
     # sequence numbers make the second delivery a no-op.
-    from seatledger.slave.journal import Journal
-
     journal = Journal(state / "journal.db")
     entries = journal.pending()
     journal.close()
@@ -223,8 +237,6 @@ async def test_redelivered_journal_is_recorded_once(world: World, nursery: trio.
     for _ in range(2):
         shadow = tmp_path / f"copy{_}"
         shadow.mkdir()
-        import shutil
-
         shutil.copy(state / "journal.db", shadow / "journal.db")
         async with SlaveConnector(world.bundle("north"), shadow, settings=FAST) as again:
             await again.wait_online()
@@ -252,19 +264,29 @@ async def test_notices_reach_connected_sites(world: World, nursery: trio.Nursery
         assert refused.value.reason == "limit_enforced"
     assert world.app.licence.pools["ACD"].enforced
     assert world.app.licence.pools["ACD"].deadline is None
-    _ = Acquire, timedelta
 
 
-async def _handshake(world: World, site: str) -> tuple[trio.SSLStream[Any], Connection]:
-    from transport import Sync, SyncDone, Welcome
-    from transport.tls import client_context
-
+async def _connect(world: World, site: str, *,
+                   receive_buffer: int | None = None) -> trio.SSLStream[Any]:
+    """A TLS stream to the master with ``site``'s certificate, handshake done.
+    ``receive_buffer`` shrinks the socket's receive buffer (a site that reads slowly)."""
     b = world.bundle(site)
     ctx = client_context(b.ca_pem.encode(), b.cert_pem.encode(), b.key_pem.encode())
-    stream = trio.SSLStream(await trio.open_tcp_stream("127.0.0.1", world.port), ctx,
-                            server_hostname="127.0.0.1")
-    conn = Connection(Role.CLIENT)
-    await stream.send_all(conn.send(Hello(site, 1)))
+    tcp = await trio.open_tcp_stream("127.0.0.1", world.port)
+    if receive_buffer is not None:
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    stream = trio.SSLStream(tcp, ctx, server_hostname="127.0.0.1")
+    await stream.do_handshake()
+    return stream
+
+
+async def _handshake(world: World, site: str, *, max_pending: int = DEFAULT_MAX_PENDING,
+                     receive_buffer: int | None = None
+                     ) -> tuple[trio.SSLStream[Any], Connection]:
+    """A raw client connection, through Hello, Welcome, Sync and SyncDone."""
+    stream = await _connect(world, site, receive_buffer=receive_buffer)
+    conn = Connection(Role.CLIENT, max_pending=max_pending)
+    await stream.send_all(conn.send(Hello(site, PROTOCOL_VERSION)))
     for expected, reply in ((Welcome, Sync((), (), False)), (SyncDone, None)):
         event = await _read(stream, conn)
         assert isinstance(event, expected), event
@@ -273,9 +295,8 @@ async def _handshake(world: World, site: str) -> tuple[trio.SSLStream[Any], Conn
     return stream, conn
 
 
-async def _read(stream: trio.SSLStream[Any], conn: Connection) -> Any:
-    from transport import NEED_DATA, Heartbeat
-
+async def _read(stream: trio.SSLStream[Any], conn: Connection) -> Message | Sentinel:
+    """The next message other than a heartbeat, or CLOSED."""
     while True:
         event = conn.next_event()
         if event is NEED_DATA:
@@ -298,29 +319,95 @@ async def test_a_silent_site_is_dropped_after_missed_heartbeats(
     await trio.aclose_forcefully(stream)
 
 
-async def test_a_site_that_does_not_read_cannot_stall_the_others(
+FLOOD_QUEUE = 64  # the master's request queue in the flood tests: far below what a site sends
+# The master's own connection allows DEFAULT_MAX_PENDING outstanding requests per site; the
+# flooder stays just under it, so it is served (slowly), not dropped as a protocol violator.
+FLOOD_OUTSTANDING = DEFAULT_MAX_PENDING - 96
+GOOD_SITE_BOUND = 1.0  # seconds: generous, so that only starvation fails the test
+
+
+async def _wait_queue_full(world: World) -> None:
+    """Return once the master's request queue is full (the flood is really on)."""
+    assert world.master is not None
+    with trio.fail_after(5):
+        while world.master.statistics()["queued"] < FLOOD_QUEUE:
+            await trio.sleep(0.0005)
+
+
+async def _write_flood(stream: trio.SSLStream[Any], conn: Connection, outstanding: int) -> None:
+    """Write Acquire frames back to back, never waiting for an answer, keeping up to
+    ``outstanding`` requests unanswered."""
+    ids = itertools.count(1)
+    while True:
+        room = outstanding - conn.pending_requests
+        if room < 100:
+            await trio.sleep(0.001)
+            continue
+        await stream.send_all(b"".join(conn.send(Acquire(i, f"u{i}", "PRED"))
+                                       for i in itertools.islice(ids, min(room, 500))))
+
+
+async def _acquire_within_bound(world: World, north: SlaveConnector, count: int) -> None:
+    for i in range(count):
+        await _wait_queue_full(world)
+        with trio.fail_after(GOOD_SITE_BOUND):
+            assert (await north.acquire(f"n{i}", "PRED")).status == "normal"
+
+
+async def test_a_site_flooding_past_the_queue_does_not_starve_another(
         world: World, nursery: trio.Nursery, tmp_path: Path) -> None:
     world.app.amend_licence(limits={"PRED": 20000, "ACD": 20})
-    await world.start_master(nursery)
-    stuck, conn = await _handshake(world, "south")
-    # South floods requests and never reads an answer.
-    async def flood() -> None:
-        with trio.move_on_after(4):
-            try:
-                for i in range(1, 200_000, 500):
-                    await stuck.send_all(b"".join(conn.send(Acquire(j, f"u{j}", "PRED"))
-                                                  for j in range(i, i + 500)))
-            except (trio.BrokenResourceError, trio.ClosedResourceError, Exception):
-                return
-    nursery.start_soon(flood)
-    async with SlaveConnector(world.bundle("north"), tmp_path / "n", settings=FAST) as north:
-        await north.wait_online()
-        with trio.fail_after(10):
-            for i in range(20):
-                assert (await north.acquire(f"n{i}", "PRED")).status == "normal"
-    assert world.master is not None
-    stats = world.master.statistics()
-    assert stats["queued"] <= world.master.settings.queue_size
+    await world.start_master(nursery, queue_size=FLOOD_QUEUE)
+    flooder, conn = await _handshake(world, "south", max_pending=FLOOD_OUTSTANDING)
+    answered = 0
+
+    async def read_answers() -> None:
+        nonlocal answered
+        while True:
+            event = await _read(flooder, conn)
+            if not isinstance(event, Granted | Refused):
+                pytest.fail(f"the flooding site got {event!r}: it should be served, not dropped")
+            answered += 1
+
+    async with trio.open_nursery() as flood:
+        flood.start_soon(_write_flood, flooder, conn, FLOOD_OUTSTANDING)
+        flood.start_soon(read_answers)
+        async with SlaveConnector(world.bundle("north"), tmp_path / "n", settings=FAST) as north:
+            await north.wait_online()
+            await _acquire_within_bound(world, north, 20)
+        # The flood was on all along: far more outstanding than the queue holds, and south
+        # was served too (more slowly), not dropped.
+        assert conn.pending_requests > FLOOD_QUEUE
+        assert answered > FLOOD_QUEUE
+        assert world.master is not None and world.master.statistics()["sessions"] >= 1
+        assert world.app.licence.sites["south"].status == "connected"
+        flood.cancel_scope.cancel()
+    await trio.aclose_forcefully(flooder)
+
+
+async def test_a_site_that_does_not_read_is_dropped_and_others_are_served(
+        world: World, nursery: trio.Nursery, tmp_path: Path) -> None:
+    world.app.amend_licence(limits={"PRED": 20000, "ACD": 20})
+    await world.start_master(nursery, queue_size=FLOOD_QUEUE, outbox_size=64)
+    stuck, conn = await _handshake(world, "south", max_pending=10**9, receive_buffer=4096)
+    async with trio.open_nursery() as flood:
+        # South never reads an answer; once the master's writes to it block and its outbox
+        # fills, the master drops it. The flood ends when the master closes the stream.
+        async def write_until_dropped() -> None:
+            with pytest.raises(trio.BrokenResourceError):
+                await _write_flood(stuck, conn, 10**9)
+
+        flood.start_soon(write_until_dropped)
+        async with SlaveConnector(world.bundle("north"), tmp_path / "n", settings=FAST) as north:
+            await north.wait_online()
+            await _acquire_within_bound(world, north, 5)
+            with trio.fail_after(30):
+                while world.app.licence.sites["south"].status == "connected":
+                    await trio.sleep(0.01)
+            with trio.fail_after(GOOD_SITE_BOUND):
+                assert (await north.acquire("after", "PRED")).status == "normal"
+    dropped = [e for _, e in world.app.events() if type(e).__name__ == "SiteDisconnected"]
+    assert [(e.site, e.reason) for e in dropped] == [("south", "overloaded")]
     await trio.aclose_forcefully(stuck)
 
 
@@ -328,8 +415,12 @@ async def test_a_revoked_site_is_refused_at_the_handshake(
         world: World, nursery: trio.Nursery, tmp_path: Path) -> None:
     await world.start_master(nursery)
     world.app.revoke_site("south")
-    with pytest.raises((trio.BrokenResourceError, AssertionError)):
-        stream, _ = await _handshake(world, "south")
+    stream = await _connect(world, "south")
+    conn = Connection(Role.CLIENT)
+    refusal = await _read(stream, conn)
+    assert isinstance(refusal, Error) and refusal.code == "unknown_site", refusal
+    assert await _read(stream, conn) is CLOSED
+    await trio.aclose_forcefully(stream)
     async with SlaveConnector(world.bundle("south"), tmp_path / "s", settings=FAST) as south:
         await trio.sleep(0.5)
         assert south.state in (OFFLINE, CUT_OFF) and south.connected_to is None

@@ -12,11 +12,12 @@ import pytest
 
 from exporters import AgeIdentity, ExportNames, generate_age_identity, write_age_identity
 from ledger import AcquireSeat, LedgerApp, ManualClock, ReleaseSeat
-from seatledger.bootstrap import open_ledger
-from seatledger.cli import export as cli_export
 from seatledger.cli.main import main as cli_main
+from seatledger.config.keys import export_public_key_text
 from seatledger.config.settings import ConfigError, load_config
-from seatledger.demo.story import init_data_dir
+from seatledger.config.store import open_ledger
+from seatledger.services import export as cli_export
+from seatledger.services.datadir import init_data_dir
 
 ORIGIN = "acme.example"
 # Three days ago, so that the command line's real clock finds three days over.
@@ -261,7 +262,7 @@ def test_demo_helpers_export_to_a_folder_and_import_into_a_second_data_dir(
     folder = tmp_path / "vendor-inbox"
     with open_ledger(config) as app:
         results = cli_export.export_to_folder(app, config.layout, folder, [vendor.recipient])
-        public = cli_export.export_public_key_text(config.layout)
+        public = export_public_key_text(config.layout)
 
     report, summary = cli_export.import_exports(
         [folder], tmp_path / "vendor", identity_text=vendor.file_text, public_key_text=public)
@@ -278,7 +279,7 @@ def test_the_vendors_reports_equal_the_masters_for_the_exported_days(
     config = load_config(master)
     with open_ledger(config) as app:
         cli_export.export_to_folder(app, config.layout, tmp_path / "inbox", [vendor.recipient])
-        public = cli_export.export_public_key_text(config.layout)
+        public = export_public_key_text(config.layout)
     cli_export.import_exports([tmp_path / "inbox"], tmp_path / "vendor",
                               identity_text=vendor.file_text, public_key_text=public)
     start = datetime.combine(DAYS[0], datetime.min.time(), UTC)

@@ -1,0 +1,59 @@
+"""``seatledger master`` and ``seatledger slave``: run the daemons."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from seatledger.cli.common import (
+    Add,
+    duration_arg,
+)
+from seatledger.cli.exits import EXIT_OK
+from seatledger.cli.seat import socket_path
+from seatledger.config.bundle import Bundle
+from seatledger.config.settings import data_dir_from, load_config
+from seatledger.daemons.master import run_master
+from seatledger.daemons.slave import run_slave
+from seatledger.slave.connector import SlaveSettings
+
+
+def cmd_master(args: argparse.Namespace) -> int:
+    import trio
+
+
+    config = load_config(data_dir_from(args.data_dir))
+    listen = args.listen or config.listen
+    trio.run(lambda: run_master(config, listen, ready=lambda where: print(
+        f"seatledger master serving {where}", flush=True)))
+    return EXIT_OK
+
+
+def cmd_slave(args: argparse.Namespace) -> int:
+    import trio
+
+
+    bundle = Bundle.read(Path(args.bundle))
+    state = Path(args.state_dir).absolute()
+    settings = SlaveSettings(retry_interval=args.retry, cutoff_attempts=args.attempts,
+                             cutoff_retry=args.cutoff_retry)
+    trio.run(lambda: run_slave(bundle, state, socket_path=socket_path(args), settings=settings,
+                               ready=lambda where: print(f"seatledger slave {bundle.site}: "
+                                                         f"socket {where}", flush=True)))
+    return EXIT_OK
+
+def register(sub: Any, add: Add, common: argparse.ArgumentParser) -> None:
+    """Add this group's commands to the parser."""
+    p = add(sub, "master", cmd_master, "run the master daemon (until SIGINT/SIGTERM)")
+    p.add_argument("--listen", metavar="HOST:PORT", help="address (default: [master] listen)")
+
+    slave_help = "the slave's state directory (journal and socket; default ./seatledger-slave)"
+    p = add(sub, "slave", cmd_slave, "run a slave connector with its local socket")
+    p.add_argument("--bundle", required=True, metavar="FILE")
+    p.add_argument("--state-dir", default="seatledger-slave", metavar="DIR", help=slave_help)
+    p.add_argument("--socket", metavar="PATH", help="local socket (default: STATE_DIR/slave.sock)")
+    p.add_argument("--retry", type=duration_arg, default=300, metavar="5m",
+                   help="interval between reconnection attempts")
+    p.add_argument("--attempts", type=int, default=3, help="failed attempts before cut-off")
+    p.add_argument("--cutoff-retry", type=duration_arg, default=900, metavar="15m")

@@ -1,0 +1,43 @@
+"""``seatledger init`` and ``seatledger storage``: the data directory."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from seatledger.cli import output
+from seatledger.cli.common import (
+    Add,
+)
+from seatledger.cli.exits import EXIT_OK
+from seatledger.config.settings import data_dir_from, load_config
+from seatledger.config.store import open_ledger
+from seatledger.services.datadir import init_data_dir
+from seatledger.services.storage import measure
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    root = data_dir_from(args.data_dir)
+    config = init_data_dir(root, origin=args.origin, store_url=args.store_url)
+    layout = config.layout
+    output.say(args, {"data_dir": str(root), "store": config.store_url, "origin": config.origin},
+               f"initialised {root}\n  store   {config.store_url}\n  keys    {layout.keys} (0600)"
+               f"\n  CA      {layout.ca_dir}")
+    return EXIT_OK
+
+
+def cmd_storage(args: argparse.Namespace) -> int:
+    config = load_config(data_dir_from(args.data_dir))
+    with open_ledger(config) as app:
+        report = measure(config, app)
+        output.storage(args, report)
+    return EXIT_OK
+
+def register(sub: Any, add: Add, common: argparse.ArgumentParser) -> None:
+    """Add this group's commands to the parser."""
+    p = add(sub, "init", cmd_init, "create a data directory: config, keys, CA and the store")
+    p.add_argument("--store-url", help="store URL (default: an SQLite file in the data directory)")
+    p.add_argument("--origin", help="name under which checkpoints are signed")
+
+    add(sub, "storage", cmd_storage,
+        "bytes used, per event, and projected per agent over six months")

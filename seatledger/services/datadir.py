@@ -1,0 +1,41 @@
+"""Creating a data directory: configuration, keys (0600), the wire's CA, the empty store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ledger import create_key_file
+from seatledger.config.ca import create_ca
+from seatledger.config.keys import create_signing_key, ensure_export_keys, write_private
+from seatledger.config.settings import Config, Layout, load_config, render_config
+from seatledger.config.store import open_ledger
+from seatledger.services.errors import Refused
+
+
+def init_data_dir(root: Path, *, origin: str | None = None,
+                  store_url: str | None = None) -> Config:
+    """Create the data directory ``root`` (0700) and everything in it; returns its config.
+
+    Raises:
+        Refused: ``root`` already holds a data directory.
+    """
+    layout = Layout(root)
+    if layout.config.exists() or layout.keys.exists():
+        raise Refused(f"{root} already holds a seatledger data directory; not overwriting it")
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    root.chmod(0o700)
+    origin = origin or f"seatledger.{os.urandom(4).hex()}"
+    write_private(layout.config, render_config(origin, store_url).encode())
+    create_key_file(layout.at_rest_key)
+    layout.keys.chmod(0o700)
+    create_signing_key(layout.signing_key, layout.signing_pub)
+    create_ca(layout.ca_dir, origin)
+    ensure_export_keys(layout)
+    config = load_config(root)
+    with open_ledger(config):
+        pass
+    return config
+
+
+__all__ = ["init_data_dir"]

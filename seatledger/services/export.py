@@ -1,0 +1,197 @@
+"""The daily audit export on the master, and the recipient's import (use cases, no printing).
+
+The master daemon's schedule calls :func:`export_due_days`, :func:`next_export_at` and
+:func:`run_exports`; the demo calls :func:`export_to_folder` and :func:`import_exports`.
+
+Key files: the master signs exports with a minisign key created on first use in
+``keys/export-minisign.key`` (0600; ``keys/export-minisign.pub`` goes to the vendor). A
+recipient's data directory pins the master's public key on its first import, in
+``keys/master-export-minisign.pub``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from exporters import (
+    DailyExport,
+    DayResult,
+    ExportConfigError,
+    ExportSettings,
+    ImportSummary,
+    Outbox,
+    Verifier,
+    VerifyReport,
+    due_days,
+    import_verified,
+    make_sink,
+    parse_export_settings,
+)
+from exporters.chain import parse_verifier_key
+from exporters.sinks import LocalSink, Sink
+from ledger import LedgerApp
+from seatledger.config.keys import EXPORT_PUB, ensure_export_keys
+from seatledger.config.settings import Config, ConfigError, Layout, load_config
+from seatledger.config.store import open_ledger
+from seatledger.services.datadir import init_data_dir
+from seatledger.services.errors import Refused, UsageError
+
+EXPORTS_DIR = "exports"
+PINNED_KEY = "master-export-minisign.pub"
+ORIGIN_CHECKPOINT_KEY = "origin-checkpoint.pub"
+
+
+def load_export_settings(config: Config) -> ExportSettings:
+    """The validated ``[export]`` table. Raises ConfigError with a one-line reason."""
+    table = config.raw.get("export")
+    if table is None:
+        raise ConfigError(f"{config.layout.config}: no [export] table (set recipients and "
+                          "[export.sink]; see docs/export-format.md)")
+    try:
+        return parse_export_settings(table, config.root, where=str(config.layout.config))
+    except ExportConfigError as err:
+        raise ConfigError(str(err)) from err
+
+
+def export_due_days(app: LedgerApp, config: Config, today: date) -> list[date]:
+    """Days the daily run should export now: over, not exported yet, oldest first. None when
+    the configuration has no ``[export]`` table."""
+    if "export" not in config.raw:
+        return []
+    return due_days(app, today)
+
+
+def next_export_at(config: Config, after: datetime) -> datetime:
+    """The first configured daily run time (UTC) strictly after ``after``."""
+    at = load_export_settings(config).time
+    after = after.astimezone(UTC)
+    candidate = datetime.combine(after.date(), at)
+    return candidate if candidate > after else candidate + timedelta(days=1)
+
+
+def run_exports(
+    app: LedgerApp,
+    config: Config,
+    days: Sequence[date],
+    *,
+    sink: Sink | None = None,
+    progress: Callable[[date, int], None] | None = None,
+    on_day: Callable[[DayResult], None] | None = None,
+) -> list[DayResult]:
+    """Export ``days`` (and any earlier day not exported yet) to the configured sink, in order.
+
+    Raises:
+        ConfigError: the ``[export]`` settings are wrong.
+        ExportError: building or delivering failed (days before it stay exported).
+        LedgerError: recording the export failed.
+    """
+    if not days:
+        return []
+    settings = load_export_settings(config)
+    exporter = DailyExport(
+        app, sink if sink is not None else make_sink(settings.sink),
+        Outbox(config.root / EXPORTS_DIR), recipients=list(settings.recipients),
+        signing_key=ensure_export_keys(config.layout), progress=progress, on_day=on_day,
+    )
+    return exporter.run(max(days))
+
+
+def export_to_folder(app: LedgerApp, layout: Layout, folder: Path, recipients: list[str],
+                     through: date | None = None) -> list[DayResult]:
+    """Export every day over (or up to ``through``) into ``folder``, whatever the config says.
+
+    The demo's vendor delivery. Raises ExportError, LedgerError.
+    """
+    through = through or app.now().date() - timedelta(days=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    exporter = DailyExport(app, LocalSink(folder), Outbox(layout.root / EXPORTS_DIR),
+                           recipients=recipients, signing_key=ensure_export_keys(layout))
+    return exporter.run(through)
+
+
+def import_exports(
+    paths: Sequence[Path],
+    root: Path,
+    *,
+    identity_text: str,
+    public_key_text: str | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> tuple[VerifyReport, ImportSummary]:
+    """Verify exports, then replay them into the data directory ``root`` (created if needed).
+
+    The master's public key is pinned in ``root`` on the first import; later imports may
+    omit it and must not name another. ``progress(phase, records)`` reports both phases.
+
+    Raises:
+        ExportError: verification or replay failed. UsageError: no key to check against.
+        Refused: ``root`` trusts another key or holds another origin's history.
+    """
+    layout = Layout(root)
+    pinned = layout.keys / PINNED_KEY
+    trusted = pinned.read_text() if pinned.exists() else None
+    if public_key_text is None:
+        if trusted is None:
+            raise UsageError(f"first import into {root}: give --public-key (the master's "
+                             f"keys/{EXPORT_PUB})")
+        public_key_text = trusted
+    elif trusted is not None and key_line(trusted) != key_line(public_key_text):
+        raise Refused(f"{root} already trusts another master key ({pinned})")
+    verifier = Verifier(public_key_text, identity_text=identity_text,
+                        progress=(lambda n: progress("verifying", n)) if progress else None)
+    report = verifier.verify(paths)
+    if layout.config.exists():
+        origin = load_config(root).origin
+        if origin != report.origin:
+            raise Refused(f"{root} holds the history of {origin!r}; these exports are of "
+                          f"{report.origin!r}")
+    else:
+        init_data_dir(root, origin=report.origin)
+    if trusted is None:
+        pinned.write_text(public_key_text)
+    _pin_checkpoint_key(layout, report)
+    with open_ledger(load_config(root)) as app:
+        summary = import_verified(
+            app, verifier, report,
+            progress=(lambda n: progress("importing", n)) if progress else None)
+    return report, summary
+
+
+def _pin_checkpoint_key(layout: Layout, report: VerifyReport) -> None:
+    """Keep the master's checkpoint key (PEM) beside the recipient's own keys: the recorded
+    AuditCheckpointSigned notes in the imported history are signed with it, not with the
+    recipient's key.
+
+    Raises:
+        Refused: another checkpoint key is pinned already.
+    """
+    _, key = parse_verifier_key(report.days[-1].manifest.checkpoint.key)
+    pem = key.public_bytes(serialization.Encoding.PEM,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    path = layout.keys / ORIGIN_CHECKPOINT_KEY
+    if not path.exists():
+        path.write_bytes(pem)
+    elif path.read_bytes() != pem:
+        raise Refused(f"{layout.root} already holds the history of another checkpoint key "
+                      f"({path})")
+
+
+def key_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.startswith("untrusted comment:")]
+    return lines[0] if lines else ""
+
+
+__all__ = [
+    "PINNED_KEY",
+    "export_due_days",
+    "export_to_folder",
+    "import_exports",
+    "key_line",
+    "load_export_settings",
+    "next_export_at",
+    "run_exports",
+]
