@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import attrs
@@ -21,13 +21,16 @@ from eventsourcing.persistence import (
 
 from ledger.clock import Clock, SystemClock, TimeKeeper
 from ledger.domain.commands import Command, run_command
-from ledger.domain.licence import LICENCE_ID, Licence, Notice, Release
+from ledger.domain.licence import LICENCE_ID, Licence
+from ledger.domain.outcomes import Notice, Outcome, Release
 from ledger.domain.values import DEFAULT_CUTOFF_SECONDS, DEFAULT_POLICY, GracePolicy
 from ledger.errors import KeyFileError, LedgerError, LicenceError, LicenceNotFoundError, StoreError
 from ledger.persistence.codec import CompactTranscoder, RowCipher, SealedMapper
 from ledger.persistence.store import CompactSQLiteRecorder, persistence_env
 from ledger.seal.merkle import Frontier
 from ledger.seal.seal import Sealer, VerifyReport, open_payload, verify_records
+
+_T = TypeVar("_T")
 
 DEFAULT_SNAPSHOT_EVERY = 20_000
 DEFAULT_CHECKPOINT_EVERY = 10_000
@@ -54,7 +57,7 @@ class _EventSourcedLedger(Application[UUID]):
         self._compress = compress
         super().__init__(env=dict(env))
 
-    def construct_mapper(self) -> SealedMapper:  # type: ignore[override]
+    def construct_mapper(self) -> SealedMapper:
         return SealedMapper(CompactTranscoder(), self._cipher, self._compress)
 
 
@@ -234,7 +237,7 @@ class LedgerApp:
         self._app.snapshots.put([snapshot])
         self._events_since_snapshot = 0
 
-    def _command(self, fn: Callable[[Licence, datetime], Any]) -> Any:
+    def _command(self, fn: Callable[[Licence, datetime], _T]) -> _T:
         licence = self.licence
         result = fn(licence, self._time(licence))
         self._save(licence)
@@ -269,8 +272,7 @@ class LedgerApp:
         self._command(lambda lic, now: lic.enrol_site(now, name, fingerprint, local_limits))
 
     def revoke_site(self, name: str) -> list[Release]:
-        result: list[Release] = self._command(lambda lic, now: lic.revoke_site(now, name))
-        return result
+        return self._command(lambda lic, now: lic.revoke_site(now, name))
 
     def refresh(self) -> bool:
         """Catch up with records another process committed (an operator's CLI command while
@@ -282,7 +284,7 @@ class LedgerApp:
         self._load()
         return True
 
-    def execute(self, commands: Sequence[Command]) -> list[Any]:
+    def execute(self, commands: Sequence[Command]) -> list[Outcome]:
         """Apply a batch of commands and commit them in one transaction.
 
         Returns one outcome per command (a Grant, Refusal, Release, SyncResult, list of
@@ -297,8 +299,7 @@ class LedgerApp:
 
     def tick(self) -> list[Notice]:
         """Fire what is due now; return notices to broadcast."""
-        result: list[Notice] = self._command(lambda lic, now: lic.tick(now))
-        return result
+        return self._command(lambda lic, now: lic.tick(now))
 
     def record_export(self, day: str, first_id: int, last_id: int, destination: str,
                       sha256: str) -> None:

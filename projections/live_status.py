@@ -1,9 +1,10 @@
 """Live status: per pool (class, or PRED+ACD) in use, limit, over-use, grace state and
 deadline, enforced or not; per site connected or not, seats, local limits, last seen.
 
-The projection follows the recorded facts: it re-states what each event's ``apply`` does to
-the licence aggregate (``ledger.domain.licence``), without re-deciding anything. It keeps the whole
-view in memory (a few rows per pool and site) and writes the rows a batch changed.
+The projection follows the recorded facts, without re-deciding anything: pools change only
+through :func:`ledger.domain.pools.apply_pool_event`, the same transition the licence
+aggregate's events apply, so the two cannot disagree. It keeps the whole view in memory (a
+few rows per pool and site) and writes the rows a batch changed.
 """
 
 from __future__ import annotations
@@ -17,18 +18,17 @@ import attrs
 from sqlalchemy import Connection, delete, select
 
 from ledger.domain.licence import Licence
-from ledger.domain.values import AGENT_CLASSES, COMBINED_MEMBERS, COMBINED_POOL
+from ledger.domain.pools import Pool, PoolEventKind, PoolState, apply_pool_event, pool_limits
+from ledger.domain.values import AGENT_CLASSES, ReleaseReason, SiteState
 
 from .base import Handler, Projection
 from .engine import upsert, write_rows
 from .schema import TABLES_BY_PROJECTION, status_licence, status_pools, status_sites
 from .timestamps import from_us, maybe_from_us, maybe_to_us, to_us
 
-AVAILABLE, OPEN, SPENT = "available", "open", "spent"
-NEW, CONNECTED, DISCONNECTED, CUT_OFF, REVOKED = (
-    "new", "connected", "disconnected", "cut_off", "revoked")
 # Releases the site itself asked for; the others are the master's doing.
-_SITE_RELEASES = frozenset({"logoff", "reconciled"})
+_SITE_RELEASES = frozenset({ReleaseReason.LOGOFF, ReleaseReason.RECONCILED})
+_GRANTED, _RELEASED = PoolEventKind.SEAT_GRANTED, PoolEventKind.SEAT_RELEASED
 
 
 # ------------------------------------------------------------------ answers
@@ -37,7 +37,7 @@ class PoolStatus:
     pool: str
     limit: int
     in_use: int
-    state: str
+    state: PoolState
     deadline: datetime | None
     overuse: bool
     enforced: bool
@@ -49,7 +49,7 @@ class PoolStatus:
 @attrs.frozen
 class SiteStatus:
     site: str
-    status: str
+    status: SiteState
     since: datetime | None
     last_seen: datetime | None
     seats: int
@@ -88,34 +88,17 @@ class Status:
 
 
 # ------------------------------------------------------------------ memory state
-class _Pool:
-    __slots__ = ("name", "members", "limit", "in_use", "state", "deadline", "opened_at",
-                 "closed_at", "overuse", "severity", "enforced")
+def _pool_row(p: Pool) -> tuple[Any, ...]:
+    """As a ``view_status_pools`` row (column order)."""
+    return (p.name, p.limit, p.in_use, str(p.state), maybe_to_us(p.deadline),
+            maybe_to_us(p.opened_at), maybe_to_us(p.closed_at), p.overuse, p.severity,
+            p.enforced)
 
-    def __init__(self, name: str, limit: int) -> None:
-        self.name = name
-        self.members = COMBINED_MEMBERS if name == COMBINED_POOL else (name,)
-        self.limit = limit
-        self.in_use = 0
-        self.state = AVAILABLE
-        self.deadline: datetime | None = None
-        self.opened_at: datetime | None = None
-        self.closed_at: datetime | None = None
-        self.overuse = False
-        self.severity = 0
-        self.enforced = False
 
-    def row(self) -> tuple[Any, ...]:
-        """As a ``view_status_pools`` row (column order)."""
-        return (self.name, self.limit, self.in_use, self.state, maybe_to_us(self.deadline),
-                maybe_to_us(self.opened_at), maybe_to_us(self.closed_at), self.overuse,
-                self.severity, self.enforced)
-
-    def view(self) -> PoolStatus:
-        return PoolStatus(pool=self.name, limit=self.limit, in_use=self.in_use,
-                          state=self.state, deadline=self.deadline, overuse=self.overuse,
-                          enforced=self.enforced, severity=self.severity,
-                          opened_at=self.opened_at, closed_at=self.closed_at)
+def _pool_view(p: Pool) -> PoolStatus:
+    return PoolStatus(pool=p.name, limit=p.limit, in_use=p.in_use, state=p.state,
+                      deadline=p.deadline, overuse=p.overuse, enforced=p.enforced,
+                      severity=p.severity, opened_at=p.opened_at, closed_at=p.closed_at)
 
 
 class _Site:
@@ -123,7 +106,7 @@ class _Site:
 
     def __init__(self, name: str, local_limits: Mapping[str, int]) -> None:
         self.name = name
-        self.status = NEW
+        self.status = SiteState.NEW
         self.since: datetime | None = None
         self.last_seen: datetime | None = None
         self.seats: dict[str, int] = {}
@@ -131,7 +114,7 @@ class _Site:
 
     def row(self) -> tuple[Any, ...]:
         """As a ``view_status_sites`` row (column order)."""
-        return (self.name, self.status, maybe_to_us(self.since), maybe_to_us(self.last_seen),
+        return (self.name, str(self.status), maybe_to_us(self.since), maybe_to_us(self.last_seen),
                 sum(self.seats.values()), json.dumps(self.seats, sort_keys=True),
                 json.dumps(self.local_limits, sort_keys=True))
 
@@ -153,9 +136,9 @@ class LiveStatusProjection(Projection):
 
     def _reset(self) -> None:
         self.licence: dict[str, Any] | None = None
-        self.pools: dict[str, _Pool] = {}
+        self.pools: dict[str, Pool] = {}
         self.sites: dict[str, _Site] = {}
-        self._pools_for: dict[str, list[_Pool]] = {}
+        self._pools_for: dict[str, tuple[str, ...]] = {}
         self._dirty_licence = False
         self._dirty_pools: set[str] = set()
         self._dropped_pools: set[str] = set()
@@ -172,17 +155,14 @@ class LiveStatusProjection(Projection):
             self.licence = dict(row)
             self.licence["limits"] = json.loads(row["limits"])
         for r in conn.execute(select(status_pools)).mappings():
-            pool = _Pool(r["pool"], r["limit"])
-            pool.in_use, pool.state = r["in_use"], r["state"]
-            pool.deadline = maybe_from_us(r["deadline_us"])
-            pool.opened_at = maybe_from_us(r["opened_us"])
-            pool.closed_at = maybe_from_us(r["closed_us"])
-            pool.overuse, pool.severity = bool(r["overuse"]), r["severity"]
-            pool.enforced = bool(r["enforced"])
-            self.pools[pool.name] = pool
+            self.pools[r["pool"]] = attrs.evolve(
+                Pool.new(r["pool"], r["limit"], r["in_use"]), state=PoolState(r["state"]),
+                deadline=maybe_from_us(r["deadline_us"]),
+                opened_at=maybe_from_us(r["opened_us"]), closed_at=maybe_from_us(r["closed_us"]),
+                overuse=bool(r["overuse"]), severity=r["severity"], enforced=bool(r["enforced"]))
         for r in conn.execute(select(status_sites)).mappings():
             site = _Site(r["site"], json.loads(r["local_limits"]))
-            site.status = r["status"]
+            site.status = SiteState(r["status"])
             site.since = maybe_from_us(r["since_us"])
             site.last_seen = maybe_from_us(r["last_seen_us"])
             site.seats = json.loads(r["seats_by_class"])
@@ -201,7 +181,7 @@ class LiveStatusProjection(Projection):
             upsert(conn, status_licence, [row])
         if self._dropped_pools:
             conn.execute(delete(status_pools).where(status_pools.c.pool.in_(self._dropped_pools)))
-        write_rows(conn, status_pools, [p.row() for p in self.pools.values()], mode="upsert")
+        write_rows(conn, status_pools, [_pool_row(p) for p in self.pools.values()], mode="upsert")
         dirty = [self.sites[n] for n in sorted(self._dirty_sites)]
         write_rows(conn, status_sites, [site.row() for site in dirty], mode="upsert")
         for site in dirty:
@@ -223,9 +203,9 @@ class LiveStatusProjection(Projection):
             L.SiteReconnected: self._site_status, L.SiteDisconnected: self._site_status,
             L.SiteCutOff: self._site_status, L.SeatGranted: self._granted,
             L.SeatReleased: self._released, L.SeatRefused: self._refused,
-            L.OveruseStarted: self._overuse_started, L.OveruseEnded: self._overuse_ended,
-            L.AbuseNoticeIssued: self._notice, L.GraceExpired: self._grace_expired,
-            L.EnforcementStarted: self._enforcement, L.GraceRearmed: self._rearmed,
+            L.OveruseStarted: self._pool_changed, L.OveruseEnded: self._pool_changed,
+            L.AbuseNoticeIssued: self._pool_changed, L.GraceExpired: self._pool_changed,
+            L.EnforcementStarted: self._pool_changed, L.GraceRearmed: self._pool_changed,
             L.ClockStepped: self._touch, L.AuditCheckpointSigned: self._touch,
             L.AuditTrailExported: self._touch,
         }
@@ -240,9 +220,7 @@ class LiveStatusProjection(Projection):
             limits=dict(e.limits), total_pred_acd=e.total_pred_acd, expires_us=to_us(e.expires_at),
             grace_seconds=e.grace_seconds, rearm_seconds=e.rearm_seconds,
             ceiling_percent=e.ceiling_percent)
-        wanted = dict(e.limits)
-        if e.total_pred_acd is not None:
-            wanted[COMBINED_POOL] = e.total_pred_acd
+        wanted = pool_limits(e.limits, e.total_pred_acd)
         for name in list(self.pools):
             if name not in wanted:
                 del self.pools[name]
@@ -250,17 +228,18 @@ class LiveStatusProjection(Projection):
         for name, limit in wanted.items():
             pool = self.pools.get(name)
             if pool is None:
-                pool = self.pools[name] = _Pool(name, limit)
+                pool = Pool.new(name, limit)
                 self._dropped_pools.discard(name)
-            pool.limit = limit
             # Recounted from the sites' seats, as the aggregate does on new terms.
-            pool.in_use = sum(site.seats.get(c, 0) for site in self.sites.values()
-                              for c in pool.members)
+            in_use = sum(site.seats.get(c, 0) for site in self.sites.values()
+                         for c in pool.members)
+            self.pools[name] = apply_pool_event(pool, PoolEventKind.LIMIT, e.occurred_at,
+                                                limit=limit, in_use=in_use)
             self._dirty_pools.add(name)
         self._index_pools()
 
     def _index_pools(self) -> None:
-        self._pools_for = {c: [p for p in self.pools.values() if c in p.members]
+        self._pools_for = {c: tuple(p.name for p in self.pools.values() if c in p.members)
                            for c in AGENT_CLASSES}
 
     def _issued(self, nid: int, e: Any) -> None:
@@ -293,16 +272,8 @@ class LiveStatusProjection(Projection):
     def _site_status(self, nid: int, e: Any) -> None:
         site = self.sites[e.site]
         at = e.timestamp
-        kind = type(e)
-        if kind is Licence.SiteRevoked:
-            site.status = REVOKED
-        elif kind is Licence.SiteCutOff:
-            site.status = CUT_OFF
-        elif kind is Licence.SiteDisconnected:
-            site.status = DISCONNECTED
-            site.last_seen = at
-        else:
-            site.status = CONNECTED
+        site.status = e.new_status
+        if site.status in (SiteState.CONNECTED, SiteState.DISCONNECTED):
             site.last_seen = at
         site.since = at
         self._dirty_sites.add(e.site)
@@ -315,8 +286,9 @@ class LiveStatusProjection(Projection):
         cls = e.agent_class
         seats = site.seats
         seats[cls] = seats.get(cls, 0) + 1
-        for pool in self._pools_for.get(cls, ()):
-            pool.in_use += 1
+        pools, at = self.pools, e.occurred_at
+        for name in self._pools_for.get(cls, ()):
+            pools[name] = apply_pool_event(pools[name], _GRANTED, at)
         self._dirty_sites.add(e.site)
         self._last_event = e.timestamp
         if not e.offline:
@@ -331,8 +303,9 @@ class LiveStatusProjection(Projection):
             seats[cls] = left
         else:
             del seats[cls]
-        for pool in self._pools_for.get(cls, ()):
-            pool.in_use -= 1
+        pools, at = self.pools, e.occurred_at
+        for name in self._pools_for.get(cls, ()):
+            pools[name] = apply_pool_event(pools[name], _RELEASED, at)
         self._dirty_sites.add(e.site)
         self._last_event = e.timestamp
         if not e.offline and e.reason in _SITE_RELEASES:
@@ -345,40 +318,10 @@ class LiveStatusProjection(Projection):
             self._dirty_sites.add(e.site)
         self._touch(nid, e)
 
-    def _pool(self, e: Any) -> _Pool:
+    def _pool_changed(self, nid: int, e: Any) -> None:
+        self.pools[e.pool] = e.apply_to(self.pools[e.pool])
         self._dirty_pools.add(e.pool)
-        self._touch(0, e)
-        return self.pools[e.pool]
-
-    def _overuse_started(self, _nid: int, e: Any) -> None:
-        pool = self._pool(e)
-        if pool.state != OPEN:
-            pool.state, pool.opened_at = OPEN, e.occurred_at
-            pool.severity, pool.enforced = 0, False
-        pool.deadline = e.deadline
-        pool.overuse = True
-
-    def _overuse_ended(self, _nid: int, e: Any) -> None:
-        self._pool(e).overuse = False
-
-    def _notice(self, _nid: int, e: Any) -> None:
-        pool = self._pool(e)
-        pool.severity = max(pool.severity, e.severity)
-
-    def _grace_expired(self, _nid: int, e: Any) -> None:
-        pool = self._pool(e)
-        pool.state = SPENT
-        pool.closed_at = pool.deadline if pool.deadline is not None else e.timestamp
-        pool.deadline = None
-
-    def _enforcement(self, _nid: int, e: Any) -> None:
-        self._pool(e).enforced = True
-
-    def _rearmed(self, _nid: int, e: Any) -> None:
-        pool = self._pool(e)
-        pool.state = AVAILABLE
-        pool.deadline = pool.opened_at = pool.closed_at = None
-        pool.severity, pool.enforced, pool.overuse = 0, False, False
+        self._touch(nid, e)
 
     # ---------------------------------------------------------------- answers
     def current(self) -> Status | None:
@@ -392,7 +335,7 @@ class LiveStatusProjection(Projection):
             expired=bool(lic["expired"]), grace_seconds=lic["grace_seconds"],
             rearm_seconds=lic["rearm_seconds"], ceiling_percent=lic["ceiling_percent"],
             cutoff_seconds=lic["cutoff_seconds"], last_event_at=from_us(lic["last_event_us"]),
-            pools=tuple(sorted((p.view() for p in self.pools.values()),
+            pools=tuple(sorted((_pool_view(p) for p in self.pools.values()),
                                key=lambda p: _pool_order(p.pool))),
             sites=tuple(self._site_views[n] for n in sorted(self._site_views)))
 
@@ -419,14 +362,16 @@ def _status(lic: Any, pools: Any, sites: Any) -> Status:
         rearm_seconds=lic["rearm_seconds"], ceiling_percent=lic["ceiling_percent"],
         cutoff_seconds=lic["cutoff_seconds"], last_event_at=from_us(lic["last_event_us"]),
         pools=tuple(sorted(
-            (PoolStatus(pool=p["pool"], limit=p["limit"], in_use=p["in_use"], state=p["state"],
+            (PoolStatus(pool=p["pool"], limit=p["limit"], in_use=p["in_use"],
+                        state=PoolState(p["state"]),
                         deadline=maybe_from_us(p["deadline_us"]), overuse=bool(p["overuse"]),
                         enforced=bool(p["enforced"]), severity=p["severity"],
                         opened_at=maybe_from_us(p["opened_us"]),
                         closed_at=maybe_from_us(p["closed_us"]))
              for p in pools), key=lambda p: _pool_order(p.pool))),
         sites=tuple(sorted(
-            (SiteStatus(site=s["site"], status=s["status"], since=maybe_from_us(s["since_us"]),
+            (SiteStatus(site=s["site"], status=SiteState(s["status"]),
+                        since=maybe_from_us(s["since_us"]),
                         last_seen=maybe_from_us(s["last_seen_us"]), seats=s["seats"],
                         seats_by_class=json.loads(s["seats_by_class"]),
                         local_limits=json.loads(s["local_limits"]))

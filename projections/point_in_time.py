@@ -16,7 +16,15 @@ import attrs
 from sqlalchemy import Connection, and_, func, or_, select
 
 from ledger.domain.licence import Licence
-from ledger.domain.values import AGENT_CLASSES, COMBINED_MEMBERS, COMBINED_POOL, RefusalReason
+from ledger.domain.pools import (
+    Pool,
+    PoolEventKind,
+    PoolState,
+    apply_pool_event,
+    pool_limits,
+    pool_members,
+)
+from ledger.domain.values import AGENT_CLASSES, COMBINED_POOL, RefusalReason
 
 from .base import Handler, Projection
 from .engine import execute_many, write_rows
@@ -106,21 +114,13 @@ class PointInTimeProjection(Projection):
                                   row["detail"]))
 
     def _terms(self, nid: int, e: Any) -> None:
-        limits = dict(e.limits)
-        if e.total_pred_acd is not None:
-            limits[COMBINED_POOL] = e.total_pred_acd
+        limits = pool_limits(e.limits, e.total_pred_acd)
         for i, (pool, limit) in enumerate(sorted(limits.items())):
-            self._add_pool_event(nid, i, e, pool, "limit", limit=limit,
+            self._add_pool_event(nid, i, e, pool, PoolEventKind.LIMIT, limit=limit,
                                  detail=f"{type(e).__name__}: {pool} limit {limit}")
 
     def _licence_expired(self, nid: int, e: Any) -> None:
         self._add_pool_event(nid, 0, e, "*", "licence_expired", detail="the licence expired")
-
-    _KINDS = {
-        "OveruseStarted": "overuse_started", "OveruseEnded": "overuse_ended",
-        "AbuseNoticeIssued": "notice", "GraceExpired": "grace_expired",
-        "EnforcementStarted": "enforcement_started", "GraceRearmed": "grace_rearmed",
-    }
 
     def _pool_event(self, nid: int, e: Any) -> None:
         fields: dict[str, Any] = {}
@@ -131,7 +131,7 @@ class PointInTimeProjection(Projection):
             fields["deadline_us"] = to_us(e.deadline)
         if hasattr(e, "reason"):
             fields["detail"] = f"re-armed: {e.reason}"
-        self._add_pool_event(nid, 0, e, e.pool, self._KINDS[type(e).__name__], **fields)
+        self._add_pool_event(nid, 0, e, e.pool, str(e.pool_event_kind), **fields)
 
 
 # ------------------------------------------------------------------ answers
@@ -160,7 +160,7 @@ class PoolAt:
     pool: str
     in_use: int
     limit: int | None
-    grace: str  # available | open | spent
+    grace: PoolState
     deadline: datetime | None
     enforced: bool
 
@@ -254,38 +254,29 @@ def pools_at(conn: Connection, us: int, classes: Sequence[str] | None = None, *,
         .group_by(pit_seats.c.agent_class)).all())
     history = conn.execute(
         select(pit_pool_events.c.pool, pit_pool_events.c.kind, pit_pool_events.c.limit,
-               pit_pool_events.c.deadline_us)
+               pit_pool_events.c.deadline_us, pit_pool_events.c.at_us)
         .where(recorded).order_by(pit_pool_events.c.id)).all()
-    state: dict[str, dict[str, Any]] = {}
-    for pool, kind, limit, deadline in history:
+    # Replayed through the ledger's own pool transition; seats are counted separately (from
+    # the seat intervals), and a pool without a recorded limit shows none.
+    state: dict[str, Pool] = {}
+    limits: dict[str, int] = {}
+    for pool, kind, limit, deadline, at in history:
         if pool == "*":
             continue
-        s = state.setdefault(pool, {"limit": None, "grace": "available", "deadline": None,
-                                    "enforced": False})
-        if kind == "limit":
-            s["limit"] = limit
-        elif kind == "overuse_started":
-            if s["grace"] != "open":
-                s["enforced"] = False
-            s["grace"], s["deadline"] = "open", deadline
-        elif kind == "grace_expired":
-            s["grace"], s["deadline"] = "spent", None
-        elif kind == "enforcement_started":
-            s["enforced"] = True
-        elif kind == "grace_rearmed":
-            s.update(grace="available", deadline=None, enforced=False)
+        if pool not in state:
+            state[pool] = Pool.new(pool, 0)
+        if kind == PoolEventKind.LIMIT:
+            limits[pool] = limit
+        state[pool] = apply_pool_event(state[pool], PoolEventKind(kind), from_us(at),
+                                       deadline=maybe_from_us(deadline), limit=limit)
     names = [p for p in (*AGENT_CLASSES, COMBINED_POOL) if p in state]
     if classes is not None:
-        names = [p for p in names if any(c in _members(p) for c in classes)]
+        names = [p for p in names if any(c in pool_members(p) for c in classes)]
     return tuple(
-        PoolAt(pool=p, in_use=sum(counts.get(c, 0) for c in _members(p)),
-               limit=state[p]["limit"], grace=state[p]["grace"],
-               deadline=maybe_from_us(state[p]["deadline"]), enforced=state[p]["enforced"])
+        PoolAt(pool=p, in_use=sum(counts.get(c, 0) for c in pool_members(p)),
+               limit=limits.get(p), grace=state[p].state, deadline=state[p].deadline,
+               enforced=state[p].enforced)
         for p in names)
-
-
-def _members(pool: str) -> tuple[str, ...]:
-    return COMBINED_MEMBERS if pool == COMBINED_POOL else (pool,)
 
 
 def user_history(conn: Connection, user: str, site: str | None = None) -> tuple[HistoryEntry, ...]:

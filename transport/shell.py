@@ -304,7 +304,10 @@ class Link:
                     # Re-raised below, outside the nursery, so the caller sees it unwrapped.
                     body_error = exc
                 self._end(CloseReason.LOCAL_CLOSE)
-                if body_error is None:
+                if body_error is None and self._close_reason in _FLUSHABLE:
+                    nursery.cancel_scope.deadline = min(
+                        nursery.cancel_scope.deadline, trio.current_time() + self._close_timeout
+                    )
                     await self._flush()
                 nursery.cancel_scope.cancel()
         finally:
@@ -332,13 +335,11 @@ class Link:
         self._cancel()
 
     async def _flush(self) -> None:
-        """Wait until the outbox is written, for at most ``close_timeout`` seconds."""
+        """Wait until the sender has written the outbox (the caller bounds the wait)."""
         if self._scope is None or self._closed:
+            await trio.lowlevel.checkpoint()
             return
-        self._scope.deadline = min(
-            self._scope.deadline, trio.current_time() + self._close_timeout
-        )
-        while self._outbox or self._writing:
+        while (self._outbox or self._writing) and not self._scope.cancel_called:
             await self._drained.park()
 
     async def _close_stream(self) -> None:
@@ -351,6 +352,7 @@ class Link:
         if self._close_reason is None:
             self._close_reason = reason
         self._accepting = False
+        self._has_room.unpark_all()
 
     def _cancel(self) -> None:
         if self._scope is not None:
@@ -361,6 +363,7 @@ class Link:
         self._end(reason)
         self._receiving = False
         self._cancel()
+        self._drained.unpark_all()
 
     # --- sending --------------------------------------------------------------------------
 
@@ -433,7 +436,6 @@ class Link:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._writing = False
                 self._fail(CloseReason.PEER_LOST)
-                self._drained.unpark_all()
                 return
             self._writing = False
             self._last_sent = trio.current_time()
@@ -491,9 +493,13 @@ class Link:
             if isinstance(event, Goodbye | Error):
                 self.farewell = event
                 self._stop_receiving(
-                    CloseReason.PEER_GOODBYE if isinstance(event, Goodbye) else CloseReason.PEER_ERROR
+                    CloseReason.PEER_GOODBYE
+                    if isinstance(event, Goodbye)
+                    else CloseReason.PEER_ERROR
                 )
-            await trio.lowlevel.checkpoint()
+            # A cancel point only: a batch of buffered messages is returned without a trip
+            # through the scheduler for each (the handler's own awaits are schedule points).
+            await trio.lowlevel.checkpoint_if_cancelled()
             return event
 
     def _stop_receiving(self, reason: CloseReason) -> None:
@@ -503,14 +509,12 @@ class Link:
     def _answer_violation(self, exc: RemoteProtocolError) -> None:
         """Answer the peer's protocol error with Error; the link then closes."""
         self.remote_error = exc
-        if self._accepting:
-            # conn.send accepts Error after a remote error; the outbox bound does not apply:
+        accepting = self._accepting
+        self._stop_receiving(CloseReason.PROTOCOL_ERROR)
+        if accepting:
+            # conn.send accepts Error after a remote error. The outbox bound does not apply:
             # this is the last message.
             self._queue(Error(exc.code, str(exc)[:_ERROR_TEXT_LIMIT]))
-        self._close_reason = self._close_reason or CloseReason.PROTOCOL_ERROR
-        if self._close_reason is CloseReason.ERROR_SENT:
-            self._close_reason = CloseReason.PROTOCOL_ERROR
-        self._receiving = False
 
     # --- time -----------------------------------------------------------------------------
 

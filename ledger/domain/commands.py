@@ -8,13 +8,16 @@ has been committed.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import attrs
 
-from ledger.domain.licence import HeldSeat, Licence, OfflineEvent
+from ledger.domain.licence import Licence
+from ledger.domain.outcomes import Failure, HeldSeat, OfflineEvent, Outcome
 from ledger.domain.values import ReleaseReason
 from ledger.errors import LedgerError
+
+__all__ = ["AcquireSeat", "Command", "ConnectSite", "DisconnectSite", "Failure", "Outcome",
+           "ReleaseSeat", "SyncSite", "Tick", "run_command"]
 
 
 @attrs.frozen
@@ -59,15 +62,7 @@ class Tick:
 Command = AcquireSeat | ReleaseSeat | ConnectSite | DisconnectSite | SyncSite | Tick
 
 
-@attrs.frozen
-class Failure:
-    """A command the ledger rejected without recording anything (e.g. an unknown seat)."""
-
-    error: str
-    kind: str
-
-
-def run_command(licence: Licence, now: datetime, command: Command) -> Any:
+def run_command(licence: Licence, now: datetime, command: Command) -> Outcome:
     """Apply one command to the licence; ledger errors become a :class:`Failure` outcome."""
     try:
         match command:
@@ -76,9 +71,11 @@ def run_command(licence: Licence, now: datetime, command: Command) -> Any:
             case ReleaseSeat(site, user, reason):
                 return licence.release(now, site, user, reason)
             case ConnectSite(site):
-                return licence.connect_site(now, site)
+                licence.connect_site(now, site)
+                return None
             case DisconnectSite(site, reason):
-                return licence.disconnect_site(now, site, reason)
+                licence.disconnect_site(now, site, reason)
+                return None
             case SyncSite(site, events, held):
                 return licence.sync(now, site, events, held)
             case Tick():

@@ -19,7 +19,8 @@ Rule 4: grace re-arms on amendment, or ``rearm_seconds`` after the window closed
 Rule 5: deadlines fire without requests: :func:`due_transitions` is what the timer calls.
 Rule 6: time is always passed in; nothing here reads a clock.
 
-The functions here decide; :mod:`ledger.licence` records the decisions as events.
+The functions here decide; :mod:`ledger.domain.licence` records the decisions as events, and
+:func:`ledger.domain.pools.apply_pool_event` is what those events do to a pool.
 """
 
 from __future__ import annotations
@@ -27,50 +28,34 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 import attrs
 
+from ledger.domain.pools import Pool, PoolState
 from ledger.domain.values import GracePolicy, RefusalReason, Severity
-from ledger.persistence.codec import register_value_class
 
-AVAILABLE = "available"
-OPEN = "open"
-SPENT = "spent"
+# Kept for callers of the first version; the states are PoolState's.
+AVAILABLE = PoolState.AVAILABLE
+OPEN = PoolState.OPEN
+SPENT = PoolState.SPENT
 
 # Notices before the deadline: (severity, time left when it is due).
-NOTICE_SCHEDULE: tuple[tuple[int, timedelta], ...] = (
+NOTICE_SCHEDULE: tuple[tuple[Severity, timedelta], ...] = (
     (Severity.DAY_LEFT, timedelta(hours=24)),
     (Severity.HOURS_LEFT, timedelta(hours=4)),
 )
 
-
-@register_value_class(0)
-@attrs.define
-class Pool:
-    """Counting state of one limit. Mutated only by event ``apply`` methods."""
-
-    name: str
-    members: tuple[str, ...]
-    limit: int
-    in_use: int = 0
-    state: str = AVAILABLE
-    deadline: datetime | None = None
-    opened_at: datetime | None = None
-    closed_at: datetime | None = None
-    overuse: bool = False
-    severity: int = 0
-    enforced: bool = False
-
-    def __attrs_post_init__(self) -> None:
-        # Snapshots store tuples as lists.
-        self.members = tuple(self.members)
+__all__ = ["AVAILABLE", "NOTICE_SCHEDULE", "OPEN", "SPENT", "Admission", "Pool", "PoolState",
+           "Transition", "TransitionKind", "admit", "ceiling", "deadline_for",
+           "due_transitions", "next_due"]
 
 
 @attrs.frozen
 class Admission:
     """What the policy says about one more seat in a set of pools."""
 
-    refusal: str | None = None
+    refusal: RefusalReason | None = None
     refused_pool: str | None = None
     overuse: bool = False
     opens: tuple[str, ...] = ()  # pools whose window this grant opens
@@ -115,30 +100,38 @@ def deadline_for(start: datetime, policy: GracePolicy) -> datetime:
     return start + timedelta(seconds=policy.grace_seconds)
 
 
+class TransitionKind(StrEnum):
+    """What :func:`due_transitions` can find due at a pool."""
+
+    NOTICE = "notice"  # a reminder as the deadline nears
+    EXPIRE = "expire"  # the deadline: the window closes (rule 3)
+    REARM = "rearm"  # rearm_seconds after the window closed (rule 4)
+
+
 @attrs.frozen
 class Transition:
     """Something due at a pool at a given time (rules 3, 4 and the notice schedule)."""
 
-    kind: str  # "notice" | "expire" | "rearm"
+    kind: TransitionKind
     pool: str
-    severity: int = 0
+    severity: Severity | None = None  # of the notice a NOTICE or EXPIRE sends
 
 
 def due_transitions(pool: Pool, now: datetime, policy: GracePolicy) -> list[Transition]:
     """What is due at ``pool`` by ``now``, in the order it must be recorded."""
     if pool.state == OPEN and pool.deadline is not None:
         if now >= pool.deadline:
-            return [Transition("expire", pool.name, Severity.EXPIRED)]
+            return [Transition(TransitionKind.EXPIRE, pool.name, Severity.EXPIRED)]
         due = []
         for severity, left in NOTICE_SCHEDULE:
             at = pool.deadline - left
             opened = pool.opened_at or at
             if pool.severity < severity and now >= at and at > opened:
-                due.append(Transition("notice", pool.name, severity))
+                due.append(Transition(TransitionKind.NOTICE, pool.name, severity))
         return due[-1:]  # only the most severe one that is due
     if pool.state == SPENT and pool.closed_at is not None:
         if now >= pool.closed_at + timedelta(seconds=policy.rearm_seconds):
-            return [Transition("rearm", pool.name)]
+            return [Transition(TransitionKind.REARM, pool.name)]
     return []
 
 

@@ -13,7 +13,6 @@ recorded time (see :class:`ledger.clock.TimeKeeper`); the grace rules live in
 from __future__ import annotations
 
 import hashlib
-import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -24,7 +23,24 @@ import attrs
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import register_topic
 
-from ledger.domain import grace
+from ledger.domain import grace, notices
+from ledger.domain.outcomes import (
+    Grant,
+    HeldSeat,
+    Notice,
+    OfflineEvent,
+    Refusal,
+    Release,
+    SyncResult,
+)
+from ledger.domain.pools import (
+    Pool,
+    PoolEventKind,
+    PoolState,
+    apply_pool_event,
+    pool_limits,
+    within_local_limit,
+)
 from ledger.domain.values import (
     AGENT_CLASSES,
     COMBINED_MEMBERS,
@@ -37,6 +53,8 @@ from ledger.domain.values import (
     RefusalReason,
     ReleaseReason,
     Severity,
+    SiteState,
+    check_site_name,
     licence_total,
 )
 from ledger.errors import (
@@ -46,21 +64,23 @@ from ledger.errors import (
     UnknownSeatError,
     UnknownSiteError,
 )
-from ledger.persistence.codec import register_value_class
 
-# Site names travel in certificates as DNS names, so they are DNS labels.
-_SITE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+__all__ = [
+    "CONNECTED", "CUT_OFF", "DISCONNECTED", "LICENCE_ID", "NEW", "REVOKED", "Grant",
+    "HeldSeat", "Licence", "Notice", "OfflineEvent", "Refusal", "Release", "Seat", "Site",
+    "SyncResult",
+]
 
 LICENCE_ID = uuid5(UUID("6f1c1a52-52a5-4d8e-a0b5-0c5e1c8a7d10"), "seatledger-licence")
 
-NEW = "new"
-CONNECTED = "connected"
-DISCONNECTED = "disconnected"
-CUT_OFF = "cut_off"
-REVOKED = "revoked"
+# Kept for callers of the first version; the statuses are SiteState's.
+NEW = SiteState.NEW
+CONNECTED = SiteState.CONNECTED
+DISCONNECTED = SiteState.DISCONNECTED
+CUT_OFF = SiteState.CUT_OFF
+REVOKED = SiteState.REVOKED
 
 
-@register_value_class(1)
 @attrs.frozen
 class Seat:
     """One active user of one class, held by a site."""
@@ -74,91 +94,64 @@ class Seat:
     offline: bool = False
 
 
-@register_value_class(2)
 @attrs.define
 class Site:
-    """An enrolled slave installation, as the master sees it."""
+    """An enrolled slave installation, as the master sees it.
+
+    The init fields' order is stored (in aggregate snapshots): append new ones at the end.
+    """
 
     name: str
     fingerprint: str
     local_limits: dict[str, int]
-    status: str = NEW
+    status: SiteState = SiteState.NEW
     since: datetime | None = None
     last_seq: int = 0
     seats: dict[str, Seat] = attrs.Factory(dict)
+    # Derived from ``seats``, so not stored: seats held per agent class.
+    held_by_class: dict[str, int] = attrs.field(init=False, factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        for seat in self.seats.values():
+            self.held_by_class[seat.agent_class] = self.held_by_class.get(seat.agent_class, 0) + 1
+
+    @property
+    def revoked(self) -> bool:
+        return self.status == SiteState.REVOKED
+
+    def admits(self, fingerprint: str) -> bool:
+        """Whether a connection presenting a certificate with ``fingerprint`` is this site's:
+        the site is not revoked and the fingerprint is the one pinned at enrolment (a site
+        enrolled without one takes any certificate the CA issued for its name)."""
+        return not self.revoked and (not self.fingerprint or self.fingerprint == fingerprint)
 
     def in_use(self, agent_class: str) -> int:
-        return sum(1 for s in self.seats.values() if s.agent_class == agent_class)
+        """Seats of ``agent_class`` this site holds."""
+        return self.held_by_class.get(agent_class, 0)
+
+    def within_local_limit(self, agent_class: str) -> bool:
+        """Whether one more ``agent_class`` seat stays within this site's local limit."""
+        return within_local_limit(self.held_by_class, self.local_limits, agent_class)
+
+    def add_seat(self, user: str, seat: Seat) -> None:
+        """Only for event ``apply`` methods."""
+        if user in self.seats:
+            self.remove_seat(user)
+        self.seats[user] = seat
+        self.held_by_class[seat.agent_class] = self.held_by_class.get(seat.agent_class, 0) + 1
+
+    def remove_seat(self, user: str) -> Seat:
+        """Only for event ``apply`` methods."""
+        seat = self.seats.pop(user)
+        left = self.held_by_class[seat.agent_class] - 1
+        if left:
+            self.held_by_class[seat.agent_class] = left
+        else:
+            del self.held_by_class[seat.agent_class]
+        return seat
 
 
-@attrs.frozen
-class Grant:
-    """Outcome of a granted seat (also returned for an idempotent repeat)."""
-
-    site: str
-    user: str
-    seat: int
-    agent_class: str
-    overuse: bool
-    deadline: datetime | None
-    repeated: bool = False
-    opened: tuple[str, ...] = ()  # pools whose grace window this grant opened
-
-
-@attrs.frozen
-class Refusal:
-    """Outcome of a refused seat, with the recorded reason code."""
-
-    site: str
-    user: str
-    reason: str
-    detail: str
-
-
-@attrs.frozen
-class Release:
-    site: str
-    user: str
-    seat: int
-    reason: str
-
-
-@attrs.frozen
-class OfflineEvent:
-    """A seat event a site journalled while it could not reach the master."""
-
-    seq: int
-    kind: str  # "grant" | "release"
-    user: str
-    agent_class: str
-    occurred_at: datetime
-    tenant: str = ""
-    campaign: str = ""
-
-
-@attrs.frozen
-class HeldSeat:
-    user: str
-    agent_class: str
-    tenant: str = ""
-    campaign: str = ""
-
-
-@attrs.frozen
-class SyncResult:
-    applied: int
-    skipped: int
-    reconciled: int
-
-
-@attrs.frozen
-class Notice:
-    """An abuse notice to broadcast to every connected site."""
-
-    pool: str
-    severity: int
-    deadline: datetime | None
-    detail: str
+_RELEASE_REASONS = frozenset(ReleaseReason)
 
 
 class Licence(Aggregate):
@@ -195,7 +188,7 @@ class Licence(Aggregate):
             licence.policy = GracePolicy(
                 self.grace_seconds, self.rearm_seconds, self.ceiling_percent
             )
-            licence._rebuild_pools()
+            licence._rebuild_pools(self.occurred_at)
             if self.expires_at > self.timestamp:
                 licence.expired = False
 
@@ -215,7 +208,7 @@ class Licence(Aggregate):
         """A site's connection status changed; each subclass names the status it sets."""
 
         site: str
-        new_status: ClassVar[str]
+        new_status: ClassVar[SiteState]
 
         def apply(self, licence: Licence) -> None:
             site = licence.sites[self.site]
@@ -251,7 +244,7 @@ class Licence(Aggregate):
 
         def apply(self, licence: Licence) -> None:
             site = licence.sites[self.site]
-            site.seats[self.user] = Seat(
+            site.add_seat(self.user, Seat(
                 self.seat,
                 self.agent_class,
                 self.tenant,
@@ -259,12 +252,11 @@ class Licence(Aggregate):
                 self.occurred_at,
                 self.overuse,
                 self.offline,
-            )
+            ))
             if self.seq is not None and self.seq > site.last_seq:
                 site.last_seq = self.seq
             licence.next_seat = max(licence.next_seat, self.seat + 1)
-            for pool in licence.pools_for(self.agent_class):
-                pool.in_use += 1
+            licence._count(self.agent_class, PoolEventKind.SEAT_GRANTED, self.occurred_at)
 
     class SeatRefused(Event):
         site: str
@@ -286,76 +278,63 @@ class Licence(Aggregate):
 
         def apply(self, licence: Licence) -> None:
             site = licence.sites[self.site]
-            del site.seats[self.user]
+            site.remove_seat(self.user)
             if self.seq is not None and self.seq > site.last_seq:
                 site.last_seq = self.seq
-            for pool in licence.pools_for(self.agent_class):
-                pool.in_use -= 1
+            licence._count(self.agent_class, PoolEventKind.SEAT_RELEASED, self.occurred_at)
 
-    class OveruseStarted(Event):
+    class _PoolChanged(Event):
+        """Something happened to a pool's grace window; what it does to the pool is
+        :func:`ledger.domain.pools.apply_pool_event`'s, for this ``pool_event_kind``."""
+
         pool: str
+        pool_event_kind: ClassVar[PoolEventKind]
+
+        def apply_to(self, pool: Pool) -> Pool:
+            """The pool after this event. The projections call this too."""
+            return apply_pool_event(pool, self.pool_event_kind, self.occurred_at)
+
+        def apply(self, licence: Licence) -> None:
+            licence.pools[self.pool] = self.apply_to(licence.pools[self.pool])
+
+    class OveruseStarted(_PoolChanged):
+        pool_event_kind = PoolEventKind.OVERUSE_STARTED
         in_use: int
         limit: int
         deadline: datetime
 
-        def apply(self, licence: Licence) -> None:
-            pool = licence.pools[self.pool]
-            if pool.state != grace.OPEN:
-                pool.state = grace.OPEN
-                pool.opened_at = self.occurred_at
-                pool.severity = 0
-                pool.enforced = False
-            pool.deadline = self.deadline
-            pool.overuse = True
+        def apply_to(self, pool: Pool) -> Pool:
+            return apply_pool_event(pool, self.pool_event_kind, self.occurred_at,
+                                    deadline=self.deadline)
 
-    class OveruseEnded(Event):
-        pool: str
+    class OveruseEnded(_PoolChanged):
+        pool_event_kind = PoolEventKind.OVERUSE_ENDED
         in_use: int
         limit: int
 
-        def apply(self, licence: Licence) -> None:
-            licence.pools[self.pool].overuse = False
-
-    class AbuseNoticeIssued(Event):
-        pool: str
+    class AbuseNoticeIssued(_PoolChanged):
+        pool_event_kind = PoolEventKind.NOTICE
         severity: int
         deadline: datetime | None
         detail: str
 
-        def apply(self, licence: Licence) -> None:
-            pool = licence.pools[self.pool]
-            pool.severity = max(pool.severity, self.severity)
+        def apply_to(self, pool: Pool) -> Pool:
+            return apply_pool_event(pool, self.pool_event_kind, self.occurred_at,
+                                    severity=self.severity)
 
-    class GraceExpired(Event):
-        pool: str
+    class GraceExpired(_PoolChanged):
+        pool_event_kind = PoolEventKind.GRACE_EXPIRED
         in_use: int
         limit: int
 
-        def apply(self, licence: Licence) -> None:
-            pool = licence.pools[self.pool]
-            pool.state = grace.SPENT
-            pool.closed_at = pool.deadline or self.timestamp
-            pool.deadline = None
-
-    class EnforcementStarted(Event):
-        pool: str
+    class EnforcementStarted(_PoolChanged):
+        pool_event_kind = PoolEventKind.ENFORCEMENT_STARTED
         in_use: int
         limit: int
 
-        def apply(self, licence: Licence) -> None:
-            licence.pools[self.pool].enforced = True
-
-    class GraceRearmed(Event):
-        pool: str
+    class GraceRearmed(_PoolChanged):
+        pool_event_kind = PoolEventKind.GRACE_REARMED
         reason: str
-
-        def apply(self, licence: Licence) -> None:
-            pool = licence.pools[self.pool]
-            pool.state = grace.AVAILABLE
-            pool.deadline = pool.opened_at = pool.closed_at = None
-            pool.severity = 0
-            pool.enforced = False
-            pool.overuse = False
 
     class ClockStepped(Event):
         wall_clock: datetime
@@ -402,36 +381,52 @@ class Licence(Aggregate):
         self.cutoff_seconds = cutoff_seconds
         self.expired = False
         self.sites: dict[str, Site] = {}
-        self.pools: dict[str, grace.Pool] = {}
+        self.pools: dict[str, Pool] = {}
         self.next_seat = 1
         self.exported_days: dict[str, str] = {}
         self.last_checkpoint_size = 0
-        self._rebuild_pools()
+        self._rebuild_pools(occurred_at)
 
-    def _rebuild_pools(self) -> None:
-        wanted: dict[str, tuple[tuple[str, ...], int]] = {
-            c: ((c,), n) for c, n in self.limits.items()
-        }
-        if self.total_pred_acd is not None:
-            wanted[COMBINED_POOL] = (COMBINED_MEMBERS, self.total_pred_acd)
+    def _rebuild_pools(self, at: datetime) -> None:
+        """New terms at ``at``: the pools they define, each keeping its grace state,
+        recounted."""
         pools = {}
-        for name, (members, limit) in wanted.items():
-            pool = self.pools.get(name) or grace.Pool(name, members, limit)
-            pool.limit = limit
-            pool.in_use = sum(
-                1 for s in self.sites.values() for seat in s.seats.values()
-                if seat.agent_class in members
-            )
-            pools[name] = pool
+        for name, limit in pool_limits(self.limits, self.total_pred_acd).items():
+            pool = self.pools.get(name) or Pool.new(name, limit)
+            in_use = sum(site.in_use(c) for site in self.sites.values() for c in pool.members)
+            pools[name] = apply_pool_event(pool, PoolEventKind.LIMIT, at,
+                                           limit=limit, in_use=in_use)
         self.pools = pools
 
-    def pools_for(self, agent_class: str) -> list[grace.Pool]:
-        """The pools a seat of this class counts in: its class, and PRED+ACD if capped."""
+    def _pool_names_for(self, agent_class: str) -> tuple[str, ...]:
         pools = self.pools
-        found = [pools[agent_class]] if agent_class in pools else []
+        names: tuple[str, ...] = (agent_class,) if agent_class in pools else ()
         if agent_class in COMBINED_MEMBERS and COMBINED_POOL in pools:
-            found.append(pools[COMBINED_POOL])
-        return found
+            names += (COMBINED_POOL,)
+        return names
+
+    def pools_for(self, agent_class: str) -> list[Pool]:
+        """The pools a seat of this class counts in: its class, and PRED+ACD if capped."""
+        return [self.pools[name] for name in self._pool_names_for(agent_class)]
+
+    def _count(self, agent_class: str, kind: PoolEventKind, at: datetime) -> None:
+        """A seat of ``agent_class`` was granted or released: count it in its pools."""
+        pools = self.pools
+        for name in self._pool_names_for(agent_class):
+            pools[name] = apply_pool_event(pools[name], kind, at)
+
+    def admits(self, site_name: str, fingerprint: str) -> bool:
+        """Whether a connection from ``site_name`` presenting a certificate with
+        ``fingerprint`` may be served: the site is enrolled, not revoked, and the
+        fingerprint matches the one pinned at enrolment (see :meth:`Site.admits`)."""
+        site = self.sites.get(site_name)
+        return site is not None and site.admits(fingerprint)
+
+    def admits_certificate(self, fingerprint: str) -> bool:
+        """Whether a certificate with ``fingerprint`` is pinned by an unrevoked site (the
+        TLS handshake's check, before the site's name is known)."""
+        return any(site.fingerprint == fingerprint and site.admits(fingerprint)
+                   for site in self.sites.values())
 
     @property
     def seats_in_use(self) -> int:
@@ -500,7 +495,7 @@ class Licence(Aggregate):
         new_policy = policy or self.policy
         _check_terms(now, self.customer, new_limits, new_total, new_expiry, new_policy, True,
                      check_expiry_from=now)
-        to_rearm = [p.name for p in self.pools.values() if p.state != grace.AVAILABLE]
+        to_rearm = [p.name for p in self.pools.values() if p.state != PoolState.AVAILABLE]
         self._emit(
             self.LicenceAmended,
             now,
@@ -519,11 +514,9 @@ class Licence(Aggregate):
         self, now: datetime, name: str, fingerprint: str = "",
         local_limits: Mapping[str, int] | None = None,
     ) -> None:
-        if not _SITE_NAME.fullmatch(name):
-            raise LicenceError(
-                f"bad site name {name!r}: use letters, digits and inner hyphens (at most 63)"
-            )
-        if name in self.sites and self.sites[name].status != REVOKED:
+        """Enrol a site. Raises BadSiteNameError, SiteExistsError, LicenceError."""
+        check_site_name(name)
+        if name in self.sites and not self.sites[name].revoked:
             raise SiteExistsError(f"site {name!r} is already enrolled")
         for c in local_limits or {}:
             if c not in AGENT_CLASSES:
@@ -541,7 +534,7 @@ class Licence(Aggregate):
 
     def connect_site(self, now: datetime, name: str) -> None:
         site = self._site(name)
-        if site.status == REVOKED:
+        if site.revoked:
             raise UnknownSiteError(f"site {name!r} is revoked")
         if site.status in (DISCONNECTED, CUT_OFF):
             self._emit(self.SiteReconnected, now, site=name)
@@ -589,20 +582,20 @@ class Licence(Aggregate):
         return self._grant(now, now, site, user, agent_class, tenant, campaign,
                            admission, offline=False, seq=None)
 
-    def _check_seat(self, site: Site, agent_class: str) -> tuple[str | None, str]:
-        if site.status == REVOKED:
+    def _check_seat(self, site: Site, agent_class: str) -> tuple[RefusalReason | None, str]:
+        if site.revoked:
             return RefusalReason.SITE_REVOKED, f"site {site.name!r} is revoked"
         if self.expired:
             return RefusalReason.LICENCE_EXPIRED, f"the licence expired at {self.expires_at:%Y-%m-%d %H:%M}Z"
         if agent_class not in self.limits:
             return RefusalReason.CLASS_NOT_LICENSED, f"class {agent_class!r} is not licensed"
-        local = site.local_limits.get(agent_class)
-        if local is not None and site.in_use(agent_class) + 1 > local:
+        if not site.within_local_limit(agent_class):
+            local = site.local_limits[agent_class]
             return RefusalReason.SITE_LIMIT, f"site {site.name} local {agent_class} limit {local} reached"
         return None, ""
 
     def _refuse(self, now: datetime, site: str, user: str, agent_class: str, tenant: str,
-                campaign: str, reason: str, detail: str) -> Refusal:
+                campaign: str, reason: RefusalReason, detail: str) -> Refusal:
         self._emit(self.SeatRefused, now, site=site, user=user, agent_class=agent_class,
                    tenant=tenant, campaign=campaign, reason=reason, detail=detail)
         return Refusal(site, user, reason, detail)
@@ -610,51 +603,53 @@ class Licence(Aggregate):
     def _grant(self, now: datetime, occurred_at: datetime, site: Site, user: str,
                agent_class: str, tenant: str, campaign: str, admission: grace.Admission,
                *, offline: bool, seq: int | None) -> Grant:
+        opened: list[Notice] = []
         for name in admission.opens:
             pool = self.pools[name]
             deadline = grace.deadline_for(occurred_at, self.policy)
             self._emit(self.OveruseStarted, now, occurred_at, pool=name,
                        in_use=pool.in_use + 1, limit=pool.limit, deadline=deadline)
+            notice = notices.grace_opened(name, pool.in_use + 1, pool.limit, deadline)
             self._emit(self.AbuseNoticeIssued, now, occurred_at, pool=name,
-                       severity=Severity.OPENED, deadline=deadline,
-                       detail=f"{name} over-use: {pool.in_use + 1} in use, limit {pool.limit}; "
-                              f"grace until {deadline:%Y-%m-%d %H:%M}Z")
+                       severity=notice.severity, deadline=deadline, detail=notice.detail)
+            opened.append(notice)
         for name in admission.resumes:
             pool = self.pools[name]
             self._emit(self.OveruseStarted, now, occurred_at, pool=name,
                        in_use=pool.in_use + 1, limit=pool.limit, deadline=pool.deadline)
         if offline and admission.overuse:
             for pool in self.pools_for(agent_class):
-                if pool.state == grace.SPENT and pool.in_use + 1 > pool.limit:
+                if pool.state == PoolState.SPENT and pool.in_use + 1 > pool.limit:
                     self._emit(self.AbuseNoticeIssued, now, occurred_at, pool=pool.name,
                                severity=Severity.EXPIRED, deadline=None,
-                               detail=f"site {site.name} granted {agent_class} over the enforced "
-                                      f"limit while offline")
+                               detail=notices.offline_overuse_text(site.name, agent_class))
         number = self.next_seat
         self._emit(self.SeatGranted, now, occurred_at, site=site.name, user=user,
                    agent_class=agent_class, tenant=tenant, campaign=campaign, seat=number,
                    overuse=admission.overuse, offline=offline, seq=seq)
         return Grant(site.name, user, number, agent_class, admission.overuse,
                      self._deadline(agent_class) if admission.overuse else None,
-                     opened=admission.opens)
+                     opened=admission.opens, notices=tuple(opened))
 
     def _deadline(self, agent_class: str) -> datetime | None:
         deadlines = [p.deadline for p in self.pools_for(agent_class)
-                     if p.state == grace.OPEN and p.deadline is not None]
+                     if p.state == PoolState.OPEN and p.deadline is not None]
         return min(deadlines) if deadlines else None
 
     def release(self, now: datetime, site_name: str, user: str,
                 reason: str = ReleaseReason.LOGOFF) -> Release:
-        """Return a seat. Raises UnknownSeatError if the user holds none at that site."""
+        """Return a seat. Raises UnknownSeatError if the user holds none at that site,
+        LicenceError for a reason that is not a ReleaseReason."""
         site = self._site(site_name)
-        if reason not in ReleaseReason.ALL:
+        if reason not in _RELEASE_REASONS:
             raise LicenceError(f"unknown release reason {reason!r}")
         if user not in site.seats:
             raise UnknownSeatError(f"user {user!r} holds no seat at site {site_name!r}")
-        return self._release(now, now, site, user, reason, offline=False, seq=None)
+        return self._release(now, now, site, user, ReleaseReason(reason), offline=False,
+                             seq=None)
 
     def _release(self, now: datetime, occurred_at: datetime, site: Site, user: str,
-                 reason: str, *, offline: bool, seq: int | None) -> Release:
+                 reason: ReleaseReason, *, offline: bool, seq: int | None) -> Release:
         seat = site.seats[user]
         self._emit(self.SeatReleased, now, occurred_at, site=site.name, user=user,
                    agent_class=seat.agent_class, seat=seat.number, reason=reason,
@@ -665,7 +660,7 @@ class Licence(Aggregate):
                            in_use=pool.in_use, limit=pool.limit)
         return Release(site.name, user, seat.number, reason)
 
-    def _release_all(self, now: datetime, site: Site, reason: str) -> list[Release]:
+    def _release_all(self, now: datetime, site: Site, reason: ReleaseReason) -> list[Release]:
         return [self._release(now, now, site, user, reason, offline=False, seq=None)
                 for user in list(site.seats)]
 
@@ -677,9 +672,10 @@ class Licence(Aggregate):
         redelivery after a drop mid-sync records nothing twice.
         """
         site = self._site(site_name)
-        if site.status == REVOKED:
+        if site.revoked:
             raise UnknownSiteError(f"site {site_name!r} is revoked")
         applied = skipped = reconciled = 0
+        opened: list[Notice] = []
         for ev in sorted(offline_events, key=lambda e: e.seq):
             if ev.seq <= site.last_seq:
                 skipped += 1
@@ -687,8 +683,9 @@ class Licence(Aggregate):
             occurred = min(ev.occurred_at, now)
             if ev.kind == "grant" and ev.user not in site.seats and ev.agent_class in self.limits:
                 admission = grace.admit(self.pools_for(ev.agent_class), self.policy, offline=True)
-                self._grant(now, occurred, site, ev.user, ev.agent_class, ev.tenant, ev.campaign,
-                            admission, offline=True, seq=ev.seq)
+                grant = self._grant(now, occurred, site, ev.user, ev.agent_class, ev.tenant,
+                                    ev.campaign, admission, offline=True, seq=ev.seq)
+                opened += grant.notices
                 applied += 1
             elif ev.kind == "release" and ev.user in site.seats:
                 self._release(now, occurred, site, ev.user, ReleaseReason.LOGOFF,
@@ -703,10 +700,11 @@ class Licence(Aggregate):
         for user, h in held_now.items():
             if user not in site.seats and h.agent_class in self.limits:
                 admission = grace.admit(self.pools_for(h.agent_class), self.policy, offline=True)
-                self._grant(now, now, site, user, h.agent_class, h.tenant, h.campaign,
-                            admission, offline=True, seq=None)
+                grant = self._grant(now, now, site, user, h.agent_class, h.tenant, h.campaign,
+                                    admission, offline=True, seq=None)
+                opened += grant.notices
                 reconciled += 1
-        return SyncResult(applied, skipped, reconciled)
+        return SyncResult(applied, skipped, reconciled, tuple(opened))
 
     def tick(self, now: datetime) -> list[Notice]:
         """Fire what is due by ``now`` (rule 5): expiry, grace deadlines and notices,
@@ -726,15 +724,14 @@ class Licence(Aggregate):
                 self._emit(self.SiteCutOff, now, site=site.name)
         return notices
 
-    def _transition(self, now: datetime, pool: grace.Pool, t: grace.Transition) -> list[Notice]:
-        if t.kind == "rearm":
+    def _transition(self, now: datetime, pool: Pool, t: grace.Transition) -> list[Notice]:
+        if t.kind == grace.TransitionKind.REARM:
             self._emit(self.GraceRearmed, now, pool=pool.name, reason="rearm_after")
             return []
-        if t.kind == "notice":
-            assert pool.deadline is not None
-            left = pool.deadline - now
-            detail = (f"{pool.name} over-use grace ends {pool.deadline:%Y-%m-%d %H:%M}Z "
-                      f"({_hours(left)} left): {pool.in_use} in use, limit {pool.limit}")
+        if t.kind == grace.TransitionKind.NOTICE:
+            assert pool.deadline is not None and t.severity is not None
+            detail = notices.grace_ending_text(pool.name, pool.in_use, pool.limit,
+                                               pool.deadline, pool.deadline - now)
             self._emit(self.AbuseNoticeIssued, now, pool=pool.name, severity=t.severity,
                        deadline=pool.deadline, detail=detail)
             return [Notice(pool.name, t.severity, pool.deadline, detail)]
@@ -746,8 +743,7 @@ class Licence(Aggregate):
         if enforced:
             self._emit(self.EnforcementStarted, now, deadline, pool=pool.name,
                        in_use=pool.in_use, limit=pool.limit)
-        detail = (f"{pool.name} grace expired: limit {pool.limit} now enforced"
-                  + (f" ({pool.in_use} in use; new seats refused)" if enforced else ""))
+        detail = notices.grace_expired_text(pool.name, pool.in_use, pool.limit, enforced)
         self._emit(self.AbuseNoticeIssued, now, deadline, pool=pool.name,
                    severity=Severity.EXPIRED, deadline=deadline, detail=detail)
         return [Notice(pool.name, Severity.EXPIRED, deadline, detail)]
@@ -778,10 +774,6 @@ class Licence(Aggregate):
             return self.sites[name]
         except KeyError:
             raise UnknownSiteError(f"site {name!r} is not enrolled") from None
-
-
-def _hours(delta: timedelta) -> str:
-    return f"{max(delta.total_seconds(), 0) / 3600:.0f}h"
 
 
 def _check_terms(now: datetime, customer: str, limits: Mapping[str, int],

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -31,6 +32,10 @@ from eventsourcing.persistence import (
     Transcoder,
 )
 from eventsourcing.utils import get_topic, resolve_topic
+
+from ledger.domain.licence import Seat, Site
+from ledger.domain.pools import Pool, PoolState
+from ledger.domain.values import GracePolicy, SiteState
 
 # Append-only: a code, once stored, must keep its meaning forever.
 FIELD_NAMES: tuple[str, ...] = (
@@ -86,21 +91,30 @@ _TIMESTAMP = _CODE["timestamp"]
 _EXT_UUID = 1
 _EXT_ATTRS = 2
 
-# Value classes that may appear inside aggregate snapshots, by stored code. A code, once
-# used, keeps its class forever.
-_ATTRS_CLASSES: dict[int, type] = {}
-_ATTRS_CODE: dict[type, int] = {}
+# Value classes that may appear inside aggregate snapshots, by stored code. Append-only: a
+# code, once used, keeps its class forever. A class's stored fields are its init fields, in
+# order (fields derived in __attrs_post_init__ are rebuilt, not stored).
+VALUE_CLASSES: Mapping[int, type] = {0: Pool, 1: Seat, 2: Site, 3: GracePolicy}
+_ATTRS_CODE: dict[type, int] = {cls: code for code, cls in VALUE_CLASSES.items()}
+_STORED_FIELDS: dict[type, tuple[str, ...]] = {
+    cls: tuple(a.name for a in attrs.fields(cls) if a.init) for cls in VALUE_CLASSES.values()
+}
 
 
-def register_value_class(code: int) -> Any:
-    """Class decorator: store instances of this attrs class (in snapshots) under ``code``."""
-    def register(cls: type) -> type:
-        if _ATTRS_CLASSES.get(code, cls) is not cls:
-            raise ValueError(f"value class code {code} is already {_ATTRS_CLASSES[code]}")
-        _ATTRS_CODE[cls] = code
-        _ATTRS_CLASSES[code] = cls
-        return cls
-    return register
+def _decode_pool(name: str, members: list[str], limit: int, in_use: int, state: str,
+                 *rest: Any) -> Pool:
+    return Pool(name, tuple(members), limit, in_use, PoolState(state), *rest)
+
+
+def _decode_site(name: str, fingerprint: str, local_limits: dict[str, int], status: str,
+                 *rest: Any) -> Site:
+    return Site(name, fingerprint, local_limits, SiteState(status), *rest)
+
+
+# How a stored value becomes its class again: enums and tuples are stored as plain values.
+_ATTRS_DECODERS: dict[int, Callable[..., object]] = {
+    0: _decode_pool, 1: Seat, 2: _decode_site, 3: GracePolicy,
+}
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None), bytes, datetime, UUID})
@@ -131,7 +145,7 @@ class CompactTranscoder(Transcoder):
             return obj
         code = _ATTRS_CODE.get(kind)
         if code is not None:
-            values = [self._prepare(getattr(obj, a.name)) for a in attrs.fields(kind)]
+            values = [self._prepare(getattr(obj, name)) for name in _STORED_FIELDS[kind]]
             return msgspec.msgpack.Ext(_EXT_ATTRS, self._inner.encode([code, *values]))
         if kind is dict:
             return {k: self._prepare(v) for k, v in obj.items()}
@@ -144,7 +158,7 @@ class CompactTranscoder(Transcoder):
             return UUID(bytes=bytes(data))
         if code == _EXT_ATTRS:
             cls_code, *values = self._decoder.decode(data)
-            return _ATTRS_CLASSES[cls_code](*values)
+            return _ATTRS_DECODERS[cls_code](*values)
         raise ValueError(f"unknown extension type {code}")
 
     def encode(self, obj: Any) -> bytes:

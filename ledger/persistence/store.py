@@ -23,7 +23,7 @@ from uuid import UUID
 from eventsourcing.persistence import Notification, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
-from psycopg.sql import SQL
+from psycopg.sql import SQL, Composed
 
 from ledger.errors import KeyFileError, StoreError
 
@@ -97,11 +97,15 @@ def sqlite_path(url: str) -> Path | None:
 
 
 # --------------------------------------------------------------------- sealing hook
+SealRow = tuple[int, UUID | str, int, str, bytes]
+"""A stored record as the seal sees it: (id, originator, version, topic, stored state)."""
+
+
 class SealHook:
     """What a recorder calls inside its insert transaction (see ledger.seal.Sealer)."""
 
     def seal_in_transaction(self, execute: Any,
-                            rows: Sequence[tuple[int, UUID, int, str, bytes]]) -> Any:
+                            rows: Sequence[SealRow]) -> Any:
         """Extend the seal over ``rows`` (id, originator, version, topic, stored state)."""
         raise NotImplementedError
 
@@ -320,7 +324,7 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
             for r in rows
         ]
 
-    def iter_rows(self, page: int = 50000) -> Iterator[tuple[int, UUID, int, str, bytes]]:
+    def iter_rows(self, page: int = 50000) -> Iterator[SealRow]:
         """Every stored record as (id, originator id, version, topic, state), in order."""
         with self.datastore.transaction(commit=False) as c:
             self._load_lookups(c)
@@ -361,11 +365,11 @@ class SealedPostgresRecorder(NotificationPaging, PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._pending_token: Any = None
-        self.sql_create_statements.extend(SQL(s) for s in SEAL_TABLES_POSTGRES)  # type: ignore[arg-type]
+        self.sql_create_statements.extend(Composed([SQL(s)]) for s in SEAL_TABLES_POSTGRES)
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         self._pending_token = None
-        ids = super().insert_events(stored_events, **kwargs)
+        ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
         if self._pending_token is not None and self.seal_hook is not None:
             self.seal_hook.committed(self._pending_token)
             self._pending_token = None
@@ -373,7 +377,8 @@ class SealedPostgresRecorder(NotificationPaging, PostgresApplicationRecorder):
 
     def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Sequence[StoredEvent],
                                        **kwargs: Any) -> Sequence[int] | None:
-        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        ids: Sequence[int] | None = super()._fetch_ids_after_insert_events(
+            curs, stored_events, **kwargs)
         if self.seal_hook is not None and ids:
             rows = [(i, s.originator_id, s.originator_version, s.topic, s.state)
                     for i, s in zip(ids, stored_events, strict=True)]
@@ -384,7 +389,7 @@ class SealedPostgresRecorder(NotificationPaging, PostgresApplicationRecorder):
             self._pending_token = self.seal_hook.seal_in_transaction(execute, rows)
         return ids
 
-    def iter_rows(self, page: int = 20000) -> Iterator[tuple[int, UUID, int, str, bytes]]:
+    def iter_rows(self, page: int = 20000) -> Iterator[SealRow]:
         for n in self.iter_notifications(page=page):
             yield n.id, n.originator_id, n.originator_version, n.topic, n.state
 

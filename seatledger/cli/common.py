@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ledger import AGENT_CLASSES, LedgerApp, parse_duration, parse_limits
-from seatledger.config.settings import data_dir_from, load_config
+from seatledger.config.settings import Config, data_dir_from, load_config
 from seatledger.config.store import open_ledger
 
 Command = Callable[[argparse.Namespace], int]
@@ -52,6 +52,11 @@ def optional_int_arg(text: str) -> int | None:
 
 def fmt_limits(limits: dict[str, int]) -> str:
     return ",".join(f"{c}={limits[c]}" for c in AGENT_CLASSES if c in limits)
+
+
+def config_for(args: argparse.Namespace) -> Config:
+    """The configuration of the data directory the command names."""
+    return load_config(data_dir_from(args.data_dir))
 
 
 class ledger_for:

@@ -9,19 +9,22 @@ from ledger import GracePolicy
 from seatledger.cli import output
 from seatledger.cli.common import (
     Add,
+    config_for,
     date_arg,
     duration_arg,
-    ledger_for,
     limits_arg,
     optional_int_arg,
 )
 from seatledger.cli.exits import EXIT_OK
+from seatledger.services import operator as licences
 from seatledger.services.errors import UsageError
+from seatledger.services.operator import operator_port
 
 
 def cmd_licence_issue(args: argparse.Namespace) -> int:
-    with ledger_for(args) as app:
-        licence = app.issue_licence(
+    with operator_port(config_for(args)) as port:
+        summary = licences.issue_licence(
+            port,
             customer=args.customer,
             limits=args.seats,
             total_pred_acd=args.total_pred_acd,
@@ -29,17 +32,17 @@ def cmd_licence_issue(args: argparse.Namespace) -> int:
             policy=GracePolicy(args.grace, args.rearm, args.ceiling),
             cutoff_seconds=args.cutoff,
         )
-        output.licence(args, licence)
+    output.licence(args, summary)
     return EXIT_OK
 
 
 def cmd_licence_amend(args: argparse.Namespace) -> int:
-    with ledger_for(args) as app:
-        current = app.licence.policy
+    with operator_port(config_for(args)) as port:
+        current = licences.show_licence(port)
         terms: dict[str, Any] = {}
         if args.seats is not None:
             # Classes not named keep their limit; give CLASS=0 to drop one.
-            limits = {**app.licence.limits, **args.seats}
+            limits = {**current["limits"], **args.seats}
             terms["limits"] = {c: n for c, n in limits.items() if n > 0}
         if args.total_pred_acd is not False:
             terms["total_pred_acd"] = args.total_pred_acd
@@ -47,22 +50,24 @@ def cmd_licence_amend(args: argparse.Namespace) -> int:
             terms["expires_at"] = args.expires
         if args.grace is not None or args.rearm is not None or args.ceiling is not False:
             terms["policy"] = GracePolicy(
-                args.grace if args.grace is not None else current.grace_seconds,
-                args.rearm if args.rearm is not None else current.rearm_seconds,
-                current.ceiling_percent if args.ceiling is False else args.ceiling,
+                args.grace if args.grace is not None else current["grace_seconds"],
+                args.rearm if args.rearm is not None else current["rearm_seconds"],
+                current["ceiling_percent"] if args.ceiling is False else args.ceiling,
             )
         if not terms:
             raise UsageError("nothing to amend: give --seats, --total-pred-acd, --expires, "
                              "--grace, --rearm or --ceiling")
-        app.amend_licence(**terms)
-        output.licence(args, app.licence)
+        summary = licences.amend_licence(port, **terms)
+    output.licence(args, summary)
     return EXIT_OK
 
 
 def cmd_licence_show(args: argparse.Namespace) -> int:
-    with ledger_for(args) as app:
-        output.licence(args, app.licence)
+    with operator_port(config_for(args)) as port:
+        summary = licences.show_licence(port)
+    output.licence(args, summary)
     return EXIT_OK
+
 
 def register(sub: Any, add: Add, common: argparse.ArgumentParser) -> None:
     """Add this group's commands to the parser."""

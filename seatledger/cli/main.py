@@ -16,6 +16,7 @@ from exporters.errors import ExportError
 from ledger import LedgerError
 from seatledger.cli import audit, daemons, datadir, demo, export, licence, reports, seat, site
 from seatledger.cli.exits import EXIT_FAILED, EXIT_USAGE
+from seatledger.config.lock import DataDirBusyError
 from seatledger.config.settings import ConfigError
 from seatledger.services.errors import Refused, UsageError
 from transport import ProtocolError
@@ -68,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"seatledger: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (Refused, LedgerError, ConfigError, ExportError, ProtocolError) as e:
+    except (Refused, LedgerError, ConfigError, ExportError, ProtocolError,
+            DataDirBusyError) as e:
         print(f"seatledger: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from ledger import AGENT_CLASSES, Licence
+from ledger import AGENT_CLASSES
 
 
 def say(args: Any, data: Any, text: str) -> None:
@@ -36,62 +36,43 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def when(value: datetime | None) -> str:
+def when(value: datetime | str | None) -> str:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def licence_dict(lic: Licence) -> dict[str, Any]:
-    return {
-        "licence_id": lic.licence_id,
-        "customer": lic.customer,
-        "limits": lic.limits,
-        "total_pred_acd": lic.total_pred_acd,
-        "expires_at": lic.expires_at,
-        "expired": lic.expired,
-        "grace_seconds": lic.policy.grace_seconds,
-        "rearm_seconds": lic.policy.rearm_seconds,
-        "ceiling_percent": lic.policy.ceiling_percent,
-        "cutoff_seconds": lic.cutoff_seconds,
-        "pools": {
-            p.name: {"limit": p.limit, "in_use": p.in_use, "grace": p.state,
-                     "deadline": p.deadline, "overuse": p.overuse, "enforced": p.enforced}
-            for p in lic.pools.values()
-        },
-        "sites": sorted(lic.sites),
-    }
-
-
-def licence(args: Any, lic: Licence) -> None:
+def licence(args: Any, summary: dict[str, Any]) -> None:
+    """Print a licence summary (:func:`ledger.domain.summaries.licence_summary`)."""
     if getattr(args, "json", False):
-        print(json.dumps(licence_dict(lic), default=_default))
+        print(json.dumps(summary))
         return
-    print(f"licence {lic.licence_id}  customer {lic.customer}")
-    print(f"expires {when(lic.expires_at)}{'  (EXPIRED)' if lic.expired else ''}  "
-          f"grace {lic.policy.grace_seconds // 3600}h  re-arm {lic.policy.rearm_seconds // 86400}d"
-          + (f"  ceiling {lic.policy.ceiling_percent}%" if lic.policy.ceiling_percent else ""))
-    order = [c for c in AGENT_CLASSES if c in lic.pools] + [
-        n for n in lic.pools if n not in AGENT_CLASSES]
+    policy = (f"grace {summary['grace_seconds'] // 3600}h  "
+              f"re-arm {summary['rearm_seconds'] // 86400}d"
+              + (f"  ceiling {summary['ceiling_percent']}%" if summary["ceiling_percent"] else ""))
+    print(f"licence {summary['licence_id']}  customer {summary['customer']}")
+    print(f"expires {when(summary['expires_at'])}{'  (EXPIRED)' if summary['expired'] else ''}  "
+          + policy)
+    pools = summary["pools"]
+    order = [c for c in AGENT_CLASSES if c in pools] + [n for n in pools if n not in AGENT_CLASSES]
     rows = []
     for name in order:
-        p = lic.pools[name]
-        grace = p.state + (" (enforced)" if p.enforced else "")
-        rows.append((name, p.in_use, p.limit, "yes" if p.overuse else "", grace, when(p.deadline)))
+        p = pools[name]
+        grace = p["grace"] + (" (enforced)" if p["enforced"] else "")
+        rows.append((name, p["in_use"], p["limit"], "yes" if p["overuse"] else "", grace,
+                     when(p["deadline"])))
     print(table(("pool", "in use", "limit", "over-use", "grace", "deadline"), rows))
 
 
-def sites(args: Any, lic: Licence) -> None:
-    data = [
-        {"site": s.name, "status": s.status, "since": s.since, "seats": len(s.seats),
-         "local_limits": s.local_limits, "fingerprint": s.fingerprint}
-        for s in lic.sites.values()
-    ]
+def sites(args: Any, summary: list[dict[str, Any]]) -> None:
+    """Print a sites summary (:func:`ledger.domain.summaries.sites_summary`)."""
     if getattr(args, "json", False):
-        print(json.dumps(data, default=_default))
+        print(json.dumps(summary))
         return
     print(table(("site", "status", "seats", "local limits", "since"),
                 [(d["site"], d["status"], d["seats"],
                   ",".join(f"{k}={v}" for k, v in d["local_limits"].items()), when(d["since"]))
-                 for d in data]))
+                 for d in summary]))
 
 
 def storage(args: Any, report: dict[str, Any]) -> None:

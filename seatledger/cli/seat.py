@@ -15,7 +15,7 @@ from seatledger.cli.common import (
 )
 from seatledger.cli.exits import EXIT_OK
 from seatledger.services.errors import Refused
-from seatledger.slave.local_socket import request
+from transport.local_socket import StaleSocketError, request
 
 
 def socket_path(args: argparse.Namespace) -> Path:
@@ -25,12 +25,14 @@ def socket_path(args: argparse.Namespace) -> Path:
 
 
 def _ask_slave(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any]:
-
     path = socket_path(args)
     try:
         return request(path, payload)
     except FileNotFoundError:
         raise Refused(f"no slave is running at {path} (start 'seatledger slave')") from None
+    except StaleSocketError:
+        raise Refused(f"the slave at {path} is not running (its socket is stale; start "
+                      "'seatledger slave')") from None
     except OSError as e:
         raise Refused(f"cannot reach the slave at {path}: {e.strerror or e}") from None
 

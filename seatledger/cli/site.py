@@ -9,44 +9,47 @@ from typing import Any
 from seatledger.cli import output
 from seatledger.cli.common import (
     Add,
+    config_for,
     fmt_limits,
-    ledger_for,
     limits_arg,
 )
 from seatledger.cli.exits import EXIT_OK
-from seatledger.config.settings import data_dir_from, load_config
+from seatledger.services import operator
+from seatledger.services.operator import operator_port
 from seatledger.services.sites import enrol_site
 
 
 def cmd_site_enrol(args: argparse.Namespace) -> int:
-
-    with ledger_for(args) as app:
-        app.licence  # noqa: B018 - raises a clear error when no licence is issued yet
-        bundle = enrol_site(load_config(data_dir_from(args.data_dir)), app, args.name,
+    config = config_for(args)
+    with operator_port(config) as port:
+        operator.show_licence(port)  # a clear error when no licence is issued yet
+        bundle = enrol_site(config, port, args.name,
                             local_limits=args.local_limit or {}, master=args.master,
                             secondary=args.secondary,
                             output=Path(args.output) if args.output else None)
-        site = app.licence.sites[args.name]
-        output.say(args, {"site": site.name, "local_limits": site.local_limits,
-                          "bundle": str(bundle), "fingerprint": site.fingerprint},
-                   f"enrolled site {site.name}"
-                   + (f" (local limits {fmt_limits(site.local_limits)})" if site.local_limits else "")
-                   + f"\n  bundle {bundle} (0600): give it to the site's slave connector")
+        site = next(s for s in operator.list_sites(port) if s["site"] == args.name)
+    limits = site["local_limits"]
+    output.say(args, {"site": site["site"], "local_limits": limits,
+                      "bundle": str(bundle), "fingerprint": site["fingerprint"]},
+               f"enrolled site {site['site']}"
+               + (f" (local limits {fmt_limits(limits)})" if limits else "")
+               + f"\n  bundle {bundle} (0600): give it to the site's slave connector")
     return EXIT_OK
 
 
 def cmd_site_revoke(args: argparse.Namespace) -> int:
-    with ledger_for(args) as app:
-        released = app.revoke_site(args.name)
-        output.say(args, {"site": args.name, "released": len(released)},
-                   f"revoked site {args.name}; released {len(released)} seat(s)")
+    with operator_port(config_for(args)) as port:
+        released = operator.revoke_site(port, args.name)
+    output.say(args, {"site": args.name, "released": released},
+               f"revoked site {args.name}; released {released} seat(s)")
     return EXIT_OK
 
 
 def cmd_site_list(args: argparse.Namespace) -> int:
-    with ledger_for(args) as app:
-        output.sites(args, app.licence)
+    with operator_port(config_for(args)) as port:
+        output.sites(args, operator.list_sites(port))
     return EXIT_OK
+
 
 def register(sub: Any, add: Add, common: argparse.ArgumentParser) -> None:
     """Add this group's commands to the parser."""

@@ -65,6 +65,19 @@ class Layout:
     def bundles(self) -> Path:
         return self.root / "bundles"
 
+    @property
+    def run(self) -> Path:
+        """Files of the running master: its lock and its admin socket."""
+        return self.root / "run"
+
+    @property
+    def lock(self) -> Path:
+        return self.run / "master.lock"
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.run / "admin.sock"
+
 
 @attrs.frozen
 class Config:

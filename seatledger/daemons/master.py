@@ -19,8 +19,10 @@ from ledger import LedgerError
 from seatledger.bootstrap import ExportSchedule, build_master, export_schedule, follower_command
 from seatledger.config.bundle import parse_address
 from seatledger.config.keys import write_replacing
+from seatledger.config.lock import DataDirBusyError, DataDirLock
 from seatledger.config.settings import Config, ConfigError
 from seatledger.daemons.supervisor import ChildStatus, Supervisor
+from seatledger.master.admin import describe_process, serve_admin
 from seatledger.master.server import Master
 
 log = logging.getLogger("seatledger")
@@ -33,7 +35,12 @@ async def run_master(config: Config, listen: str, *,
     """Serve until SIGINT/SIGTERM; then finish in-flight requests and close cleanly."""
     host, port = parse_address(listen)
     schedule = export_schedule(config)
-    master = build_master(config)
+    lock = await _lock_data_dir(config)
+    try:
+        master = build_master(config)
+    except BaseException:
+        lock.release()
+        raise
     try:
         follower = Supervisor("read-model follower", follower_command(config, os.getpid()),
                               on_change=lambda s: _write_children(config, s))
@@ -41,6 +48,8 @@ async def run_master(config: Config, listen: str, *,
             nursery.start_soon(follower.run)
             await nursery.start(_stop_on_signal, master)
             listeners = await nursery.start(master.run, host, port)
+            await nursery.start(serve_admin, config.layout.admin_socket, master.submit,
+                                describe_process)
             if schedule is not None:
                 nursery.start_soon(daily_exports, master, schedule)
             bound = listeners[0].socket.getsockname()
@@ -49,7 +58,30 @@ async def run_master(config: Config, listen: str, *,
             await master.stopped.wait()
             nursery.cancel_scope.cancel()  # the follower, the export schedule, the signals
     finally:
-        await trio.to_thread.run_sync(master.app.close)
+        try:
+            await trio.to_thread.run_sync(master.app.close)
+        finally:
+            lock.release()
+
+
+async def _lock_data_dir(config: Config) -> DataDirLock:
+    """The data directory's lock, for this master's lifetime. An operator's command that
+    holds it briefly is waited for; another master is not.
+
+    Raises:
+        DataDirBusyError: another master runs on this data directory.
+    """
+    lock = DataDirLock(config.layout.lock, "master")
+    for _ in range(100):
+        try:
+            lock.acquire()
+            return lock
+        except DataDirBusyError as e:
+            if e.holder.startswith("master"):
+                raise
+            await trio.sleep(0.1)
+    lock.acquire()
+    return lock
 
 
 def _write_children(config: Config, status: ChildStatus) -> None:

@@ -42,12 +42,12 @@ from ledger import (
     Refusal,
     ReleaseSeat,
     Severity,
-    StoreError,
     SyncResult,
     SyncSite,
     Tick,
 )
 from ledger.domain.licence import REVOKED
+from seatledger.master.writer import Request, Writer
 from transport import (
     CLOSED,
     NEED_DATA,
@@ -97,28 +97,6 @@ class MasterSettings:
     worker_thread: bool = True
 
 
-@attrs.define
-class _Request:
-    command: Any
-    reply: Callable[[Any], None]
-
-
-class _Waiter:
-    """A one-shot answer for a request submitted from a trio task that waits for it."""
-
-    def __init__(self) -> None:
-        self.event = trio.Event()
-        self.value: Any = None
-
-    def __call__(self, value: Any) -> None:
-        self.value = value
-        self.event.set()
-
-    async def wait(self) -> Any:
-        await self.event.wait()
-        return self.value
-
-
 class _Session:
     """One connected site, as the master's tasks share it."""
 
@@ -163,19 +141,15 @@ class Master:
         self.settings = settings
         self._now = now
         self.on_commit = on_commit
-        self._requests_tx, self._requests_rx = trio.open_memory_channel[_Request](
-            settings.queue_size)
+        self.writer = Writer(app, ledger_clock, self.now, max_batch=settings.max_batch,
+                             queue_size=settings.queue_size, worker_thread=settings.worker_thread,
+                             after_batch=self._after_batch)
         self._sessions: dict[str, _Session] = {}
         self._numbers = itertools.count(1)
         self._schedule_changed = trio.Event()
         self._next_due: datetime | None = app.licence.next_due()
         self._stopping = trio.Event()
         self.stopped = trio.Event()
-        self._writer_alive = False
-        self._ledger_lock = trio.Lock()
-        self.batches = 0
-        self.committed = 0
-        self.largest_batch = 0
         self.listening: list[trio.SocketListener] = []
 
     # ------------------------------------------------------------------ time
@@ -185,9 +159,19 @@ class Master:
         return datetime.now(UTC)
 
     def statistics(self) -> dict[str, Any]:
-        return {"sessions": len(self._sessions), "batches": self.batches,
-                "committed_requests": self.committed, "largest_batch": self.largest_batch,
-                "queued": self._requests_rx.statistics().current_buffer_used}
+        return {"sessions": len(self._sessions), **self.writer.statistics()}
+
+    @property
+    def batches(self) -> int:
+        return self.writer.batches
+
+    @property
+    def committed(self) -> int:
+        return self.writer.committed
+
+    @property
+    def largest_batch(self) -> int:
+        return self.writer.largest_batch
 
     # ------------------------------------------------------------------ running
     async def run(self, host: str, port: int, *,
@@ -205,7 +189,7 @@ class Master:
 
     async def _run(self, listeners: list[trio.SocketListener], task_status: Any) -> None:
         async with trio.open_nursery() as core:
-            core.start_soon(self._writer)
+            core.start_soon(self.writer.run)
             core.start_soon(self._timer)
             # Sites the ledger still shows connected lost us when we stopped: their
             # cut-off clocks start now.
@@ -226,19 +210,14 @@ class Master:
                         await trio.sleep(0.01)
                 sites.cancel_scope.cancel()
             # Every request already queued is committed before the writer stops.
-            while self._requests_rx.statistics().current_buffer_used:
+            while self.writer.queued:
                 await trio.sleep(0.01)
-            await self._flush_idle()
+            await self.writer.flush()
             core.cancel_scope.cancel()
-
-    async def _flush_idle(self) -> None:
-        waiter = _Waiter()
-        await self._requests_tx.send(_Request(Tick(), waiter))
-        await waiter.wait()
 
     def exclusive(self) -> trio.Lock:
         """Hold this (``async with``) to use the ledger while the writer waits."""
-        return self._ledger_lock
+        return self.writer.exclusive()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -261,44 +240,16 @@ class Master:
             for listener in listeners:
                 n.start_soon(accept_loop, listener)
 
-    # ------------------------------------------------------------------ the writer
-    async def _writer(self) -> None:
-        self._writer_alive = True
-        try:
-            await self._write_batches()
-        finally:
-            self._writer_alive = False
-
-    async def _write_batches(self) -> None:
-        rx = self._requests_rx
-        while True:
-            first = await rx.receive()
-            batch = [first]
-            while len(batch) < self.settings.max_batch:
-                try:
-                    batch.append(rx.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            commands = [r.command for r in batch]
-            async with self._ledger_lock:
-                self.ledger_clock.set(max(self.now(), self.ledger_clock.now()))
-                if self.settings.worker_thread:
-                    outcomes, due = await trio.to_thread.run_sync(self._execute, commands)
-                else:
-                    outcomes, due = self._execute(commands)
-                    await trio.lowlevel.checkpoint()
-            self.batches += 1
-            self.committed += len(batch)
-            self.largest_batch = max(self.largest_batch, len(batch))
-            for request, outcome in zip(batch, outcomes, strict=True):
-                request.reply(outcome)
-            self._broadcast_notices(outcomes)
-            self._drop_revoked()
-            if due != self._next_due:
-                self._next_due = due
-                self._schedule_changed.set()
-            if self.on_commit is not None:
-                self.on_commit()
+    # ------------------------------------------------------------------ after each batch
+    def _after_batch(self, outcomes: list[Any]) -> None:
+        self._broadcast_notices(outcomes)
+        self._drop_revoked()
+        due = self.app.licence.next_due()
+        if due != self._next_due:
+            self._next_due = due
+            self._schedule_changed.set()
+        if self.on_commit is not None:
+            self.on_commit()
 
     def _drop_revoked(self) -> None:
         sites = self.app.licence.sites
@@ -307,18 +258,6 @@ class Master:
             if site is None or site.status == REVOKED:
                 session.send(Error("revoked", f"site {session.site!r} has been revoked"))
                 session.cancel_scope.deadline = trio.current_time() + 1
-
-    def _execute(self, commands: list[Any]) -> tuple[list[Any], datetime | None]:
-        self.app.refresh()
-        try:
-            outcomes = self.app.execute(commands)
-        except StoreError:
-            # Another process (an operator's command) committed between our refresh and our
-            # commit. Nothing of this batch was recorded and the ledger has reloaded: decide
-            # the batch again on the new state. A second failure is a real store problem.
-            self.app.refresh()
-            outcomes = self.app.execute(commands)
-        return outcomes, self.app.licence.next_due()
 
     def _broadcast_notices(self, outcomes: list[Any]) -> None:
         notices: list[Notice] = []
@@ -339,19 +278,9 @@ class Master:
             for session in list(self._sessions.values()):
                 session.send(message)
 
-    async def _enqueue(self, request: _Request) -> None:
-        """Queue a request; wait only when the queue is full (that is the backpressure).
-        The common case skips a scheduling round trip per request."""
-        try:
-            self._requests_tx.send_nowait(request)
-        except trio.WouldBlock:
-            await self._requests_tx.send(request)
-
     async def submit(self, command: Any) -> Any:
         """Submit one command and wait until its batch has been committed."""
-        waiter = _Waiter()
-        await self._requests_tx.send(_Request(command, waiter))
-        return await waiter.wait()
+        return await self.writer.submit(command)
 
     # ------------------------------------------------------------------ the timer
     async def _timer(self) -> None:
@@ -410,7 +339,7 @@ class Master:
                           "overloaded" if session.overloaded else "connection lost")
                 # An outer cancellation means the daemon itself is stopping: the next start
                 # records every site as disconnected, so nothing is lost by not waiting here.
-                if self._writer_alive and trio.current_effective_deadline() != -math.inf:
+                if self.writer.alive and trio.current_effective_deadline() != -math.inf:
                     await self.submit(DisconnectSite(identity.name, reason))
 
     async def _refuse(self, stream: trio.SSLStream[Any], code: str, text: str) -> None:
@@ -499,11 +428,11 @@ class Master:
                             session.send(Error("sync_failed", getattr(result, "error", "")))
                             return False
                 case Acquire(request_id, user, agent_class, tenant, campaign):
-                    await self._enqueue(_Request(
+                    await self.writer.enqueue(Request(
                         AcquireSeat(site, user, agent_class, tenant, campaign),
                         _answer_acquire(session, request_id)))
                 case Release(request_id, user):
-                    await self._enqueue(_Request(
+                    await self.writer.enqueue(Request(
                         ReleaseSeat(site, user), _answer_release(session, request_id, user)))
                 case Heartbeat():
                     pass

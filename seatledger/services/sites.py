@@ -10,10 +10,11 @@ from ledger.domain.licence import REVOKED
 from seatledger.config.bundle import Bundle, parse_address
 from seatledger.config.ca import load_ca
 from seatledger.config.settings import Config
+from seatledger.services.operator import DirectPort, LedgerPort
 from transport.pki import issue_site_certificate
 
 
-def enrol_site(config: Config, app: LedgerApp, name: str, *,
+def enrol_site(config: Config, ledger: LedgerApp | LedgerPort, name: str, *,
                local_limits: Mapping[str, int] | None = None, master: str | None = None,
                secondary: str | None = None, output: Path | None = None) -> Path:
     """Issue the site's certificate, record the enrolment (with its fingerprint), and write
@@ -27,7 +28,9 @@ def enrol_site(config: Config, app: LedgerApp, name: str, *,
         cert = issue_site_certificate(ca, name)
     except ValueError as e:
         raise LicenceError(str(e)) from None
-    app.enrol_site(name, cert.fingerprint, local_limits or {})
+    port = DirectPort(ledger) if isinstance(ledger, LedgerApp) else ledger
+    port.call("site.enrol", name=name, fingerprint=cert.fingerprint,
+              local_limits=dict(local_limits or {}))
     path = output or config.layout.bundles / f"{name}.bundle"
     Bundle(site=name, ca_pem=(config.layout.ca_dir / "ca.crt").read_text(),
            cert_pem=cert.cert_pem.decode(), key_pem=cert.key_pem.decode(),

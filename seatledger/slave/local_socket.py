@@ -8,69 +8,26 @@ result, or ``"ok": false`` with ``"reason"`` and ``"detail"``.
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
 import trio
 
 from seatledger.slave.connector import SeatRefusedError, SlaveConnector
-
-MAX_LINE = 64 * 1024
+from transport.local_socket import serve_json_lines
 
 
 async def serve_socket(slave: SlaveConnector, path: Path, *,
                        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        path.unlink()
-    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    await sock.bind(str(path))
-    os.chmod(path, 0o600)
-    sock.listen(64)
-    listener = trio.SocketListener(sock)
-    task_status.started()
+    """The dialler's socket: acquire, release and list seats (see :func:`handle`)."""
+    async def answer(request: dict[str, Any]) -> dict[str, Any]:
+        return await handle(slave, request)
+
+    await serve_json_lines(path, answer, task_status=task_status)
+
+
+async def handle(slave: SlaveConnector, request: dict[str, Any]) -> dict[str, Any]:
     try:
-        await trio.serve_listeners(lambda stream: _client(slave, stream), [listener])
-    finally:
-        path.unlink(missing_ok=True)
-
-
-async def _client(slave: SlaveConnector, stream: trio.SocketStream) -> None:
-    buffer = b""
-    async with stream:
-        while True:
-            try:
-                data = await stream.receive_some(65536)
-            except trio.BrokenResourceError:
-                return
-            if not data:
-                return
-            buffer += data
-            if len(buffer) > MAX_LINE:
-                await stream.send_all(_line({"ok": False, "reason": "bad_request",
-                                             "detail": "request too long"}))
-                return
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                answer = await handle(slave, line)
-                try:
-                    await stream.send_all(_line(answer))
-                except trio.BrokenResourceError:
-                    return
-
-
-def _line(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj).encode() + b"\n"
-
-
-async def handle(slave: SlaveConnector, line: bytes) -> dict[str, Any]:
-    try:
-        request = json.loads(line)
-        if not isinstance(request, dict):
-            raise ValueError("not an object")
         op = request.get("op")
         if op == "acquire":
             seat = await slave.acquire(str(request["user"]), str(request["class"]),
@@ -92,19 +49,3 @@ async def handle(slave: SlaveConnector, line: bytes) -> dict[str, Any]:
         return {"ok": False, "reason": e.reason, "detail": e.detail}
     except (ValueError, KeyError, TypeError) as e:
         return {"ok": False, "reason": "bad_request", "detail": f"malformed request: {e}"}
-
-
-def request(path: Path, payload: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-    """Send one request to a running slave (blocking; for the CLI). Raises OSError."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        s.sendall(_line(payload))
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    answer: dict[str, Any] = json.loads(data)
-    return answer

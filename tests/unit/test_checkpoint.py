@@ -22,6 +22,7 @@ from ledger.seal.checkpoint import (
     verifier_key,
 )
 from ledger.seal.merkle import EMPTY_ROOT, leaf_hash
+from tests.strategies import note_texts
 
 # --- Published vectors -------------------------------------------------------------------
 # golang/mod, sumdb/note/note_test.go (commit 02c991387e35f9e4c0a9b7ce137717055f8d716d):
@@ -180,11 +181,11 @@ def test_checkpoint_round_trips_through_a_signed_note() -> None:
 
 
 @given(
-    origin=st.text(st.characters(codec="utf-8", min_codepoint=0x20), min_size=1),
+    origin=note_texts,
     size=st.integers(0, 2**64 - 1),
     root=st.binary(min_size=32, max_size=32),
     extensions=st.lists(
-        st.text(st.characters(codec="utf-8", min_codepoint=0x20), min_size=1), max_size=3
+        note_texts, max_size=3
     ),
 )
 def test_any_checkpoint_round_trips(

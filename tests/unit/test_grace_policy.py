@@ -17,6 +17,7 @@ from ledger import (
     ReleaseReason,
     Severity,
     UnknownSeatError,
+    UnknownSiteError,
 )
 from ledger.domain.grace import AVAILABLE, OPEN, SPENT
 
@@ -354,7 +355,7 @@ def test_a_revoked_site_cannot_sync_seats_back() -> None:
     lic = new_licence()
     fill(lic, 2)
     lic.revoke_site(T0 + H, "north")
-    with pytest.raises(Exception, match="revoked"):
+    with pytest.raises(UnknownSiteError, match="revoked"):
         lic.sync(T0 + 2 * H, "north", [offline(1, "grant", "x", T0 + H)], [HeldSeat("x", "PRED")])
     assert lic.pools["PRED"].in_use == 0
 

@@ -19,6 +19,7 @@ from ledger.seal.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from tests.strategies import leaf_data
 
 # --- Published vectors -------------------------------------------------------------------
 # transparency-dev/merkle, testonly/constants.go (commit 582a6ad190b6848f1d26f8bf08ddef29955d9db1):
@@ -249,7 +250,7 @@ def test_frontier_matches_published_root_and_compact_range(size: int) -> None:
     assert frontier.to_bytes() == size.to_bytes(8, "big") + b"".join(COMPACT_TREES[size])
 
 
-@given(st.lists(st.binary(max_size=8), max_size=300))
+@given(leaf_data)
 def test_root_matches_rfc_definition(data: list[bytes]) -> None:
     hashes = [leaf_hash(d) for d in data]
     assert root_from_leaf_hashes(hashes) == ref_mth(hashes)

@@ -8,7 +8,6 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
-from hypothesis import strategies as st
 
 from projections import (
     PoolStatus,
@@ -23,12 +22,12 @@ from projections import (
 )
 from projections.render import REFUSAL_REASONS
 from projections.timestamps import from_us, to_us
+from tests.strategies import utc_instants
 
 T = datetime(2026, 3, 2, 9, 15, tzinfo=UTC)
 
 
-@given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1),
-                    timezones=st.just(UTC)))
+@given(utc_instants)
 def test_instants_survive_the_round_trip_exactly(when: datetime) -> None:
     assert from_us(to_us(when)) == when
 

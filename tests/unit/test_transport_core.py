@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.strategies import acquire_batches, any_message, msgpack_values
 from transport import (
     CLOSED,
     HEADER_SIZE,
@@ -42,79 +43,6 @@ from transport import (
 )
 
 CLIENT, SERVER = Role.CLIENT, Role.SERVER
-
-# --- strategies -----------------------------------------------------------------------------
-
-names = st.text(min_size=1, max_size=12)
-labels = st.text(max_size=12)
-agent_classes = st.sampled_from(["PRED", "ACD", "PBX", "VIR"])
-request_ids = st.integers(min_value=0, max_value=2**63 - 1)
-counts = st.integers(min_value=0, max_value=2**40)
-epochs = st.floats(min_value=0.0, max_value=1e11)
-texts = st.text(max_size=40)
-
-offline_events = st.builds(
-    OfflineEvent,
-    seq=st.integers(min_value=1, max_value=2**40),
-    kind=st.sampled_from(["grant", "release"]),
-    user=names,
-    agent_class=agent_classes,
-    tenant=labels,
-    campaign=labels,
-    occurred_at=epochs,
-)
-held_seats = st.builds(
-    HeldSeat, user=names, agent_class=agent_classes, tenant=labels, campaign=labels
-)
-
-MESSAGE_STRATEGIES: dict[type[Message], st.SearchStrategy[Message]] = {
-    Hello: st.builds(Hello, site=names, version=st.just(1), capabilities=st.tuples(names)),
-    Welcome: st.builds(
-        Welcome,
-        session=names,
-        heartbeat_interval=st.floats(min_value=0.001, max_value=86400.0),
-        limits=st.dictionaries(agent_classes, counts),
-    ),
-    Sync: st.builds(
-        Sync,
-        events=st.lists(offline_events, max_size=4).map(tuple),
-        held=st.lists(held_seats, max_size=4).map(tuple),
-        more=st.booleans(),
-    ),
-    SyncDone: st.builds(SyncDone, applied=counts, skipped=counts, reconciled=counts),
-    Acquire: st.builds(
-        Acquire,
-        request_id=request_ids,
-        user=names,
-        agent_class=agent_classes,
-        tenant=labels,
-        campaign=labels,
-    ),
-    Granted: st.builds(
-        Granted,
-        request_id=request_ids,
-        seat=names,
-        status=st.sampled_from(["normal", "overuse"]),
-        grace_deadline=st.none() | epochs,
-    ),
-    Refused: st.builds(Refused, request_id=request_ids, reason=names, detail=texts),
-    Release: st.builds(Release, request_id=request_ids, user=names),
-    Released: st.builds(
-        Released, request_id=request_ids, user=names, ok=st.booleans(), reason=labels
-    ),
-    Heartbeat: st.just(Heartbeat()),
-    Notice: st.builds(
-        Notice,
-        kind=names,
-        agent_class=agent_classes,
-        severity=st.sampled_from(["info", "warning", "urgent", "critical"]),
-        deadline=st.none() | epochs,
-        text=texts,
-    ),
-    Goodbye: st.builds(Goodbye, reason=texts),
-    Error: st.builds(Error, code=names, text=texts),
-}
-any_message = st.one_of(*MESSAGE_STRATEGIES.values())
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -251,12 +179,6 @@ def test_acquire_travels_as_a_tagged_array() -> None:
 
 # --- chunking and garbage -------------------------------------------------------------------
 
-acquire_batches = st.lists(
-    st.builds(Acquire, request_id=st.just(0), user=names, agent_class=agent_classes),
-    max_size=20,
-).map(lambda ms: [Acquire(i, m.user, m.agent_class) for i, m in enumerate(ms)])
-
-
 @given(messages=acquire_batches, cuts=st.lists(st.integers(min_value=0), max_size=30))
 def test_parsed_messages_do_not_depend_on_how_the_stream_is_split(
     messages: list[Acquire], cuts: list[int]
@@ -319,18 +241,6 @@ def test_garbage_inside_well_formed_frames_only_raises_remote_protocol_error(
     role: Role, payloads: list[bytes], eof: bool
 ) -> None:
     _feed_only_protocol_errors(role, [raw_frame(p) for p in payloads], eof)
-
-
-msgpack_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
-    | st.floats()
-    | st.text(max_size=8)
-    | st.binary(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner),
-    max_leaves=12,
-)
 
 
 @settings(max_examples=300)

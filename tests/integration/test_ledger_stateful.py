@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from ledger import AcquireSeat, Failure, Grant, LedgerApp, ManualClock, Refusal, ReleaseSeat, Tick
+from tests.strategies import SITES, advance_hours, limit_deltas, sampled_users, site_names
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 GRACE = timedelta(hours=48)
 REARM = timedelta(days=30)
-SITES = ("north", "south")
-USERS = tuple(f"u{i}" for i in range(6))
+USERS = sampled_users(6)
 CLASSES = ("PRED", "ACD")
 
 
@@ -83,7 +83,11 @@ class Model:
 class LedgerMachine(RuleBasedStateMachine):
     @initialize()
     def start(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="seatledger-stateful-"))
+        # One directory per example, removed in teardown (which Hypothesis runs even when a
+        # step fails).
+        self._tmp = tempfile.TemporaryDirectory(prefix="seatledger-stateful-")
+        self.dir = Path(self._tmp.name)
+        self._opened: list[LedgerApp] = []
         self.clock = ManualClock(T0)
         self.keys = {"key": os.urandom(32), "signing_key": Ed25519PrivateKey.generate()}
         self.app = self._open()
@@ -98,8 +102,10 @@ class LedgerMachine(RuleBasedStateMachine):
             self.model.grant(T0, "bulk", f"b{i}", "PRED")
 
     def _open(self) -> LedgerApp:
-        return LedgerApp(f"sqlite:///{self.dir}/ledger.db", clock=self.clock,
-                         snapshot_every=50, checkpoint_every=40, **self.keys)
+        app = LedgerApp(f"sqlite:///{self.dir}/ledger.db", clock=self.clock,
+                        snapshot_every=50, checkpoint_every=40, **self.keys)
+        self._opened.append(app)
+        return app
 
     def _run(self, command: object) -> tuple[object, list[str]]:
         before = self.app.max_id()
@@ -107,7 +113,7 @@ class LedgerMachine(RuleBasedStateMachine):
         recorded = [type(e).__name__ for _, e in self.app.events(before + 1)]
         return outcome, recorded
 
-    @rule(site=st.sampled_from(SITES), user=st.sampled_from(USERS), cls=st.sampled_from(CLASSES))
+    @rule(site=site_names, user=st.sampled_from(USERS), cls=st.sampled_from(CLASSES))
     def grant(self, site: str, user: str, cls: str) -> None:
         state_before = self.model.state[cls]
         expected = self.model.grant(self.clock.now(), site, user, cls)
@@ -128,7 +134,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 if state_before == "available":
                     assert recorded[:2] == ["OveruseStarted", "AbuseNoticeIssued"]
 
-    @rule(site=st.sampled_from(SITES), user=st.sampled_from(USERS))
+    @rule(site=site_names, user=st.sampled_from(USERS))
     def release(self, site: str, user: str) -> None:
         held = self.model.release(site, user)
         outcome, recorded = self._run(ReleaseSeat(site, user))
@@ -137,7 +143,7 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             assert isinstance(outcome, Failure) and recorded == []
 
-    @rule(hours=st.integers(min_value=1, max_value=24 * 10))  # 30 steps stay within the licence year
+    @rule(hours=advance_hours)
     def advance(self, hours: int) -> None:
         target = self.clock.now() + timedelta(hours=hours)
         while (due := self.app.licence.next_due()) is not None and due <= target:
@@ -147,7 +153,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self.model.fire(due)
         self.clock.set(target)
 
-    @rule(delta=st.integers(min_value=-1, max_value=2))
+    @rule(delta=limit_deltas)
     def amend(self, delta: int) -> None:
         limits = {"PRED": 97, "ACD": max(3 + delta, 3)}
         self.app.amend_licence(limits=limits)
@@ -164,8 +170,17 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert pool.deadline == self.model.deadline[cls]
 
     def teardown(self) -> None:
-        if not hasattr(self, "app"):
+        if not hasattr(self, "_tmp"):
             return
+        try:
+            if hasattr(self, "app"):
+                self._check_replay_and_reopen()
+        finally:
+            for app in self._opened:
+                app._app.close()  # a no-op for a store already closed
+            self._tmp.cleanup()
+
+    def _check_replay_and_reopen(self) -> None:
         live = self.app.licence
         rebuilt = self.app.replay()
         assert rebuilt is not None

@@ -34,33 +34,13 @@ from ledger import (
 )
 from ledger.errors import LedgerError
 from projections import ProjectionRunner, Status, read_status
+from tests.strategies import SITES, master_operations, sampled_users
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-SITES = ("north", "south")
-USERS = tuple(f"u{i}" for i in range(4))
+USERS = sampled_users(4)
 CLASSES = ("PRED", "PRED", "ACD", "PBX")  # PBX is not licensed: refused
 
-site = st.sampled_from(SITES)
-user = st.sampled_from(USERS)
-cls = st.sampled_from(CLASSES)
-offline_event = st.tuples(st.sampled_from(("grant", "release")), user, cls,
-                          st.integers(min_value=1, max_value=20))
-acquire = st.tuples(st.just("acquire"), site, user, cls)
-advance = st.tuples(st.just("advance"), st.sampled_from((5, 20, 60, 6 * 60, 25 * 60, 49 * 60,
-                                                         31 * 24 * 60, 200 * 24 * 60)))
-# Log-ons and time passing are drawn more often, so that windows open, expire and re-arm.
-operation = st.one_of(
-    acquire, acquire, acquire, advance,
-    st.tuples(st.just("release"), site, user),
-    st.tuples(st.just("connect"), site),
-    st.tuples(st.just("disconnect"), site),
-    st.tuples(st.just("amend"), st.integers(min_value=1, max_value=4),
-              st.one_of(st.none(), st.integers(min_value=1, max_value=4))),
-    st.tuples(st.just("revoke"), site),
-    st.tuples(st.just("enrol"), site),
-    st.tuples(st.just("sync"), site, st.lists(offline_event, max_size=4),
-              st.lists(st.tuples(user, cls), max_size=3, unique_by=lambda h: h[0])),
-)
+operation = master_operations(USERS, CLASSES)
 
 
 def ledger_view(lic: Licence) -> dict[str, Any]:

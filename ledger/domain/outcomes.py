@@ -1,0 +1,100 @@
+"""What the ledger's commands give back, and what sites hand it: small frozen values.
+
+:data:`Outcome` is the union :meth:`ledger.LedgerApp.execute` returns one of per command.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import attrs
+
+from ledger.domain.values import RefusalReason, ReleaseReason, Severity
+
+
+@attrs.frozen
+class Notice:
+    """An abuse notice to broadcast to every connected site."""
+
+    pool: str
+    severity: Severity
+    deadline: datetime | None
+    detail: str
+
+
+@attrs.frozen
+class Grant:
+    """Outcome of a granted seat (also returned for an idempotent repeat)."""
+
+    site: str
+    user: str
+    seat: int
+    agent_class: str
+    overuse: bool
+    deadline: datetime | None
+    repeated: bool = False
+    opened: tuple[str, ...] = ()  # pools whose grace window this grant opened
+    notices: tuple[Notice, ...] = ()  # the notices recorded for those openings, to broadcast
+
+
+@attrs.frozen
+class Refusal:
+    """Outcome of a refused seat, with the recorded reason code."""
+
+    site: str
+    user: str
+    reason: RefusalReason
+    detail: str
+
+
+@attrs.frozen
+class Release:
+    site: str
+    user: str
+    seat: int
+    reason: ReleaseReason
+
+
+@attrs.frozen
+class OfflineEvent:
+    """A seat event a site journalled while it could not reach the master."""
+
+    seq: int
+    kind: str  # "grant" | "release"
+    user: str
+    agent_class: str
+    occurred_at: datetime
+    tenant: str = ""
+    campaign: str = ""
+
+
+@attrs.frozen
+class HeldSeat:
+    """A seat a site says it holds now (its list on reconnection)."""
+
+    user: str
+    agent_class: str
+    tenant: str = ""
+    campaign: str = ""
+
+
+@attrs.frozen
+class SyncResult:
+    applied: int
+    skipped: int
+    reconciled: int
+    notices: tuple[Notice, ...] = ()  # grace windows the site's offline over-use opened
+
+
+@attrs.frozen
+class Failure:
+    """A command the ledger rejected without recording anything (e.g. an unknown seat)."""
+
+    error: str
+    kind: str
+
+
+Outcome = Grant | Refusal | Release | SyncResult | Failure | list[Notice] | None
+"""One command's outcome: AcquireSeat gives a Grant or Refusal, ReleaseSeat a Release,
+SyncSite a SyncResult, Tick the notices to broadcast, ConnectSite and DisconnectSite None;
+any of them a Failure when the ledger rejected it without recording anything."""

@@ -1,0 +1,175 @@
+"""The master's single ledger writer: group commit for every connection, and the operator's
+commands in the same queue, so that one process and one task write the store.
+
+Requests from all connections are drained into batches and committed through
+:meth:`ledger.LedgerApp.execute` (in a worker thread, so the event loop keeps serving);
+each request is answered only after its batch is durable. An operator's command (from the
+admin socket) runs alone between batches, in the same task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import attrs
+import trio
+
+from ledger import LedgerApp, LedgerError, ManualClock, StoreError, Tick
+
+
+@attrs.frozen
+class OperatorCall:
+    """An operator's command: ``run(app)`` executes it against the ledger; its result, or the
+    LedgerError it raised, is the request's outcome."""
+
+    name: str
+    run: Callable[[LedgerApp], Any]
+
+
+@attrs.frozen
+class OperatorFailed:
+    error: LedgerError
+
+
+@attrs.define
+class Request:
+    command: Any
+    reply: Callable[[Any], None]
+
+
+class Waiter:
+    """A one-shot answer for a request submitted from a trio task that waits for it."""
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.value: Any = None
+
+    def __call__(self, value: Any) -> None:
+        self.value = value
+        self.event.set()
+
+    async def wait(self) -> Any:
+        await self.event.wait()
+        return self.value
+
+
+class Writer:
+    """Owns the request queue and the ledger's commits. Run :meth:`run` in a nursery."""
+
+    def __init__(self, app: LedgerApp, ledger_clock: ManualClock, now: Callable[[], datetime], *,
+                 max_batch: int, queue_size: int, worker_thread: bool,
+                 after_batch: Callable[[list[Any]], None]):
+        self.app = app
+        self.ledger_clock = ledger_clock
+        self.now = now
+        self.max_batch = max_batch
+        self.worker_thread = worker_thread
+        self.after_batch = after_batch
+        self._tx, self._rx = trio.open_memory_channel[Request](queue_size)
+        self._lock = trio.Lock()
+        self.alive = False
+        self.batches = 0
+        self.committed = 0
+        self.largest_batch = 0
+
+    def statistics(self) -> dict[str, int]:
+        return {"batches": self.batches, "committed_requests": self.committed,
+                "largest_batch": self.largest_batch,
+                "queued": self._rx.statistics().current_buffer_used}
+
+    @property
+    def queued(self) -> int:
+        return self._rx.statistics().current_buffer_used
+
+    def exclusive(self) -> trio.Lock:
+        """Hold this (``async with``) to use the ledger while the writer waits."""
+        return self._lock
+
+    async def enqueue(self, request: Request) -> None:
+        """Queue a request; wait only when the queue is full (that is the backpressure).
+        The common case skips a scheduling round trip per request."""
+        try:
+            self._tx.send_nowait(request)
+        except trio.WouldBlock:
+            await self._tx.send(request)
+
+    async def submit(self, command: Any) -> Any:
+        """Submit one command and wait until it has been committed; returns its outcome."""
+        waiter = Waiter()
+        await self._tx.send(Request(command, waiter))
+        return await waiter.wait()
+
+    async def flush(self) -> None:
+        """Wait until every request queued so far is committed."""
+        await self.submit(Tick())
+
+    async def run(self) -> None:
+        self.alive = True
+        try:
+            await self._write_batches()
+        finally:
+            self.alive = False
+
+    async def _write_batches(self) -> None:
+        rx = self._rx
+        while True:
+            batch = [await rx.receive()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(rx.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            outcomes: list[Any] = []
+            async with self._lock:
+                for segment in _segments(batch):
+                    self.ledger_clock.set(self.now())
+                    commands = [r.command for r in segment]
+                    if self.worker_thread:
+                        outcomes += await trio.to_thread.run_sync(self._execute, commands)
+                    else:
+                        outcomes += self._execute(commands)
+                        await trio.lowlevel.checkpoint()
+            self.batches += 1
+            self.committed += len(batch)
+            self.largest_batch = max(self.largest_batch, len(batch))
+            for request, outcome in zip(batch, outcomes, strict=True):
+                request.reply(outcome)
+            self.after_batch(outcomes)
+
+    def _execute(self, commands: list[Any]) -> list[Any]:
+        if len(commands) == 1 and isinstance(commands[0], OperatorCall):
+            try:
+                return [commands[0].run(self.app)]
+            except LedgerError as e:  # refused before anything was recorded
+                return [OperatorFailed(e)]
+        self.app.refresh()
+        try:
+            return self.app.execute(commands)
+        except StoreError:
+            # Another process committed between our refresh and our commit (a store shared
+            # with an older tool). Nothing of this batch was recorded and the ledger has
+            # reloaded: decide the batch again on the new state. A second failure is real.
+            self.app.refresh()
+            return self.app.execute(commands)
+
+
+def _segments(batch: list[Request]) -> list[list[Request]]:
+    """Split a batch so that each operator call is committed alone, in its place."""
+    segments: list[list[Request]] = []
+    current: list[Request] = []
+    for request in batch:
+        if isinstance(request.command, OperatorCall):
+            if current:
+                segments.append(current)
+                current = []
+            segments.append([request])
+        else:
+            current.append(request)
+    if current:
+        segments.append(current)
+    return segments
+
+
+__all__ = ["OperatorCall", "OperatorFailed", "Request", "Waiter", "Writer"]
