@@ -7,6 +7,7 @@ on trio; :func:`request` is the blocking client a command-line tool uses.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -26,7 +27,7 @@ class StaleSocketError(OSError):
     """Nothing answers at the socket's path (its server was killed)."""
 
 
-def peer_uid(sock: socket.socket) -> int:
+def peer_uid(sock: socket.socket | trio.socket.SocketType) -> int:
     """The uid of the process at the other end of a connected Unix socket (Linux)."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
@@ -65,14 +66,14 @@ async def serve_json_lines(path: Path, handle: Handler, *,
     listener = trio.SocketListener(sock)
     task_status.started()
     try:
-        await trio.serve_listeners(lambda stream: _client(handle, stream), [listener])
+        await trio.serve_listeners(functools.partial(_client, handle), [listener])
     finally:
         path.unlink(missing_ok=True)
 
 
 async def _client(handle: Handler, stream: trio.SocketStream) -> None:
     async with stream:
-        if peer_uid(stream.socket) not in (os.getuid(), 0):  # type: ignore[arg-type]
+        if peer_uid(stream.socket) not in (os.getuid(), 0):
             await _send(stream, {"ok": False, "reason": "forbidden",
                                  "detail": "this socket serves its owner only"})
             return

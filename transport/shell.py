@@ -200,7 +200,8 @@ class Link:
         self._writing = False
         self._write_started = -math.inf
         self._last_sent = -math.inf
-        self._last_received = -math.inf
+        self._reading = False  # receive() is waiting for the peer's bytes
+        self._waiting_since = -math.inf  # ... since then
         self._has_outbox = trio.lowlevel.ParkingLot()  # the sender waits here for data
         self._has_room = trio.lowlevel.ParkingLot()  # send() waits here for room
         self._drained = trio.lowlevel.ParkingLot()  # closing waits here for the sender
@@ -251,7 +252,7 @@ class Link:
         _check_interval(interval)
         if interval is not None and self._heartbeat is None:
             now = trio.current_time()
-            self._last_received = max(self._last_received, now)
+            self._waiting_since = max(self._waiting_since, now)
             self._last_sent = max(self._last_sent, now)
         self._heartbeat = interval
         self._retimed.unpark_all()
@@ -291,7 +292,7 @@ class Link:
     @asynccontextmanager
     async def _run(self) -> AsyncIterator[Link]:
         now = trio.current_time()
-        self._last_received = self._last_sent = now
+        self._waiting_since = self._last_sent = now
         body_error: Exception | None = None
         try:
             async with trio.open_nursery() as nursery:
@@ -475,12 +476,17 @@ class Link:
                 self._answer_violation(exc)
                 continue
             if event is NEED_DATA:
+                # The silence is counted while we wait, not while the caller handles what
+                # came: one timestamp per read, which the watchdog checks.
+                self._waiting_since = trio.current_time()
+                self._reading = True
                 try:
                     data = await self.stream.receive_some(self._receive_size)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self._stop_receiving(CloseReason.PEER_LOST)
                     continue
-                self._last_received = trio.current_time()
+                finally:
+                    self._reading = False
                 self._bytes_received += len(data)
                 conn.receive_data(data)
                 continue
@@ -530,7 +536,8 @@ class Link:
                 continue
             now = trio.current_time()
             silence = interval * self._missed
-            dead_at = self._last_received + silence
+            # Without a reader waiting, nobody is owed anything: check again an interval on.
+            dead_at = self._waiting_since + silence if self._reading else now + interval
             if now >= dead_at:
                 self._fail(CloseReason.PEER_SILENT)
                 return

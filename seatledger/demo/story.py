@@ -42,7 +42,7 @@ START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 
 def run_demo(data_dir: str | None, quiet: bool = False) -> int:
     temporary = data_dir is None
-    root = Path(tempfile.mkdtemp(prefix="seatledger-demo-")) if temporary else Path(data_dir)
+    root = Path(data_dir or tempfile.mkdtemp(prefix="seatledger-demo-"))
     if Layout(root / "master").config.exists():
         print(f"seatledger: {root} already holds a demo; the demo needs a fresh directory")
         return 1

@@ -39,7 +39,6 @@ from ledger import (
     ManualClock,
     Notice,
     OfflineEvent,
-    Refusal,
     ReleaseSeat,
     Severity,
     SyncResult,
@@ -47,6 +46,13 @@ from ledger import (
     Tick,
 )
 from ledger.domain.licence import REVOKED
+from seatledger.master.translate import (
+    answer_acquire,
+    answer_release,
+    held_seat,
+    notice_message,
+    offline_event,
+)
 from seatledger.master.writer import Request, Writer
 from transport import (
     CLOSED,
@@ -55,13 +61,10 @@ from transport import (
     Connection,
     Error,
     Goodbye,
-    Granted,
     Heartbeat,
     Hello,
     ProtocolError,
-    Refused,
     Release,
-    Released,
     RemoteProtocolError,
     Role,
     State,
@@ -69,13 +72,9 @@ from transport import (
     SyncDone,
     Welcome,
 )
-from transport import Notice as NoticeMessage
 from transport.tls import peer_identity
 
 log = logging.getLogger("seatledger.master")
-
-SEVERITY_WORDS = {Severity.OPENED: "info", Severity.DAY_LEFT: "warning",
-                  Severity.HOURS_LEFT: "urgent", Severity.EXPIRED: "critical"}
 
 
 _QUIET_STATES = (State.AWAIT_HELLO, State.SEND_WELCOME)
@@ -116,10 +115,6 @@ class _Session:
             self.cancel_scope.cancel()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
-
-
-def epoch(dt: datetime | None) -> float | None:
-    return None if dt is None else dt.timestamp()
 
 
 class Master:
@@ -271,10 +266,7 @@ class Master:
                                           f"{pool} over-use: {p.in_use} in use, limit {p.limit};"
                                           f" grace until {p.deadline:%Y-%m-%d %H:%M}Z"))
         for notice in notices:
-            message = NoticeMessage(
-                kind="enforcement" if notice.severity == Severity.EXPIRED else "overuse",
-                agent_class=notice.pool, severity=SEVERITY_WORDS[notice.severity],
-                deadline=epoch(notice.deadline), text=notice.detail)
+            message = notice_message(notice)
             for session in list(self._sessions.values()):
                 session.send(message)
 
@@ -412,11 +404,8 @@ class Master:
                     session.send(Welcome(session.id, self.settings.heartbeat_interval,
                                          dict(limits)))
                 case Sync(events, held, more):
-                    sync_events += [OfflineEvent(e.seq, e.kind, e.user, e.agent_class,
-                                                 datetime.fromtimestamp(e.occurred_at, UTC),
-                                                 e.tenant, e.campaign) for e in events]
-                    sync_held += [HeldSeat(h.user, h.agent_class, h.tenant, h.campaign)
-                                  for h in held]
+                    sync_events += [offline_event(e) for e in events]
+                    sync_held += [held_seat(h) for h in held]
                     if not more:
                         result = await self.submit(SyncSite(site, tuple(sync_events),
                                                             tuple(sync_held)))
@@ -430,38 +419,16 @@ class Master:
                 case Acquire(request_id, user, agent_class, tenant, campaign):
                     await self.writer.enqueue(Request(
                         AcquireSeat(site, user, agent_class, tenant, campaign),
-                        _answer_acquire(session, request_id)))
+                        answer_acquire(session.send, request_id)))
                 case Release(request_id, user):
                     await self.writer.enqueue(Request(
-                        ReleaseSeat(site, user), _answer_release(session, request_id, user)))
+                        ReleaseSeat(site, user), answer_release(session.send, request_id, user)))
                 case Heartbeat():
                     pass
                 case Goodbye():
                     return True
                 case Error():
                     return False
-
-
-def _answer_acquire(session: _Session, request_id: int) -> Callable[[Any], None]:
-    def reply(outcome: Any) -> None:
-        if isinstance(outcome, Grant):
-            session.send(Granted(request_id, str(outcome.seat),
-                                 "overuse" if outcome.overuse else "normal",
-                                 epoch(outcome.deadline) if outcome.overuse else None))
-        elif isinstance(outcome, Refusal):
-            session.send(Refused(request_id, outcome.reason, outcome.detail[:4000]))
-        else:
-            session.send(Refused(request_id, "failed", getattr(outcome, "error", "")[:4000]))
-    return reply
-
-
-def _answer_release(session: _Session, request_id: int, user: str) -> Callable[[Any], None]:
-    def reply(outcome: Any) -> None:
-        if isinstance(outcome, Failure):
-            session.send(Released(request_id, user, False, "unknown_seat"))
-        else:
-            session.send(Released(request_id, user))
-    return reply
 
 
 def trio_now(start: datetime) -> Callable[[], datetime]:

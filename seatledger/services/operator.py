@@ -91,9 +91,10 @@ def operator_port(config: Config) -> Iterator[LedgerPort]:
 def issue_licence(port: LedgerPort, *, customer: str, limits: Mapping[str, int],
                   total_pred_acd: int | None, expires_at: datetime | None,
                   policy: GracePolicy, cutoff_seconds: int) -> dict[str, Any]:
-    return port.call("licence.issue", customer=customer, limits=dict(limits),
+    summary: dict[str, Any] = port.call("licence.issue", customer=customer, limits=dict(limits),
                      total_pred_acd=total_pred_acd, expires_at=_iso(expires_at),
                      policy=_policy(policy), cutoff_seconds=cutoff_seconds)["licence"]
+    return summary
 
 
 def amend_licence(port: LedgerPort, **terms: Any) -> dict[str, Any]:
@@ -101,11 +102,13 @@ def amend_licence(port: LedgerPort, **terms: Any) -> dict[str, Any]:
         terms["expires_at"] = _iso(terms["expires_at"])
     if "policy" in terms:
         terms["policy"] = _policy(terms["policy"])
-    return port.call("licence.amend", **terms)["licence"]
+    summary: dict[str, Any] = port.call("licence.amend", **terms)["licence"]
+    return summary
 
 
 def show_licence(port: LedgerPort) -> dict[str, Any]:
-    return port.call("licence.show")["licence"]
+    summary: dict[str, Any] = port.call("licence.show")["licence"]
+    return summary
 
 
 def list_sites(port: LedgerPort) -> list[dict[str, Any]]:

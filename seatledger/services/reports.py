@@ -58,7 +58,8 @@ def compare_usage(config: Config, vendor_dir: Path, start: datetime,
             reports.append(runner.usage(start, end, by="site", as_of=end).rows
                            + runner.usage(start, end, by="class", as_of=end).rows)
     mine, theirs = reports
-    difference = next(((a, b) for a, b in zip(mine, theirs, strict=False) if a != b), None)
+    difference: tuple[Any, Any] | None = next(
+        ((a, b) for a, b in zip(mine, theirs, strict=False) if a != b), None)
     if difference is None and len(mine) != len(theirs):
         difference = (mine[len(theirs):][:1] or None, theirs[len(mine):][:1] or None)
     return UsageComparison(mine == theirs, len(mine), difference)

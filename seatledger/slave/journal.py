@@ -11,14 +11,17 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import attrs
+
+EntryKind = Literal["grant", "release"]
 
 
 @attrs.frozen
 class JournalEntry:
     seq: int
-    kind: str
+    kind: EntryKind
     user: str
     agent_class: str
     tenant: str
@@ -56,7 +59,7 @@ class Journal:
         self._db.close()
 
     # --------------------------------------------------------------- the journal
-    def append(self, kind: str, user: str, agent_class: str, tenant: str, campaign: str,
+    def append(self, kind: EntryKind, user: str, agent_class: str, tenant: str, campaign: str,
                at: datetime, seat: HeldSeat | None = None) -> int:
         """Journal one event (and the seat change it makes) durably; returns its seq."""
         db = self._db

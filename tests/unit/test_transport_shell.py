@@ -226,19 +226,29 @@ async def test_a_protocol_error_closes_that_link_only(autojump_clock: object) ->
     async def serve(name: str, stream: trio.abc.Stream) -> None:
         async with server_link(stream) as link:
             async for message in link:
-                if isinstance(message, Hello):
-                    link.send_nowait(Welcome(name, INTERVAL))
+                match message:
+                    case Hello():
+                        link.send_nowait(Welcome(name, INTERVAL))
+                    case Sync():
+                        link.send_nowait(SyncDone(0, 0, 0))
+                    case Acquire(request_id=rid):
+                        link.send_nowait(Granted(rid, "seat-1"))
         reasons[name] = link.close_reason
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(serve, "good", good_ours)
         nursery.start_soon(serve, "bad", bad_ours)
-        await bad.stream.send_all(b"\x00\x00\x00\x00\x01")  # an empty frame
         await good.send(Hello("good", PROTOCOL_VERSION))
         assert await good.receive() == Welcome("good", INTERVAL)
+        await bad.stream.send_all(b"\x00\x00\x00\x00\x01")  # an empty frame
         reply = await bad.receive()
         assert isinstance(reply, Error) and reply.code == "bad_frame"
-        assert reasons == {"bad": CloseReason.PROTOCOL_ERROR}
+        assert await bad.receive() is None
+        # The bad link is gone; the good one is still served.
+        await good.send(Sync())
+        assert await good.receive() == SyncDone(0, 0, 0)
+        await good.send(Acquire(1, "u1", "PRED"))
+        assert await good.receive() == Granted(1, "seat-1")
         await good.send(Goodbye())
     assert reasons == {"bad": CloseReason.PROTOCOL_ERROR, "good": CloseReason.PEER_GOODBYE}
 
@@ -262,16 +272,22 @@ async def test_an_idle_link_sends_heartbeats_every_interval(
 ) -> None:
     ours, peer = pair
     beats: list[float] = []
-    async with server_link(ours) as link:
-        await handshake(link, peer)
+
+    async def site() -> None:
         start = trio.current_time()
         for _ in range(3):
             assert isinstance(await peer.receive(), Heartbeat)
             beats.append(trio.current_time() - start)
-            await peer.send(Heartbeat())  # proof of life, or we would be dropped at 30 s
-        assert link.close_reason is None
-        assert link.statistics().heartbeats_sent == 3
+            await peer.send(Heartbeat())  # proof of life, or it would be dropped at 30 s
         await peer.send(Goodbye())
+
+    async with server_link(ours) as link:
+        await handshake(link, peer)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(site)
+            assert [message async for message in link] == [Goodbye()]
+        assert link.statistics().heartbeats_sent == 3
+    assert link.close_reason is CloseReason.PEER_GOODBYE
     assert beats == pytest.approx([INTERVAL, 2 * INTERVAL, 3 * INTERVAL])
 
 

@@ -1,0 +1,66 @@
+"""Translation between wire messages and ledger commands and outcomes: one function per
+boundary crossing, so that each wire type meets its ledger type in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from ledger import Failure, Grant, HeldSeat, Notice, OfflineEvent, Refusal, Severity
+from transport import Granted, Message, Refused, Released
+from transport import HeldSeat as WireHeldSeat
+from transport import Notice as NoticeMessage
+from transport import OfflineEvent as WireOfflineEvent
+
+Send = Callable[[Message], None]
+SeverityWord = Literal["info", "warning", "urgent", "critical"]
+
+SEVERITY_WORDS: dict[Severity, SeverityWord] = {
+    Severity.OPENED: "info", Severity.DAY_LEFT: "warning",
+    Severity.HOURS_LEFT: "urgent", Severity.EXPIRED: "critical",
+}
+
+
+def epoch(dt: datetime | None) -> float | None:
+    return None if dt is None else dt.timestamp()
+
+
+def offline_event(e: WireOfflineEvent) -> OfflineEvent:
+    return OfflineEvent(e.seq, e.kind, e.user, e.agent_class,
+                        datetime.fromtimestamp(e.occurred_at, UTC), e.tenant, e.campaign)
+
+
+def held_seat(h: WireHeldSeat) -> HeldSeat:
+    return HeldSeat(h.user, h.agent_class, h.tenant, h.campaign)
+
+
+def notice_message(notice: Notice) -> NoticeMessage:
+    return NoticeMessage(
+        kind="enforcement" if notice.severity == Severity.EXPIRED else "overuse",
+        agent_class=notice.pool, severity=SEVERITY_WORDS[notice.severity],
+        deadline=epoch(notice.deadline), text=notice.detail)
+
+
+def answer_acquire(send: Send, request_id: int) -> Callable[[Any], None]:
+    """The reply to an Acquire, from the ledger's outcome."""
+    def reply(outcome: Any) -> None:
+        if isinstance(outcome, Grant):
+            send(Granted(request_id, str(outcome.seat),
+                                 "overuse" if outcome.overuse else "normal",
+                                 epoch(outcome.deadline) if outcome.overuse else None))
+        elif isinstance(outcome, Refusal):
+            send(Refused(request_id, outcome.reason, outcome.detail[:4000]))
+        else:
+            send(Refused(request_id, "failed", getattr(outcome, "error", "")[:4000]))
+    return reply
+
+
+def answer_release(send: Send, request_id: int, user: str) -> Callable[[Any], None]:
+    """The reply to a Release, from the ledger's outcome."""
+    def reply(outcome: Any) -> None:
+        if isinstance(outcome, Failure):
+            send(Released(request_id, user, False, "unknown_seat"))
+        else:
+            send(Released(request_id, user))
+    return reply
