@@ -185,7 +185,7 @@ class LedgerApp:
     def now(self) -> datetime:
         """The recorded time a command arriving now would get."""
         last = self._licence.modified_on if self._licence is not None else None
-        return self.timekeeper.read(last)[0]
+        return self.timekeeper.read(last, peek=True)[0]
 
     def _time(self, licence: Licence | None) -> datetime:
         last = licence.modified_on if licence is not None else None

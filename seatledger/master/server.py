@@ -136,6 +136,9 @@ class Master:
         self.settings = settings
         self._now = now
         self.on_commit = on_commit
+        # Recorded time follows trio's clock (monotonic; MockClock in tests) from the last
+        # recorded time: a wall-clock step is recorded, never followed.
+        app.timekeeper.follow_monotonic(trio.current_time)
         self.writer = Writer(app, ledger_clock, self.now, max_batch=settings.max_batch,
                              queue_size=settings.queue_size, worker_thread=settings.worker_thread,
                              after_batch=self._after_batch)
@@ -282,7 +285,7 @@ class Master:
         while True:
             self._schedule_changed = trio.Event()
             due = self._next_due
-            delay = refresh if due is None else (due - self.now()).total_seconds()
+            delay = refresh if due is None else (due - self.app.now()).total_seconds()
             if delay > 0:
                 with trio.move_on_after(min(delay, refresh)) as idle:
                     await self._schedule_changed.wait()
