@@ -37,6 +37,7 @@ from seatledger.cli.exits import EXIT_OK
 from seatledger.config.settings import data_dir_from, load_config
 from seatledger.config.store import open_ledger
 from seatledger.daemons.follower import run_follower
+from seatledger.daemons.master import read_children
 from seatledger.services.errors import UsageError
 
 Add = Callable[[Any, str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
@@ -110,13 +111,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         while True:
             status = runner.status()
             now = app.now()
+            children = read_children(load_config(data_dir_from(args.data_dir)))
             if args.json:
                 data = status.as_dict() if status is not None else None
-                print(to_json({"as_of": now, "status": data}), flush=True)
+                print(to_json({"as_of": now, "status": data, "daemons": children}), flush=True)
             else:
                 if args.watch and sys.stdout.isatty():
                     sys.stdout.write("\x1b[H\x1b[2J")
                 print(render_status_table(status, now=now), flush=True)
+                for name, child in children.items():
+                    print(f"{name}: {child['state']} (restarts {child['restarts']}, "
+                          f"last exit {child['last_exit']})")
             if not args.watch:
                 return EXIT_OK
             try:

@@ -16,17 +16,19 @@ from types import TracebackType
 class DataDirBusyError(Exception):
     """Another process holds the data directory's lock."""
 
-    def __init__(self, path: Path, holder: str):
-        super().__init__(f"{path.parent.parent} is in use by {holder}")
+    def __init__(self, directory: Path, holder: str):
+        super().__init__(f"{directory} is in use by {holder}")
         self.holder = holder
 
 
 class DataDirLock:
     """``with DataDirLock(path, "master"):`` or :meth:`acquire` / :meth:`release`."""
 
-    def __init__(self, path: Path, role: str):
+    def __init__(self, path: Path, role: str, *, directory: Path | None = None):
+        """``directory``: what the lock protects, as errors name it (default: its folder)."""
         self.path = path
         self.role = role
+        self.directory = directory or path.parent
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -38,7 +40,7 @@ class DataDirLock:
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise DataDirBusyError(self.path, holder) from None
+            raise DataDirBusyError(self.directory, holder) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{self.role} (pid {os.getpid()})\n".encode(), 0)
         self._fd = fd

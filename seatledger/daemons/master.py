@@ -43,7 +43,7 @@ async def run_master(config: Config, listen: str, *,
         raise
     try:
         follower = Supervisor("read-model follower", follower_command(config, os.getpid()),
-                              on_change=lambda s: _write_children(config, s))
+                              on_change=lambda s: write_children(config, s))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(follower.run)
             await nursery.start(_stop_on_signal, master)
@@ -71,7 +71,7 @@ async def _lock_data_dir(config: Config) -> DataDirLock:
     Raises:
         DataDirBusyError: another master runs on this data directory.
     """
-    lock = DataDirLock(config.layout.lock, "master")
+    lock = DataDirLock(config.layout.lock, "master", directory=config.root)
     for _ in range(100):
         try:
             lock.acquire()
@@ -84,7 +84,8 @@ async def _lock_data_dir(config: Config) -> DataDirLock:
     return lock
 
 
-def _write_children(config: Config, status: ChildStatus) -> None:
+def write_children(config: Config, status: ChildStatus) -> None:
+    """Record a supervised child's state where ``seatledger status`` reads it."""
     path = config.root / CHILDREN_STATE
     write_replacing(path, json.dumps({status.name: status.as_dict()}).encode())
 
@@ -125,4 +126,4 @@ async def daily_exports(master: Master, schedule: ExportSchedule) -> None:
             log.error("daily export failed (retried at the next run): %s", e)
 
 
-__all__ = ["daily_exports", "read_children", "run_master"]
+__all__ = ["daily_exports", "read_children", "run_master", "write_children"]

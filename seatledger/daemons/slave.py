@@ -11,6 +11,7 @@ import trio
 
 from seatledger.bootstrap import build_slave
 from seatledger.config.bundle import Bundle
+from seatledger.config.lock import DataDirLock
 from seatledger.slave.connector import SlaveSettings
 from seatledger.slave.local_socket import serve_socket
 
@@ -20,6 +21,14 @@ async def run_slave(bundle: Bundle, state_dir: Path, *, socket_path: Path | None
                     ready: Callable[[str], None] | None = None) -> None:
     """Run a slave connector with its local socket until SIGINT/SIGTERM."""
     path = socket_path or state_dir / "slave.sock"
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state_dir.chmod(0o700)
+    with DataDirLock(state_dir / "slave.lock", "slave"):
+        await _serve(bundle, state_dir, path, settings, ready)
+
+
+async def _serve(bundle: Bundle, state_dir: Path, path: Path, settings: SlaveSettings | None,
+                 ready: Callable[[str], None] | None) -> None:
     async with build_slave(bundle, state_dir, settings=settings) as slave:
         slave.on_alert = lambda a: print(f"[{a.at:%Y-%m-%d %H:%M:%S}] {a.severity}: {a.text}",
                                          file=sys.stderr, flush=True)

@@ -75,7 +75,7 @@ class AdminPort:
 @contextmanager
 def operator_port(config: Config) -> Iterator[LedgerPort]:
     """The way to the ledger for one operator command (see the module docstring)."""
-    lock = DataDirLock(config.layout.lock, "operator command")
+    lock = DataDirLock(config.layout.lock, "operator command", directory=config.root)
     try:
         lock.acquire()
     except DataDirBusyError as e:

@@ -38,6 +38,7 @@ from seatledger.slave.journal import Journal
 from transport import (
     CLOSED,
     NEED_DATA,
+    PROTOCOL_VERSION,
     Acquire,
     Connection,
     Error,
@@ -323,7 +324,7 @@ class SlaveConnector:
             try:
                 await stream.do_handshake()
                 conn = Connection(Role.CLIENT)
-                await stream.send_all(conn.send(Hello(self.bundle.site, 1)))
+                await stream.send_all(conn.send(Hello(self.bundle.site, PROTOCOL_VERSION)))
                 welcome = await _next(stream, conn)
                 if not isinstance(welcome, Welcome):
                     raise _Refused(f"expected Welcome, got {type(welcome).__name__}")
