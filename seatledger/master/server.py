@@ -138,7 +138,7 @@ class Master:
         self.on_commit = on_commit
         # Recorded time follows trio's clock (monotonic; MockClock in tests) from the last
         # recorded time: a wall-clock step is recorded, never followed.
-        app.timekeeper.follow_monotonic(trio.current_time)
+        app.timekeeper.follow_monotonic(trio.lowlevel.current_clock().current_time)
         self.writer = Writer(app, ledger_clock, self.now, max_batch=settings.max_batch,
                              queue_size=settings.queue_size, worker_thread=settings.worker_thread,
                              after_batch=self._after_batch)

@@ -70,15 +70,21 @@ class RawPeer:
 
 
 async def handshake(link: Link, peer: RawPeer) -> None:
-    """Bring a server Link and a raw client peer to READY."""
-    await peer.send(Hello("acme", PROTOCOL_VERSION))
-    assert await link.receive() == Hello("acme", PROTOCOL_VERSION)
-    link.send_nowait(Welcome("acme-1", INTERVAL))
-    assert isinstance(await peer.receive(), Welcome)
-    await peer.send(Sync())
-    assert await link.receive() == Sync()
-    link.send_nowait(SyncDone(0, 0, 0))
-    assert await peer.receive() == SyncDone(0, 0, 0)
+    """Bring a server Link and a raw client peer to READY (the peer in a task of its own, as
+    a lockstep stream's writer waits for its reader)."""
+
+    async def site() -> None:
+        await peer.send(Hello("acme", PROTOCOL_VERSION))
+        assert isinstance(await peer.receive(), Welcome)
+        await peer.send(Sync())
+        assert await peer.receive() == SyncDone(0, 0, 0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(site)
+        assert await link.receive() == Hello("acme", PROTOCOL_VERSION)
+        link.send_nowait(Welcome("acme-1", INTERVAL))
+        assert await link.receive() == Sync()
+        link.send_nowait(SyncDone(0, 0, 0))
     assert link.conn.our_state is State.READY and peer.conn.our_state is State.READY
 
 
@@ -348,13 +354,15 @@ async def test_a_peer_that_keeps_beating_is_not_dropped(
             await peer.send(Heartbeat())
         await peer.send(Goodbye())
 
-    async with server_link(ours) as link:
-        await handshake(link, peer)
-        async with trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:
+        async with server_link(ours) as link:
+            await handshake(link, peer)
+            start = trio.current_time()
             nursery.start_soon(beat)
             nursery.start_soon(_drain, peer)
             assert [message async for message in link] == [Goodbye()]
     assert link.close_reason is CloseReason.PEER_GOODBYE
+    assert trio.current_time() - start == pytest.approx(20 * (INTERVAL * MISSED - 1))
 
 
 async def _drain(peer: RawPeer) -> None:
@@ -414,7 +422,7 @@ async def test_a_full_outbox_drops_the_link_without_blocking_the_sender(
         await handshake(link, peer)  # the peer stops reading after this
         start = trio.current_time()
         link.send_nowait(notice(0))
-        await trio.sleep(0)  # the sender takes it and blocks writing it
+        await trio.testing.wait_all_tasks_blocked()  # the sender is stuck writing it
         for n in range(1, 7):
             queued.append(link.send_nowait(notice(n)))
         assert trio.current_time() == start  # never waited
@@ -432,7 +440,7 @@ async def test_an_overloaded_link_does_not_hold_up_another(autojump_clock: objec
     links: list[Link] = []
 
     async def serve(stream: trio.abc.Stream, peer: RawPeer) -> None:
-        async with server_link(stream, outbox_size=8) as link:
+        async with server_link(stream, outbox_size=32) as link:
             await handshake(link, peer)
             links.append(link)
             async for _message in link:
@@ -478,7 +486,7 @@ async def test_send_waits_for_room_in_the_outbox(autojump_clock: object) -> None
     async with server_link(ours, outbox_size=1) as link:
         await handshake(link, peer)
         link.send_nowait(notice(0))
-        await trio.sleep(0)  # the sender is now writing notice 0 into a stream nobody reads
+        await trio.testing.wait_all_tasks_blocked()  # the sender is stuck writing notice 0
         link.send_nowait(notice(1))  # fills the outbox
         done = trio.Event()
 
