@@ -121,7 +121,10 @@ async def daily_exports(master: Master, schedule: ExportSchedule) -> None:
             async with master.exclusive():
                 master.ledger_clock.set(master.now())
                 days = schedule.due(master.app, master.now().date())
-                await trio.to_thread.run_sync(schedule.run, master.app, days)
+                if master.settings.worker_thread:
+                    await trio.to_thread.run_sync(schedule.run, master.app, days)
+                else:  # on trio's MockClock a thread looks idle: the clock would jump
+                    schedule.run(master.app, days)
         except (ConfigError, ExportError, LedgerError, OSError) as e:
             log.error("daily export failed (retried at the next run): %s", e)
 

@@ -51,7 +51,7 @@ async def test_master_exports_each_day_at_the_configured_time(
         nursery.cancel_scope.cancel()
     exported = [e for _, e in app.events() if type(e).__name__ == "AuditTrailExported"]
     assert [e.day for e in exported] == ["2026-03-02", "2026-03-03", "2026-03-04"]
-    assert all(e.timestamp.strftime("%H:%M") == "01:30" for e in exported)
+    assert all(e.timestamp.strftime("%H:%M") == "01:30" for e in exported), [e.timestamp for e in exported]
     manifests = sorted(p.name for p in inbox.glob("*.manifest.json"))
     assert len(manifests) == 3 and "2026-03-04" in manifests[-1]
     app.close()
