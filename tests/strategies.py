@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from transport import (
+    PROTOCOL_VERSION,
     Acquire,
     Error,
     Goodbye,
@@ -55,7 +56,7 @@ held_seats = st.builds(
 )
 
 MESSAGE_STRATEGIES: dict[type[Message], st.SearchStrategy[Message]] = {
-    Hello: st.builds(Hello, site=names, version=st.just(1), capabilities=st.tuples(names)),
+    Hello: st.builds(Hello, site=names, version=st.just(PROTOCOL_VERSION), capabilities=st.tuples(names)),
     Welcome: st.builds(
         Welcome,
         session=names,

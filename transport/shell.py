@@ -332,8 +332,7 @@ class Link:
 
     def abort(self) -> None:
         """End the link now, writing nothing more; the ``async with`` body is cancelled."""
-        self._end(CloseReason.ABORTED)
-        self._cancel()
+        self._fail(CloseReason.ABORTED)
 
     async def _flush(self) -> None:
         """Wait until the sender has written the outbox (the caller bounds the wait)."""
@@ -363,6 +362,7 @@ class Link:
         """End the link abruptly: nothing more is written or read."""
         self._end(reason)
         self._receiving = False
+        self._outbox.clear()
         self._cancel()
         self._drained.unpark_all()
 
@@ -422,6 +422,8 @@ class Link:
                     return
                 self._drained.unpark_all()
                 await self._has_outbox.park()
+            if self._scope is not None and self._scope.cancel_called:
+                return  # ended while we were being woken: write nothing more
             chunks = [outbox.popleft()]
             size = len(chunks[0])
             while outbox and size + len(outbox[0]) <= self._write_size:

@@ -425,8 +425,9 @@ class Licence(Aggregate):
     def admits_certificate(self, fingerprint: str) -> bool:
         """Whether a certificate with ``fingerprint`` is pinned by an unrevoked site (the
         TLS handshake's check, before the site's name is known)."""
-        return any(site.fingerprint == fingerprint and site.admits(fingerprint)
-                   for site in self.sites.values())
+        return bool(fingerprint) and any(
+            site.fingerprint == fingerprint and site.admits(fingerprint)
+            for site in self.sites.values())
 
     @property
     def seats_in_use(self) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
-from eventsourcing.persistence import Notification, OperationalError, StoredEvent
+from eventsourcing.persistence import IntegrityError, Notification, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from psycopg.sql import SQL, Composed
@@ -229,6 +229,9 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
                             for i, s in zip(ids, stored_events, strict=True)]
                     token = self.seal_hook.seal_in_transaction(c.execute, rows)
                 conn.commit()
+            except sqlite3.IntegrityError as e:  # another writer took these versions
+                conn.rollback()
+                raise IntegrityError(e) from e
             except sqlite3.Error as e:
                 conn.rollback()
                 raise OperationalError(e) from e

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import uuid
+from typing import Any
 
 import psycopg
 from eventsourcing.postgres import PostgresDatastore
@@ -28,7 +30,31 @@ from ledger.persistence.store import (
 PG_URL_VARIABLE = "SEATLEDGER_TEST_PG_URL"
 
 
-class TestCompactSQLiteRecorder(ApplicationRecorderTestCase[CompactSQLiteRecorder]):
+class _ClosesItsRecorders:
+    """Closes the recorders a test made once the threads it started have ended: the
+    concurrency tests stop their reader threads without joining them, and closing a
+    connection under a running reader crashes the SQLite module."""
+
+    recorders: list[Any]
+
+    def track_recorders(self, test: Any) -> None:
+        self.recorders = []
+        self._threads_before = set(threading.enumerate())
+        test.addCleanup(self._close_recorders)
+
+    def _close_recorders(self) -> None:
+        # Connection pools run daemon threads until closed; the test's readers are not.
+        started = set(threading.enumerate()) - self._threads_before
+        for thread in (t for t in started if not t.daemon):
+            thread.join(timeout=10)
+            if thread.is_alive():
+                raise AssertionError(f"thread {thread.name} still running after the test")
+        for recorder in self.recorders:
+            recorder.datastore.close()
+
+
+class TestCompactSQLiteRecorder(_ClosesItsRecorders,
+                                ApplicationRecorderTestCase[CompactSQLiteRecorder]):
     """The contract on an SQLite file, as the ledger opens it (a fresh file per test)."""
 
     def setUp(self) -> None:
@@ -36,12 +62,7 @@ class TestCompactSQLiteRecorder(ApplicationRecorderTestCase[CompactSQLiteRecorde
         folder = tempfile.TemporaryDirectory(prefix="seatledger-contract-")
         self.addCleanup(folder.cleanup)
         self.db_name = os.path.join(folder.name, "ledger.db")
-        self.recorders: list[CompactSQLiteRecorder] = []
-        self.addCleanup(self._close_recorders)
-
-    def _close_recorders(self) -> None:
-        for recorder in self.recorders:
-            recorder.datastore.close()
+        self.track_recorders(self)
 
     def create_recorder(self) -> CompactSQLiteRecorder:
         # The concurrency tests write from ten threads at once: one connection each.
@@ -52,7 +73,8 @@ class TestCompactSQLiteRecorder(ApplicationRecorderTestCase[CompactSQLiteRecorde
         return recorder
 
 
-class TestSealedPostgresRecorder(ApplicationRecorderTestCase[SealedPostgresRecorder]):
+class TestSealedPostgresRecorder(_ClosesItsRecorders,
+                                 ApplicationRecorderTestCase[SealedPostgresRecorder]):
     """The contract on the real PostgreSQL server, in a fresh database per test (dropped
     afterwards), as the ledger's own store tests do."""
 
@@ -67,17 +89,12 @@ class TestSealedPostgresRecorder(ApplicationRecorderTestCase[SealedPostgresRecor
             conn.execute(f"CREATE DATABASE {name}")
         self.addCleanup(self._drop_database, server, name)
         self.env = persistence_env(f"{server.rsplit('/', 1)[0]}/{name}")
-        self.recorders: list[SealedPostgresRecorder] = []
-        self.addCleanup(self._close_recorders)
+        self.track_recorders(self)
 
     @staticmethod
     def _drop_database(server: str, name: str) -> None:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-    def _close_recorders(self) -> None:
-        for recorder in self.recorders:
-            recorder.datastore.close()
 
     def create_recorder(self) -> SealedPostgresRecorder:
         env = self.env

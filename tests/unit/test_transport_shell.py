@@ -394,7 +394,10 @@ async def test_a_write_stuck_longer_than_the_silence_drops_the_peer(
     async def keep_beating() -> None:
         while True:
             await trio.sleep(INTERVAL / 2)
-            await peer.send(Heartbeat())
+            try:
+                await peer.send(Heartbeat())
+            except trio.BrokenResourceError:  # the link has dropped us
+                return
 
     async with trio.open_nursery() as nursery:
         async with server_link(ours) as link:
@@ -500,7 +503,8 @@ async def test_send_waits_for_room_in_the_outbox(autojump_clock: object) -> None
             assert not done.is_set()
             assert [await peer.receive() for _ in range(3)] == [notice(0), notice(1), notice(2)]
             await done.wait()
-        await peer.send(Goodbye())
+            nursery.start_soon(peer.send, Goodbye())
+            assert await link.receive() == Goodbye()
     assert link.close_reason is CloseReason.PEER_GOODBYE
 
 
