@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +30,7 @@ from ledger.errors import KeyFileError, LedgerError, LicenceError, LicenceNotFou
 from ledger.persistence.codec import CompactTranscoder, RowCipher, SealedMapper
 from ledger.persistence.store import CompactSQLiteRecorder, persistence_env
 from ledger.seal.merkle import Frontier
-from ledger.seal.seal import Sealer, VerifyReport, open_payload, verify_records
+from ledger.seal.seal import Problem, Sealer, VerifyReport, open_payload, verify_records
 
 _T = TypeVar("_T")
 
@@ -60,6 +62,9 @@ class _EventSourcedLedger(Application[UUID]):
     def construct_mapper(self) -> SealedMapper:
         return SealedMapper(CompactTranscoder(), self._cipher, self._compress)
 
+
+# Below this much free space an SQLite I/O failure is reported as a full disk.
+DISK_FULL_BYTES = 1 << 20
 
 class LedgerApp:
     """The ledger: commands in, events recorded, sealed; state and history out.
@@ -101,6 +106,11 @@ class LedgerApp:
         self.timekeeper = TimeKeeper(clock or SystemClock())
         try:
             self._app = _EventSourcedLedger(env, self.cipher, compress)
+        except sqlite3.OperationalError as e:
+            raise StoreError(f"cannot open store {_redact(url)}: {e}{_disk_full_hint(env)}") from e
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"the store {_redact(url)} is damaged ({e}): nothing was changed; "
+                             "restore it from a backup") from e
         except (PersistenceError, OSError) as e:
             raise StoreError(f"cannot open store {_redact(url)}: {_first_line(e)}") from e
         self.recorder: Any = self._app.recorder
@@ -130,6 +140,14 @@ class LedgerApp:
                 f"the store holds {top} records but its seal covers {frontier.size}: "
                 "it was altered outside the ledger (run 'seatledger audit verify')"
             )
+        if (self.checkpoint_file is not None and not self.read_only and frontier.size
+                and not self.checkpoint_file.exists()):
+            # The checkpoint kept outside the store is gone. Writing a fresh one would hide
+            # that (a truncated tail could no longer be told): note where it was lost first,
+            # so that 'audit verify' keeps reporting it until an operator accepts it.
+            lost = _lost_marker(self.checkpoint_file)
+            if not lost.exists():
+                lost.write_text(f"{frontier.size}\n")
         self.sealer = Sealer(frontier, self.signing_key, self.origin, self.checkpoint_file,
                              cipher=self.cipher, contiguous_ids=self.contiguous_ids)
         self.recorder.seal_hook = self.sealer
@@ -395,7 +413,7 @@ class LedgerApp:
         note = None
         if self.checkpoint_file is not None and self.checkpoint_file.exists():
             note = self.checkpoint_file.read_text()
-        return verify_records(
+        report = verify_records(
             self.recorder.iter_rows(),
             rows,
             frontier,
@@ -408,6 +426,42 @@ class LedgerApp:
             contiguous_ids=self.contiguous_ids,
             progress=progress,
         )
+        return self._check_external_checkpoint(report)
+
+    def _check_external_checkpoint(self, report: VerifyReport) -> VerifyReport:
+        """A missing (or once lost) checkpoint file fails verification: without it a
+        truncated tail cannot be told from an honest store."""
+        if not report.ok or self.checkpoint_file is None or not report.records:
+            return report
+        lost = _lost_marker(self.checkpoint_file)
+        reason = None
+        if not self.checkpoint_file.exists():
+            reason = (f"the checkpoint kept outside the store ({self.checkpoint_file}) is "
+                      "missing: the end of the history cannot be confirmed")
+        elif lost.exists():
+            size = lost.read_text().strip()
+            reason = (f"the checkpoint kept outside the store was found missing when the "
+                      f"store held {size} records; records up to there cannot be confirmed "
+                      f"against it (delete {lost} to accept this)")
+        if reason is None:
+            return report
+        return attrs.evolve(report, problem=Problem(report.records, reason))
+
+
+def _disk_full_hint(env: Mapping[str, str]) -> str:
+    """' (the disk holding it is full)' when that explains an SQLite failure, else ''."""
+    name = env.get("SQLITE_DBNAME")
+    if not name:
+        return ""
+    try:
+        free = shutil.disk_usage(Path(name).parent).free
+    except OSError:
+        return ""
+    return " (the disk holding it is full)" if free < DISK_FULL_BYTES else ""
+
+
+def _lost_marker(checkpoint_file: Path) -> Path:
+    return checkpoint_file.with_name(checkpoint_file.name + ".lost")
 
 
 def _first_line(e: BaseException) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ledger import check_site_name
 
 from ._errors import CertificateError
 
@@ -40,7 +41,6 @@ __all__ = [
 CA_VALIDITY = dt.timedelta(days=20 * 365)
 LEAF_VALIDITY = dt.timedelta(days=2 * 365)
 # Site names travel as DNS subjectAltNames, so they keep to DNS-label characters.
-_SITE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 PrivateKey = ec.EllipticCurvePrivateKey
 CertSource = x509.Certificate | bytes | str
@@ -210,8 +210,7 @@ def issue_site_certificate(
     Raises:
         ValueError: ``site`` is not a DNS label (letters, digits, inner hyphens; ≤ 63).
     """
-    if not _SITE_NAME.fullmatch(site):
-        raise ValueError(f"site name {site!r} must be a DNS label (letters, digits, hyphens)")
+    check_site_name(site)
     return _issue_leaf(
         ca,
         site,

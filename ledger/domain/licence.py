@@ -6,8 +6,9 @@ a batch of commands from many connections be committed in one transaction.
 
 Commands check their rules first and only then trigger events; state changes only in the
 events' ``apply`` methods. Every method that records something takes ``now``, the ledger's
-recorded time (see :class:`ledger.clock.TimeKeeper`); the grace rules live in
-:mod:`ledger.grace`.
+recorded time (see :class:`ledger.clock.TimeKeeper`). The grace rules live in
+:mod:`ledger.domain.grace`, what pool events do in :mod:`ledger.domain.pools`, notice texts in
+:mod:`ledger.domain.notices`, and the outcomes commands return in :mod:`ledger.domain.outcomes`.
 """
 
 from __future__ import annotations

@@ -41,13 +41,19 @@ class DataDirLock:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise DataDirBusyError(self.directory, holder) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{self.role} (pid {os.getpid()})\n".encode(), 0)
         self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{self.role} (pid {os.getpid()})\n".encode(), 0)
+        except OSError:
+            pass  # a full disk: the lock holds all the same, only its label is missing
 
     def release(self) -> None:
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
+            try:
+                os.ftruncate(self._fd, 0)
+            except OSError:
+                pass
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

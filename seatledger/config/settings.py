@@ -107,7 +107,10 @@ def load_config(root: Path) -> Config:
             f"no seatledger data directory at {root} (run 'seatledger init --data-dir {root}')"
         )
     try:
-        raw = tomllib.loads(layout.config.read_text())
+        raw = tomllib.loads(layout.config.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{layout.config}: not UTF-8 text (byte {e.start}): "
+                          "restore the file written by 'seatledger init'") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{layout.config}: {e}") from None
     except OSError as e:
@@ -116,6 +119,11 @@ def load_config(root: Path) -> Config:
     seal = _table(raw, "seal")
     master = _table(raw, "master")
     storage = _table(raw, "storage")
+    if "origin" not in seal:
+        # The origin names every signed checkpoint: a default would sign under the wrong
+        # name and make the seal fail to verify for good once the real file is back.
+        raise ConfigError(f"{layout.config}: [seal] origin is missing (every data directory "
+                          "has one: restore the file written by 'seatledger init')")
     url = _get(store, "url", str, "", "store")
     if not url:
         url = f"sqlite:///{layout.ledger_db}"

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from ledger.application import LedgerApp
 from ledger.clock import Clock
-from ledger.persistence.store import load_key_file
+from ledger.errors import StoreError
+from ledger.persistence.store import load_key_file, sqlite_path
 from seatledger.config.keys import load_public_key, load_signing_key
 from seatledger.config.settings import Config
 
 
-def open_ledger(config: Config, clock: Clock | None = None, *, read_only: bool = False) -> LedgerApp:
-    """Open the data directory's ledger with its keys. Raises LedgerError subclasses."""
+def open_ledger(config: Config, clock: Clock | None = None, *, read_only: bool = False,
+                create: bool = False) -> LedgerApp:
+    """Open the data directory's ledger with its keys; ``create`` only for a new data
+    directory. Raises LedgerError subclasses (StoreError for a missing or damaged store)."""
     layout = config.layout
+    path = sqlite_path(config.store_url)
+    if not create and path is not None and (not path.exists() or path.stat().st_size == 0):
+        raise StoreError(f"the store /{str(path).lstrip('/')} is missing or empty: nothing was created; "
+                         "restore it from a backup (or run 'seatledger init' in a new directory)")
     key = load_key_file(layout.at_rest_key)
     signing_key = load_signing_key(layout.signing_key)
     layout.checkpoint.parent.mkdir(parents=True, exist_ok=True)

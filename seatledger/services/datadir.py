@@ -33,7 +33,7 @@ def init_data_dir(root: Path, *, origin: str | None = None,
     create_ca(layout.ca_dir, origin)
     ensure_export_keys(layout)
     config = load_config(root)
-    with open_ledger(config):
+    with open_ledger(config, create=True):
         pass
     return config
 

@@ -6,7 +6,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ledger import LedgerApp, LicenceError
-from ledger.domain.licence import REVOKED
 from seatledger.config.bundle import Bundle, parse_address
 from seatledger.config.ca import load_ca
 from seatledger.config.settings import Config
@@ -42,8 +41,7 @@ def admission_check(app: LedgerApp) -> Callable[[str], bool]:
     """The handshake's check: True (refuse) unless a certificate fingerprint is an enrolled,
     unrevoked site's. Reads the ledger's current state at each handshake."""
     def refused(fingerprint: str) -> bool:
-        return not any(site.fingerprint == fingerprint and site.status != REVOKED
-                       for site in app.licence.sites.values())
+        return not app.licence.admits_certificate(fingerprint)
     return refused
 
 
