@@ -189,7 +189,7 @@ def generate_signing_key(secret_path: Path, public_path: Path) -> SigningKey:
     secret = minisign.KeyPair.generate().secret_key
     key = SigningKey(secret)
     _write_new_file(secret_path, bytes(secret) + b"\n", 0o600)
-    _write_new_file(public_path, key.public_key_text.encode("ascii"), 0o644)
+    _write_new_file(public_path, key.public_key_text.encode("ascii"), 0o600)
     return key
 
 
