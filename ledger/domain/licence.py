@@ -690,8 +690,9 @@ class Licence(Aggregate):
                 opened += grant.notices
                 applied += 1
             elif ev.kind == "release" and ev.user in site.seats:
-                self._release(now, occurred, site, ev.user, ReleaseReason.LOGOFF,
-                              offline=True, seq=ev.seq)
+                reason = (ReleaseReason.SITE_CUT_OFF if ev.reason == ReleaseReason.SITE_CUT_OFF
+                          else ReleaseReason.LOGOFF)
+                self._release(now, occurred, site, ev.user, reason, offline=True, seq=ev.seq)
                 applied += 1
             else:
                 skipped += 1

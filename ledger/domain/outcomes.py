@@ -66,6 +66,9 @@ class OfflineEvent:
     occurred_at: datetime
     tenant: str = ""
     campaign: str = ""
+    # Why the site released a seat by itself (a cut-off site releasing its seats:
+    # ``site_cut_off``); empty for a user's own log-off.
+    reason: str = ""
 
 
 @attrs.frozen
