@@ -104,6 +104,7 @@ class LedgerApp:
         self.snapshot_every = snapshot_every
         self.checkpoint_every = checkpoint_every
         self.timekeeper = TimeKeeper(clock or SystemClock())
+        self._clock_steps: list[tuple[datetime, datetime]] = []
         try:
             self._app = _EventSourcedLedger(env, self.cipher, compress)
         except sqlite3.OperationalError as e:
@@ -210,7 +211,14 @@ class LedgerApp:
         now, step = self.timekeeper.read(last)
         if step is not None and licence is not None:
             licence.record_clock_step(now, *step)
+            self._clock_steps.append(step)
         return now
+
+    def take_clock_steps(self) -> list[tuple[datetime, datetime]]:
+        """The wall-clock steps recorded since the last call, as (wall, expected): a running
+        master tells its sites (a critical notice)."""
+        steps, self._clock_steps = self._clock_steps, []
+        return steps
 
     # ---------------------------------------------------------------- saving
     def _save(self, licence: Licence) -> None:

@@ -38,3 +38,12 @@ def grace_opened(pool: str, in_use: int, limit: int, deadline: datetime) -> Noti
     """The notice sent when over-use opens ``pool``'s grace window."""
     return Notice(pool, Severity.OPENED, deadline,
                   grace_opened_text(pool, in_use, limit, deadline))
+
+
+def clock_stepped_text(wall: datetime, expected: datetime) -> str:
+    """The master's wall clock was moved: recorded time and every deadline ignore the step."""
+    delta = (wall - expected).total_seconds()
+    direction = "back" if delta < 0 else "forward"
+    return (f"the master's clock was set {direction} by {abs(delta) / 3600:.1f}h "
+            f"(reads {wall:%Y-%m-%d %H:%M}Z, should read {expected:%Y-%m-%d %H:%M}Z); "
+            "recorded time and grace deadlines are unaffected, and the step is on record")
