@@ -104,6 +104,7 @@ class LedgerApp:
         self.snapshot_every = snapshot_every
         self.checkpoint_every = checkpoint_every
         self.timekeeper = TimeKeeper(clock or SystemClock())
+        self._needs_reload = False
         self._clock_steps: list[tuple[datetime, datetime]] = []
         try:
             self._app = _EventSourcedLedger(env, self.cipher, compress)
@@ -235,9 +236,12 @@ class LedgerApp:
             self.recorder.insert_events(stored)
         except (PersistenceError, StoreError, OSError) as e:
             # The aggregate in memory is now ahead of the store: reload what was committed.
+            # If the reload fails too (the disk is still full), the next refresh() retries.
             self._licence = None
+            self._needs_reload = True
             self._open_seal()
             self._load()
+            self._needs_reload = False
             if isinstance(e, StoreError):
                 raise
             raise StoreError(f"commit failed: {_first_line(e)}") from e
@@ -260,7 +264,12 @@ class LedgerApp:
         if self._licence is None or self._app.snapshots is None:
             return
         snapshot = Licence.Snapshot.take(self._licence)
-        self._app.snapshots.put([snapshot])
+        try:
+            self._app.snapshots.put([snapshot])
+        except (PersistenceError, OSError):
+            # The events are durable already and a snapshot is only a shortcut for opening:
+            # failing the commit now would refuse what was recorded. Try again next time.
+            return
         self._events_since_snapshot = 0
 
     def _command(self, fn: Callable[[Licence, datetime], _T]) -> _T:
@@ -303,11 +312,13 @@ class LedgerApp:
     def refresh(self) -> bool:
         """Catch up with records another process committed (an operator's CLI command while
         the master runs). Cheap when nothing changed. Returns True if it reloaded."""
-        if not self.contiguous_ids or self.max_id() == self.sealer.frontier.size:
+        if not self._needs_reload and (
+                not self.contiguous_ids or self.max_id() == self.sealer.frontier.size):
             return False
         self._open_seal()
         self._licence = None
         self._load()
+        self._needs_reload = False
         return True
 
     def execute(self, commands: Sequence[Command]) -> list[Outcome]:

@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Table
 
+from .labels import Labels
+
 Handler = Callable[[int, Any], None]
 
 
@@ -19,10 +21,18 @@ class Projection(ABC):
     writes what the batch changed, inside the transaction that also moves the tracked
     position. After a failed batch the runner discards the memory state and calls
     :meth:`load` again, so the tables are the only truth.
+
+    Memory holds labels (sites, users, ...) in clear; :meth:`flush` seals them with
+    ``labels`` on the way into the tables and :meth:`load` opens them on the way back. The
+    runner always passes the labels of its ledger; without them (a projection driven in
+    memory only, as some unit tests do) labels would be stored in clear.
     """
 
     name: ClassVar[str]
     tables: ClassVar[tuple[Table, ...]]
+
+    def __init__(self, labels: Labels | None = None) -> None:
+        self.labels = labels if labels is not None else Labels(None)
 
     @abstractmethod
     def handlers(self) -> Mapping[type, Handler]:

@@ -23,6 +23,7 @@ from ledger.domain.values import AGENT_CLASSES, ReleaseReason, SiteState
 
 from .base import Handler, Projection
 from .engine import upsert, write_rows
+from .labels import Labels, LabelSeal, labels_for
 from .schema import TABLES_BY_PROJECTION, status_licence, status_pools, status_sites
 from .timestamps import from_us, maybe_from_us, maybe_to_us, to_us
 
@@ -112,10 +113,11 @@ class _Site:
         self.seats: dict[str, int] = {}
         self.local_limits = dict(local_limits)
 
-    def row(self) -> tuple[Any, ...]:
-        """As a ``view_status_sites`` row (column order)."""
-        return (self.name, str(self.status), maybe_to_us(self.since), maybe_to_us(self.last_seen),
-                sum(self.seats.values()), json.dumps(self.seats, sort_keys=True),
+    def row(self, sites: LabelSeal) -> tuple[Any, ...]:
+        """As a ``view_status_sites`` row (column order), its name sealed with ``sites``."""
+        return (sites.seal(self.name), str(self.status), maybe_to_us(self.since),
+                maybe_to_us(self.last_seen), sum(self.seats.values()),
+                json.dumps(self.seats, sort_keys=True),
                 json.dumps(self.local_limits, sort_keys=True))
 
     def view(self) -> SiteStatus:
@@ -131,7 +133,8 @@ class LiveStatusProjection(Projection):
     name = "status"
     tables = TABLES_BY_PROJECTION["status"]
 
-    def __init__(self) -> None:
+    def __init__(self, labels: Labels | None = None) -> None:
+        super().__init__(labels)
         self._reset()
 
     def _reset(self) -> None:
@@ -154,6 +157,7 @@ class LiveStatusProjection(Projection):
         if row is not None:
             self.licence = dict(row)
             self.licence["limits"] = json.loads(row["limits"])
+            self.licence["customer"] = self.labels.customer.open(row["customer"])
         for r in conn.execute(select(status_pools)).mappings():
             self.pools[r["pool"]] = attrs.evolve(
                 Pool.new(r["pool"], r["limit"], r["in_use"]), state=PoolState(r["state"]),
@@ -161,7 +165,7 @@ class LiveStatusProjection(Projection):
                 opened_at=maybe_from_us(r["opened_us"]), closed_at=maybe_from_us(r["closed_us"]),
                 overuse=bool(r["overuse"]), severity=r["severity"], enforced=bool(r["enforced"]))
         for r in conn.execute(select(status_sites)).mappings():
-            site = _Site(r["site"], json.loads(r["local_limits"]))
+            site = _Site(self.labels.site.open(r["site"]), json.loads(r["local_limits"]))
             site.status = SiteState(r["status"])
             site.since = maybe_from_us(r["since_us"])
             site.last_seen = maybe_from_us(r["last_seen_us"])
@@ -177,13 +181,15 @@ class LiveStatusProjection(Projection):
             self._dirty_licence = True
             self._last_event = None
         if self._dirty_licence and self.licence is not None:
-            row = dict(self.licence, id=1, limits=json.dumps(self.licence["limits"]))
+            row = dict(self.licence, id=1, limits=json.dumps(self.licence["limits"]),
+                       customer=self.labels.customer.seal(self.licence["customer"]))
             upsert(conn, status_licence, [row])
         if self._dropped_pools:
             conn.execute(delete(status_pools).where(status_pools.c.pool.in_(self._dropped_pools)))
         write_rows(conn, status_pools, [_pool_row(p) for p in self.pools.values()], mode="upsert")
         dirty = [self.sites[n] for n in sorted(self._dirty_sites)]
-        write_rows(conn, status_sites, [site.row() for site in dirty], mode="upsert")
+        write_rows(conn, status_sites, [site.row(self.labels.site) for site in dirty],
+                   mode="upsert")
         for site in dirty:
             self._site_views[site.name] = site.view()
         self._dirty_licence = False
@@ -346,17 +352,19 @@ def read_status(conn: Connection) -> Status | None:
     if lic is None:
         return None
     pools = conn.execute(select(status_pools)).mappings().all()
-    sites = conn.execute(select(status_sites).order_by(status_sites.c.site)).mappings().all()
-    return _status(lic, pools, sites)
+    sites = conn.execute(select(status_sites)).mappings().all()
+    return _status(lic, pools, sites, labels_for(conn))
 
 
 def _pool_order(name: str) -> tuple[int, str]:
     return (AGENT_CLASSES.index(name) if name in AGENT_CLASSES else len(AGENT_CLASSES), name)
 
 
-def _status(lic: Any, pools: Any, sites: Any) -> Status:
+def _status(lic: Any, pools: Any, sites: Any, labels: Labels) -> Status:
+    site_name = labels.site.open
     return Status(
-        licence_id=lic["licence_id"], customer=lic["customer"], limits=json.loads(lic["limits"]),
+        licence_id=lic["licence_id"], customer=labels.customer.open(lic["customer"]),
+        limits=json.loads(lic["limits"]),
         total_pred_acd=lic["total_pred_acd"], expires_at=from_us(lic["expires_us"]),
         expired=bool(lic["expired"]), grace_seconds=lic["grace_seconds"],
         rearm_seconds=lic["rearm_seconds"], ceiling_percent=lic["ceiling_percent"],
@@ -370,7 +378,7 @@ def _status(lic: Any, pools: Any, sites: Any) -> Status:
                         closed_at=maybe_from_us(p["closed_us"]))
              for p in pools), key=lambda p: _pool_order(p.pool))),
         sites=tuple(sorted(
-            (SiteStatus(site=s["site"], status=SiteState(s["status"]),
+            (SiteStatus(site=site_name(s["site"]), status=SiteState(s["status"]),
                         since=maybe_from_us(s["since_us"]),
                         last_seen=maybe_from_us(s["last_seen_us"]), seats=s["seats"],
                         seats_by_class=json.loads(s["seats_by_class"]),

@@ -29,6 +29,7 @@ from ledger.domain.values import AGENT_CLASSES, COMBINED_POOL, RefusalReason
 from .base import Handler, Projection
 from .engine import execute_many, write_rows
 from .errors import ProjectionError
+from .labels import Labels, labels_for
 from .schema import TABLES_BY_PROJECTION, pit_pool_events, pit_refusals, pit_seats
 from .timestamps import from_us, maybe_from_us, to_us
 
@@ -42,13 +43,15 @@ class PointInTimeProjection(Projection):
     name = "point_in_time"
     tables = TABLES_BY_PROJECTION["point_in_time"]
 
-    def __init__(self) -> None:
+    def __init__(self, labels: Labels | None = None) -> None:
+        super().__init__(labels)
         self._reset()
 
     def _reset(self) -> None:
         self._open: dict[tuple[str, str], int] = {}
-        # Rows as tuples in their table's column order (see projections.schema). Tuples of
-        # plain values drop out of the cyclic collector's sight; lists would not.
+        # Rows as tuples in their table's column order (see projections.schema), labels
+        # sealed. Tuples of plain values drop out of the cyclic collector's sight; lists
+        # would not.
         self._new_seats: dict[int, tuple[Any, ...]] = {}
         self._releases: list[tuple[Any, ...]] = []
         self._refusals: list[tuple[Any, ...]] = []
@@ -58,7 +61,8 @@ class PointInTimeProjection(Projection):
         self._reset()
         held = select(pit_seats.c.site, pit_seats.c.user, pit_seats.c.grant_id).where(
             pit_seats.c.released_us.is_(None))
-        self._open = {(s, u): gid for s, u, gid in conn.execute(held)}
+        site, user = self.labels.site.open, self.labels.user.open
+        self._open = {(site(s), user(u)): gid for s, u, gid in conn.execute(held)}
 
     def flush(self, conn: Connection) -> None:
         write_rows(conn, pit_seats, list(self._new_seats.values()))
@@ -81,8 +85,10 @@ class PointInTimeProjection(Projection):
     def _granted(self, nid: int, e: Any) -> None:
         granted = to_us(e.occurred_at)
         recorded = granted if e.timestamp is e.occurred_at else to_us(e.timestamp)
+        labels = self.labels
         self._new_seats[nid] = (
-            nid, e.site, e.user, e.seat, e.agent_class, e.tenant, e.campaign, e.overuse,
+            nid, labels.site.seal(e.site), labels.user.seal(e.user), e.seat, e.agent_class,
+            labels.tenant.seal(e.tenant), labels.campaign.seal(e.campaign), e.overuse,
             e.offline, granted, recorded, None, None, None, None)
         self._open[(e.site, e.user)] = nid
 
@@ -102,16 +108,20 @@ class PointInTimeProjection(Projection):
             self._releases.append((nid, released, e.reason, e.offline, gid))
 
     def _refused(self, nid: int, e: Any) -> None:
-        self._refusals.append((nid, to_us(e.occurred_at), e.site, e.user, e.agent_class,
-                               e.tenant, e.campaign, e.reason, e.detail))
+        labels = self.labels
+        self._refusals.append((nid, to_us(e.occurred_at), labels.site.seal(e.site),
+                               labels.user.seal(e.user), e.agent_class,
+                               labels.tenant.seal(e.tenant), labels.campaign.seal(e.campaign),
+                               e.reason, labels.detail.seal(e.detail)))
 
     def _add_pool_event(self, nid: int, index: int, e: Any, pool: str, kind: str,
                         **fields: Any) -> None:
-        row = {"in_use": None, "limit": None, "deadline_us": None, "detail": ""}
+        row: dict[str, Any] = {"in_use": None, "limit": None, "deadline_us": None,
+                               "detail": ""}
         row.update(fields)
         self._pool_events.append((nid * 8 + index, to_us(e.occurred_at), pool, kind,
                                   row["in_use"], row["limit"], row["deadline_us"],
-                                  row["detail"]))
+                                  self.labels.detail.seal(row["detail"])))
 
     def _terms(self, nid: int, e: Any) -> None:
         limits = pool_limits(e.limits, e.total_pred_acd)
@@ -213,9 +223,10 @@ _SEAT_COLUMNS = (pit_seats.c.site, pit_seats.c.user, pit_seats.c.seat, pit_seats
                  pit_seats.c.released_us, pit_seats.c.release_reason)
 
 
-def _span(r: Sequence[Any]) -> SeatSpan:
-    return SeatSpan(site=r[0], user=r[1], seat=r[2], agent_class=r[3], tenant=r[4],
-                    campaign=r[5], overuse=bool(r[6]), offline=bool(r[7]),
+def _span(r: Sequence[Any], labels: Labels) -> SeatSpan:
+    return SeatSpan(site=labels.site.open(r[0]), user=labels.user.open(r[1]), seat=r[2],
+                    agent_class=r[3], tenant=labels.tenant.open(r[4]),
+                    campaign=labels.campaign.open(r[5]), overuse=bool(r[6]), offline=bool(r[7]),
                     granted_at=from_us(r[8]), recorded_at=from_us(r[9]),
                     released_at=maybe_from_us(r[10]), release_reason=r[11])
 
@@ -228,11 +239,13 @@ def _held_at(us: int) -> Any:
 def state_at(conn: Connection, at: datetime, site: str | None = None) -> StateAt:
     """The seats held at instant ``at`` (optionally at one site) and each pool's state."""
     us = to_us(at)
+    labels = labels_for(conn)
     query = select(*_SEAT_COLUMNS).where(_held_at(us))
     if site is not None:
-        query = query.where(pit_seats.c.site == site)
-    seats = tuple(_span(r) for r in conn.execute(query.order_by(pit_seats.c.site,
-                                                                 pit_seats.c.user)))
+        query = query.where(pit_seats.c.site == labels.site.seal(site))
+    # Sorted once opened: the stored labels are sealed, and sort in no useful order.
+    seats = tuple(sorted((_span(r, labels) for r in conn.execute(query)),
+                         key=lambda s: (s.site, s.user)))
     return StateAt(at=at, site=site, seats=seats, pools=pools_at(conn, us))
 
 
@@ -281,15 +294,17 @@ def pools_at(conn: Connection, us: int, classes: Sequence[str] | None = None, *,
 
 def user_history(conn: Connection, user: str, site: str | None = None) -> tuple[HistoryEntry, ...]:
     """Everything recorded about ``user``'s seats, oldest first, with reasons."""
+    labels = labels_for(conn)
+    sealed = labels.user.seal(user)
     seats = select(*_SEAT_COLUMNS, pit_seats.c.grant_id, pit_seats.c.release_id).where(
-        pit_seats.c.user == user)
-    refusals = select(pit_refusals).where(pit_refusals.c.user == user)
+        pit_seats.c.user == sealed)
+    refusals = select(pit_refusals).where(pit_refusals.c.user == sealed)
     if site is not None:
-        seats = seats.where(pit_seats.c.site == site)
-        refusals = refusals.where(pit_refusals.c.site == site)
+        seats = seats.where(pit_seats.c.site == labels.site.seal(site))
+        refusals = refusals.where(pit_refusals.c.site == labels.site.seal(site))
     entries: list[tuple[int, int, HistoryEntry]] = []
     for r in conn.execute(seats):
-        span = _span(r)
+        span = _span(r, labels)
         how = "offline, " if span.offline else ""
         entries.append((r[8], r[12], HistoryEntry(
             at=span.granted_at, kind="granted", site=span.site, agent_class=span.agent_class,
@@ -304,9 +319,10 @@ def user_history(conn: Connection, user: str, site: str | None = None) -> tuple[
                 detail=_RELEASE_TEXT.get(span.release_reason or "", ""))))
     for f in conn.execute(refusals).mappings():
         entries.append((f["at_us"], f["id"], HistoryEntry(
-            at=from_us(f["at_us"]), kind="refused", site=f["site"],
-            agent_class=f["agent_class"], seat=None, tenant=f["tenant"],
-            campaign=f["campaign"], reason=f["reason"], detail=f["detail"])))
+            at=from_us(f["at_us"]), kind="refused", site=labels.site.open(f["site"]),
+            agent_class=f["agent_class"], seat=None, tenant=labels.tenant.open(f["tenant"]),
+            campaign=labels.campaign.open(f["campaign"]), reason=f["reason"],
+            detail=labels.detail.open(f["detail"]))))
     entries.sort(key=lambda e: (e[0], e[1]))
     return tuple(e for _, _, e in entries)
 
@@ -335,9 +351,10 @@ _REFUSAL_TEXT = {
 def why_refused(conn: Connection, user: str, *, at: datetime | None = None,
                 site: str | None = None) -> tuple[RefusalAnswer, ...]:
     """The user's refusals (all, or the last one at or before ``at``), each explained."""
-    query = select(pit_refusals).where(pit_refusals.c.user == user)
+    labels = labels_for(conn)
+    query = select(pit_refusals).where(pit_refusals.c.user == labels.user.seal(user))
     if site is not None:
-        query = query.where(pit_refusals.c.site == site)
+        query = query.where(pit_refusals.c.site == labels.site.seal(site))
     if at is not None:
         query = query.where(pit_refusals.c.at_us <= to_us(at)).order_by(
             pit_refusals.c.at_us.desc(), pit_refusals.c.id.desc()).limit(1)
@@ -355,8 +372,9 @@ def why_refused(conn: Connection, user: str, *, at: datetime | None = None,
         if r["reason"] in (RefusalReason.LIMIT_ENFORCED, RefusalReason.OVERUSE_CEILING):
             text += _grace_story(conn, r["id"], [p.pool for p in pools])
         answers.append(RefusalAnswer(
-            at=from_us(r["at_us"]), site=r["site"], user=r["user"],
-            agent_class=r["agent_class"], reason=r["reason"], detail=r["detail"],
+            at=from_us(r["at_us"]), site=labels.site.open(r["site"]), user=user,
+            agent_class=r["agent_class"], reason=r["reason"],
+            detail=labels.detail.open(r["detail"]),
             explanation=text + (f". At the time: {context}" if context else ""),
             pools=pools))
     return tuple(answers)

@@ -43,6 +43,7 @@ from . import tracking
 from .base import Handler, Projection
 from .engine import make_engine
 from .errors import ConcurrentRunnerError, UnknownProjectionError, ViewStoreError
+from .labels import Labels, bind
 from .live_status import LiveStatusProjection, Status, read_status
 from .point_in_time import (
     HistoryEntry,
@@ -81,6 +82,10 @@ class ProjectionRunner:
     ``engine_url`` defaults to the store's URL. ``batch_hook(stage, n)`` is called with
     ``("applied", n)`` before the n-th batch commits and ``("committed", n)`` after; tests
     raise from it to simulate a crash.
+
+    Labels (sites, users, tenants, campaigns, the customer) are sealed in the tables under a
+    key derived from the ledger's at-rest key (:mod:`.labels`); the query functions open
+    them when given a connection of :attr:`engine`.
     """
 
     def __init__(self, app: LedgerApp, engine_url: str | None = None, *,
@@ -91,7 +96,10 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.batch_hook = batch_hook
         self.engine: Engine = make_engine(engine_url or app.url)
-        self.projections: dict[str, Projection] = {n: PROJECTIONS[n]() for n in self.names}
+        self.labels = Labels.for_cipher(app.cipher)
+        bind(self.engine, self.labels)
+        self.projections: dict[str, Projection] = {
+            n: PROJECTIONS[n](self.labels) for n in self.names}
         self._positions: dict[str, int] = {}
         self._loaded = False
         self._dispatch_cache: dict[frozenset[str], dict[type, tuple[Handler, ...]]] = {}
@@ -115,7 +123,9 @@ class ProjectionRunner:
         if self._loaded:
             return
         with self._transaction() as conn:
-            self._prepare(conn)
+            scrub = self._prepare(conn)
+        if scrub:
+            self._truncate_wal()
         with self._connection() as conn:
             positions = tracking.read_positions(conn)
             self._positions = {n: positions[n] for n in self.names}
@@ -123,26 +133,48 @@ class ProjectionRunner:
                 projection.load(conn)
         self._loaded = True
 
-    def _prepare(self, conn: Connection) -> None:
+    def _prepare(self, conn: Connection) -> bool:
         """Create what is missing; start afresh a read model never tracked or whose tables
-        changed shape since (read models are disposable: no migrations)."""
+        changed shape (or key) since (read models are disposable: no migrations).
+
+        Returns True if tables of another version were dropped: their pages are then
+        zeroed, as tables written by an older version may hold labels in clear, and the
+        caller truncates the SQLite write-ahead log, which may hold copies of them too.
+        """
         found = inspect(conn)
-        if found.has_table(tracking_table.name) and (
-                {c["name"] for c in found.get_columns(tracking_table.name)}
-                != {c.name for c in tracking_table.columns}):
-            # A tracking table from another version: nothing it says can be trusted.
-            every = [t for ts in TABLES_BY_PROJECTION.values() for t in ts]
-            METADATA.drop_all(conn, tables=[*every, tracking_table], checkfirst=True)
-        METADATA.create_all(conn, tables=[tracking_table], checkfirst=True)
-        schemas = tracking.read_schemas(conn)
-        for name, projection in self.projections.items():
-            tables = list(projection.tables)
-            schema = fingerprint(projection.tables, conn.dialect)
-            if schemas.get(name) != schema:
-                METADATA.drop_all(conn, tables=tables, checkfirst=True)
-                tracking.forget(conn, name)
-                tracking.start(conn, name, schema)
-            METADATA.create_all(conn, tables=tables, checkfirst=True)
+        dropped = False
+        with _secure_delete(conn):
+            if found.has_table(tracking_table.name) and (
+                    {c["name"] for c in found.get_columns(tracking_table.name)}
+                    != {c.name for c in tracking_table.columns}):
+                # A tracking table from another version: nothing it says can be trusted.
+                every = [t for ts in TABLES_BY_PROJECTION.values() for t in ts]
+                METADATA.drop_all(conn, tables=[*every, tracking_table], checkfirst=True)
+                dropped = True
+            METADATA.create_all(conn, tables=[tracking_table], checkfirst=True)
+            schemas = tracking.read_schemas(conn)
+            for name, projection in self.projections.items():
+                tables = list(projection.tables)
+                schema = fingerprint(projection.tables, conn.dialect, self.labels.check)
+                if schemas.get(name) != schema:
+                    dropped = dropped or any(found.has_table(t.name) for t in tables)
+                    METADATA.drop_all(conn, tables=tables, checkfirst=True)
+                    tracking.forget(conn, name)
+                    tracking.start(conn, name, schema)
+                METADATA.create_all(conn, tables=tables, checkfirst=True)
+        return dropped and conn.dialect.name == "sqlite"
+
+    def _truncate_wal(self) -> None:
+        """Checkpoint the SQLite write-ahead log and truncate it to nothing, so that no
+        frame of dropped tables outlives them in ``-wal``. Best effort: with a reader in
+        another process the log is checkpointed as far as it can be, and is overwritten by
+        later commits."""
+        try:
+            with self.engine.connect() as conn:
+                driver: Any = conn.connection.driver_connection
+                driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except SQLAlchemyError as e:
+            raise ViewStoreError(f"the views could not be written: {_first_line(e)}") from e
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -263,14 +295,17 @@ class ProjectionRunner:
         if unknown:
             raise UnknownProjectionError(f"this runner does not run {', '.join(unknown)}")
         with self._transaction() as conn:
-            self._prepare(conn)
+            scrub = self._prepare(conn)
             for name in chosen:
                 projection = self.projections[name]
                 tables = list(projection.tables)
                 METADATA.drop_all(conn, tables=tables, checkfirst=True)
                 METADATA.create_all(conn, tables=tables)
                 tracking.forget(conn, name)
-                tracking.start(conn, name, fingerprint(projection.tables, conn.dialect))
+                tracking.start(conn, name, fingerprint(projection.tables, conn.dialect,
+                                                       self.labels.check))
+        if scrub:
+            self._truncate_wal()
         self._loaded = False
         return self.run_once(progress)
 
@@ -339,6 +374,21 @@ class ProjectionRunner:
                     site: str | None = None) -> tuple[RefusalAnswer, ...]:
         with self.connect() as conn:
             return why_refused(conn, user, at=at, site=site)
+
+
+@contextmanager
+def _secure_delete(conn: Connection) -> Iterator[None]:
+    """On SQLite, zero the pages of what is dropped meanwhile (PRAGMA secure_delete): the
+    file would otherwise keep them, free but readable, until they are reused."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    was = int(conn.exec_driver_sql("PRAGMA secure_delete").scalar() or 0)
+    conn.exec_driver_sql("PRAGMA secure_delete = ON")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA secure_delete = {was}")
 
 
 @contextmanager

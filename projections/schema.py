@@ -1,8 +1,10 @@
 """The view tables, in one place: SQLAlchemy Core, one MetaData, every name prefixed ``view_``.
 
 They live in the same database as the event store (the same SQLite file, or the same
-PostgreSQL database). Instants are epoch microseconds (:mod:`projections.timestamps`); hours
-and days are whole hours since the epoch, UTC.
+PostgreSQL database), so what identifies anyone — sites, users, tenants, campaigns, the
+customer — is stored sealed (``Label`` columns, :mod:`projections.labels`). Instants are
+epoch microseconds (:mod:`projections.timestamps`); hours and days are whole hours since the
+epoch, UTC.
 
 Each read model owns its tables (``TABLES_BY_PROJECTION``) so that one can be dropped and
 rebuilt without touching the others. ``view_tracking`` holds, per read model, the position
@@ -20,6 +22,7 @@ from sqlalchemy import (
     Column,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -35,6 +38,10 @@ METADATA = MetaData()
 # rowid itself (RowId). Both halve the b-tree work of the replay. PostgreSQL ignores the
 # first and gets BIGINT from the second.
 RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+# Sites, users, tenants, campaigns, the customer, and free text that names them are stored
+# sealed (:mod:`projections.labels`): deterministic, so they still match and group.
+Label = LargeBinary()
 
 tracking = Table(
     "view_tracking",
@@ -52,7 +59,7 @@ status_licence = Table(
     METADATA,
     Column("id", Integer, primary_key=True),  # always 1: a store holds one licence
     Column("licence_id", String(64), nullable=False),
-    Column("customer", Text, nullable=False),
+    Column("customer", Label, nullable=False),
     Column("limits", Text, nullable=False),  # JSON {class: limit}
     Column("total_pred_acd", Integer),
     Column("expires_us", BigInteger, nullable=False),
@@ -83,7 +90,7 @@ status_pools = Table(
 status_sites = Table(
     "view_status_sites",
     METADATA,
-    Column("site", String(63), primary_key=True),
+    Column("site", Label, primary_key=True),
     Column("status", String(16), nullable=False),
     Column("since_us", BigInteger),
     Column("last_seen_us", BigInteger),
@@ -103,7 +110,7 @@ usage_hours = Table(
     METADATA,
     Column("dim", String(16), primary_key=True),
     Column("hour", BigInteger, primary_key=True),
-    Column("key", String(128), primary_key=True),
+    Column("key", Label, primary_key=True),
     Column("agent_class", String(16), primary_key=True),
     Column("agent_us", BigInteger, nullable=False),  # seat-microseconds held
     Column("overuse_agent_us", BigInteger, nullable=False),  # ... by seats granted as over-use
@@ -129,7 +136,7 @@ usage_refusals = Table(
     METADATA,
     Column("dim", String(16), primary_key=True),
     Column("hour", BigInteger, primary_key=True),
-    Column("key", String(128), primary_key=True),
+    Column("key", Label, primary_key=True),
     Column("agent_class", String(16), primary_key=True),
     Column("reason", String(32), primary_key=True),
     Column("count", Integer, nullable=False),
@@ -143,11 +150,11 @@ usage_held = Table(
     "view_usage_held",
     METADATA,
     Column("grant_id", RowId, primary_key=True),
-    Column("site", String(63), nullable=False),
-    Column("user", String(128), nullable=False),
+    Column("site", Label, nullable=False),
+    Column("user", Label, nullable=False),
     Column("agent_class", String(16), nullable=False),
-    Column("tenant", String(128), nullable=False),
-    Column("campaign", String(128), nullable=False),
+    Column("tenant", Label, nullable=False),
+    Column("campaign", Label, nullable=False),
     Column("overuse", Boolean, nullable=False),
 )
 
@@ -158,12 +165,12 @@ pit_seats = Table(
     "view_pit_seats",
     METADATA,
     Column("grant_id", RowId, primary_key=True),  # notification id of the grant
-    Column("site", String(63), nullable=False),
-    Column("user", String(128), nullable=False),
+    Column("site", Label, nullable=False),
+    Column("user", Label, nullable=False),
     Column("seat", Integer, nullable=False),
     Column("agent_class", String(16), nullable=False),
-    Column("tenant", String(128), nullable=False),
-    Column("campaign", String(128), nullable=False),
+    Column("tenant", Label, nullable=False),
+    Column("campaign", Label, nullable=False),
     Column("overuse", Boolean, nullable=False),
     Column("offline", Boolean, nullable=False),
     Column("granted_us", BigInteger, nullable=False),
@@ -183,13 +190,13 @@ pit_refusals = Table(
     METADATA,
     Column("id", RowId, primary_key=True),  # notification id
     Column("at_us", BigInteger, nullable=False),
-    Column("site", String(63), nullable=False),
-    Column("user", String(128), nullable=False),
+    Column("site", Label, nullable=False),
+    Column("user", Label, nullable=False),
     Column("agent_class", String(16), nullable=False),
-    Column("tenant", String(128), nullable=False),
-    Column("campaign", String(128), nullable=False),
+    Column("tenant", Label, nullable=False),
+    Column("campaign", Label, nullable=False),
     Column("reason", String(32), nullable=False),
-    Column("detail", Text, nullable=False),
+    Column("detail", Label, nullable=False),
 )
 Index("view_pit_refusals_user", pit_refusals.c.user, pit_refusals.c.at_us)
 
@@ -206,18 +213,26 @@ pit_pool_events = Table(
     Column("in_use", Integer),
     Column("limit", Integer),
     Column("deadline_us", BigInteger),
-    Column("detail", Text, nullable=False),
+    Column("detail", Label, nullable=False),
 )
 Index("view_pit_pool_events_pool", pit_pool_events.c.pool, pit_pool_events.c.at_us)
 
-def fingerprint(tables: tuple[Table, ...], dialect: Dialect) -> str:
-    """A short digest of the tables' definitions: when it changes, the read model is rebuilt.
+# How labels are sealed (projections.labels). A new way of sealing them changes no DDL:
+# bump this so that views written the old way are rebuilt.
+LABELS_FORMAT = "labels: aes-siv 1"
+
+
+def fingerprint(tables: tuple[Table, ...], dialect: Dialect, labels_check: str) -> str:
+    """A short digest of the tables' definitions and of the key their labels are sealed
+    with (``labels_check``, :attr:`projections.labels.Labels.check`): when it changes, the
+    read model is rebuilt.
 
     Read models are disposable, so a new version of their tables needs no migration.
     """
     ddl = [str(CreateTable(t).compile(dialect=dialect)) for t in tables]
     ddl += [str(CreateIndex(i).compile(dialect=dialect))
             for t in tables for i in sorted(t.indexes, key=lambda i: str(i.name))]
+    ddl += [LABELS_FORMAT, labels_check]
     return hashlib.sha256("\n".join(ddl).encode()).hexdigest()[:16]
 
 

@@ -38,6 +38,7 @@ from ledger.domain.values import COMBINED_MEMBERS, COMBINED_POOL
 from .base import Handler, Projection
 from .engine import execute_many, write_rows
 from .errors import ProjectionError
+from .labels import Labels, labels_for
 from .schema import TABLES_BY_PROJECTION, usage_held, usage_hours, usage_refusals
 from .timestamps import US_PER_HOUR, from_us, maybe_from_us, to_us
 from .tracking import read_event_time
@@ -48,15 +49,18 @@ PERIODS: tuple[str, ...] = ("day", "hour")
 
 
 class _Group:
-    """One (dimension, key, class): running counts and the current hour's totals."""
+    """One (dimension, key, class): running counts and the current hour's totals.
 
-    __slots__ = ("dim", "key", "cls", "hour", "since", "count", "ocount", "limit", "over",
+    ``stored`` is ``key`` as the tables hold it (sealed).
+    """
+
+    __slots__ = ("dim", "key", "stored", "cls", "hour", "since", "count", "ocount", "limit", "over",
                  "agent", "oagent", "over_us", "excess", "peak", "peak_at", "grants", "ogrants",
                  "offgrants", "releases", "dirty", "_sink")
 
-    def __init__(self, dim: str, key: str, cls: str, t: int, limit: int | None,
+    def __init__(self, dim: str, key: str, stored: bytes, cls: str, t: int, limit: int | None,
                  sink: _Sink) -> None:
-        self.dim, self.key, self.cls = dim, key, cls
+        self.dim, self.key, self.stored, self.cls = dim, key, stored, cls
         self.hour = t // US_PER_HOUR
         self.since = t
         self.count = self.ocount = 0
@@ -105,7 +109,7 @@ class _Group:
                 start = idle * US_PER_HOUR
                 over = US_PER_HOUR if self.over else 0
                 excess = (count - (self.limit or 0)) * over
-                rows.append(_row(self.dim, key=self.key, cls=self.cls, hour=idle,
+                rows.append(_row(self.dim, key=self.stored, cls=self.cls, hour=idle,
                                  agent=count * US_PER_HOUR, oagent=ocount * US_PER_HOUR,
                                  over_us=over, excess=excess,
                                  peak=count, peak_at=start, limit=self.limit,
@@ -186,14 +190,16 @@ class _Group:
 
     def row(self, open_: bool) -> tuple[Any, ...]:
         """This hour as a ``view_usage_hours`` row (column order)."""
-        return (self.dim, self.hour, self.key, self.cls, self.agent, self.oagent, self.over_us,
+        return (self.dim, self.hour, self.stored, self.cls, self.agent, self.oagent, self.over_us,
                 self.excess, self.peak, self.peak_at, self.grants, self.ogrants, self.offgrants,
                 self.releases, self.limit, open_, self.since, self.count, self.ocount)
 
     @classmethod
-    def from_row(cls, r: Any, sink: _Sink) -> _Group:
+    def from_row(cls, r: Any, sink: _Sink, labels: Labels) -> _Group:
         g = cls.__new__(cls)
-        g.dim, g.key, g.cls, g.hour = r["dim"], r["key"], r["agent_class"], r["hour"]
+        g.dim, g.cls, g.hour = r["dim"], r["agent_class"], r["hour"]
+        g.stored = bytes(r["key"])
+        g.key = labels.for_dimension(g.dim).open(g.stored)
         g.since, g.count, g.ocount = r["end_us"], r["end_count"], r["end_overuse_count"]
         g.limit = r["limit"]
         g.over = g.limit is not None and g.count > g.limit
@@ -206,7 +212,7 @@ class _Group:
         return g
 
 
-def _row(dim: str, *, key: str, cls: str, hour: int, agent: int, oagent: int, over_us: int,
+def _row(dim: str, *, key: bytes, cls: str, hour: int, agent: int, oagent: int, over_us: int,
          excess: int, peak: int, peak_at: int | None, limit: int | None, end: int, count: int,
          ocount: int) -> tuple[Any, ...]:
     """A closed hour without events as a ``view_usage_hours`` row (column order)."""
@@ -228,7 +234,8 @@ class UsageProjection(Projection):
     name = "usage"
     tables = TABLES_BY_PROJECTION["usage"]
 
-    def __init__(self) -> None:
+    def __init__(self, labels: Labels | None = None) -> None:
+        super().__init__(labels)
         self._reset()
 
     def _reset(self) -> None:
@@ -256,13 +263,17 @@ class UsageProjection(Projection):
     def load(self, conn: Connection) -> None:
         self._reset()
         for r in conn.execute(select(usage_hours).where(usage_hours.c.open)).mappings():
-            g = _Group.from_row(r, self._sink)
+            g = _Group.from_row(r, self._sink, self.labels)
             self._groups[(g.dim, g.key, g.cls)] = g
             if g.dim == "class" and g.limit is not None:
                 self._limits[g.key] = g.limit
+        labels = self.labels
         for r in conn.execute(select(usage_held)).mappings():
-            groups = self._groups_for(r["site"], r["tenant"], r["campaign"], r["agent_class"], 0)
-            self._held[(r["site"], r["user"])] = (groups, bool(r["overuse"]), r["grant_id"])
+            site = labels.site.open(r["site"])
+            groups = self._groups_for(site, labels.tenant.open(r["tenant"]),
+                                      labels.campaign.open(r["campaign"]), r["agent_class"], 0)
+            self._held[(site, labels.user.open(r["user"]))] = (
+                groups, bool(r["overuse"]), r["grant_id"])
 
     def flush(self, conn: Connection) -> None:
         sink = self._sink
@@ -276,13 +287,19 @@ class UsageProjection(Projection):
             execute_many(conn, _DELETE_HELD, self._held_gone)
             self._held_gone = []
         if self._held_new:
+            # A seat's groups are its site's, tenant's, campaign's and class's, in that order.
+            user = self.labels.user.seal
             write_rows(conn, usage_held, [
-                (nid, site, user, groups[0].cls, groups[1].key, groups[2].key, overuse)
-                for (site, user), (groups, overuse, nid) in self._held_new.items()])
+                (nid, groups[0].stored, user(name), groups[0].cls, groups[1].stored,
+                 groups[2].stored, overuse)
+                for (_site, name), (groups, overuse, nid) in self._held_new.items()])
             self._held_new = {}
         if self._refusals:
-            write_rows(conn, usage_refusals, [(*k, n) for k, n in self._refusals.items()],
-                       mode="upsert", increment=("count",))
+            seal = self.labels.for_dimension
+            write_rows(conn, usage_refusals, [
+                (dim, hour, seal(dim).seal(key), cls, reason, n)
+                for (dim, hour, key, cls, reason), n in self._refusals.items()],
+                mode="upsert", increment=("count",))
             self._refusals = defaultdict(int)
 
     # ---------------------------------------------------------------- handlers
@@ -296,7 +313,9 @@ class UsageProjection(Projection):
         g = self._groups.get((dim, key, cls))
         if g is None:
             limit = self._limits.get(key) if dim == "class" else None
-            g = self._groups[(dim, key, cls)] = _Group(dim, key, cls, t, limit, self._sink)
+            stored = self.labels.for_dimension(dim).seal(key)
+            g = self._groups[(dim, key, cls)] = _Group(dim, key, stored, cls, t, limit,
+                                                       self._sink)
         return g
 
     def _groups_for(self, site: str, tenant: str, campaign: str, cls: str,
@@ -448,6 +467,8 @@ def usage_report(conn: Connection, start: datetime, end: datetime, *, by: str = 
     if as_of is None:
         as_of = read_event_time(conn, UsageProjection.name)
     stop = h1 * US_PER_HOUR if as_of is None else min(h1 * US_PER_HOUR, to_us(as_of))
+    # Keys are read sealed and opened here; the sums never need them in clear.
+    name = labels_for(conn).for_dimension(by).open
 
     periods: dict[tuple[int, str, str], list[Any]] = {}
     for r in conn.execute(_SUMMED, {"by": by, "h0": h0, "h1": h1, "step": step,
@@ -455,7 +476,7 @@ def usage_report(conn: Connection, start: datetime, end: datetime, *, by: str = 
         packed_peak, packed_limit = r[7], r[11]
         peak, rest = divmod(packed_peak, _PEAK_SCALE)
         limit = packed_limit % _LIMIT_SCALE - 1
-        periods[(r[0] * step, r[1], r[2])] = [
+        periods[(r[0] * step, name(r[1]), r[2])] = [
             r[3], r[4], r[5], r[6], peak,
             r[0] * unit + _PEAK_SCALE - 1 - rest if peak else None,
             r[8], r[9], r[10], None if limit < 0 else limit]
@@ -465,7 +486,8 @@ def usage_report(conn: Connection, start: datetime, end: datetime, *, by: str = 
     carried = select(h.hour, h.key, h.agent_class, h.end_us, h.end_count,
                      h.end_overuse_count, h.limit).where(
         (h.dim == by) & h.open & (h.end_count > 0) & (h.end_us < stop))
-    for open_hour, key, cls, since, count, ocount, limit in conn.execute(carried):
+    for open_hour, stored, cls, since, count, ocount, limit in conn.execute(carried):
+        key = name(stored)
         over = limit is not None and count > limit
         t = max(since, h0 * US_PER_HOUR)
         while t < stop:
@@ -489,10 +511,10 @@ def usage_report(conn: Connection, start: datetime, end: datetime, *, by: str = 
 
     refusals: dict[tuple[int, str, str], dict[str, int]] = defaultdict(dict)
     f = usage_refusals.c
-    for hour, key, cls, reason, n in conn.execute(
+    for hour, stored, cls, reason, n in conn.execute(
             select(f.hour, f.key, f.agent_class, f.reason, f["count"]).where(
                 (f.dim == by) & (f.hour >= h0) & (f.hour < h1))):
-        got = refusals[(hour // step * step, key, cls)]
+        got = refusals[(hour // step * step, name(stored), cls)]
         got[reason] = got.get(reason, 0) + n
     for k in refusals:
         periods.setdefault(k, [0, 0, 0, 0, 0, None, 0, 0, 0, None])

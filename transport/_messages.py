@@ -97,6 +97,8 @@ class OfflineEvent(_Wire, frozen=True):
 
     ``seq``: per-site sequence number, strictly increasing, never reused.
     ``kind``: ``"grant"`` or ``"release"``. ``occurred_at``: the slave's time of the event.
+    ``reason``: for a release the slave made by itself, why (``"site_cut_off"``: it was cut
+    off from the master); empty for a user's own log-off, and from slaves that predate it.
     """
 
     seq: Seq
@@ -106,6 +108,7 @@ class OfflineEvent(_Wire, frozen=True):
     tenant: Label
     campaign: Label
     occurred_at: EpochSeconds
+    reason: Label = ""
 
 
 class HeldSeat(_Wire, frozen=True):

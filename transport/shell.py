@@ -442,6 +442,9 @@ class Link:
                 return
             self._writing = False
             self._last_sent = trio.current_time()
+            # The watchdog may be sleeping towards this write's stall deadline: wake it so
+            # that it times the next heartbeat from now.
+            self._retimed.unpark_all()
             self._writes += 1
             self._messages_sent += len(chunks)
             self._bytes_sent += size

@@ -18,6 +18,17 @@ takes effect for its next connection without rebuilding the context; the daemon 
 sessions already open. In TLS 1.3 the client finishes its half of the handshake first, so a
 revoked slave (like one whose certificate OpenSSL rejects) learns of the refusal on its first
 read, as a broken stream.
+
+Alerts. When OpenSSL refuses a peer (a certificate from another CA, an expired one, none at
+all, an old protocol) it writes the TLS alert that says why into the outgoing memory BIO and
+fails the handshake; a caller driving memory BIOs (trio's ``SSLStream``) then drops those
+bytes, and the peer sees only "unexpected EOF". The SSLObject classes here keep the failure
+back for one round: the handshake first asks to be called again (``SSLWantReadError``), so the
+caller writes the pending alert, and the next call raises the original error. The peer reads
+"tlsv1 alert unknown ca", "certificate expired" and so on, and an operator can tell a wrong
+CA from an expired certificate. A revoked certificate is different: OpenSSL accepted it and
+its handshake is complete, so there is no alert OpenSSL could send for it (Python's ``ssl``
+offers no way to send one), and the revoked peer sees the stream end without an alert.
 """
 
 from __future__ import annotations
@@ -90,7 +101,8 @@ def _pem_file(pem: bytes) -> Iterator[str]:
 def _base_context(
     purpose: int, ca_pem: PemSource, cert_pem: PemSource, key_pem: PemSource
 ) -> ssl.SSLContext:
-    context = ssl.SSLContext(purpose)
+    context = _AlertingContext(purpose)
+    context.sslobject_class = _AlertingSSLObject
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.maximum_version = ssl.TLSVersion.TLSv1_3
     context.verify_mode = ssl.CERT_REQUIRED
@@ -109,7 +121,46 @@ def _revocation_predicate(revoked: RevocationCheck) -> Callable[[str], bool]:
     return revoked.__contains__
 
 
-class _CheckedSSLObject(ssl.SSLObject):
+class _AlertingContext(ssl.SSLContext):
+    """An SSLContext whose memory-BIO objects know their outgoing BIO (to send alerts)."""
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        tls = super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        if isinstance(tls, _AlertingSSLObject):
+            tls._outgoing_bio = outgoing
+        return tls
+
+
+class _AlertingSSLObject(ssl.SSLObject):
+    """An SSLObject whose failed handshake still gets its TLS alert written (see the module
+    docstring, "Alerts")."""
+
+    _outgoing_bio: ssl.MemoryBIO | None = None
+    _failure: ssl.SSLError | None = None
+
+    def do_handshake(self) -> None:
+        """Run the handshake; a failure with an alert pending is raised one call later."""
+        if self._failure is not None:
+            raise self._failure
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as exc:
+            if self._outgoing_bio is None or not self._outgoing_bio.pending:
+                raise
+            self._failure = exc
+            raise ssl.SSLWantReadError("handshake failed: its alert is written first") from exc
+
+
+class _CheckedSSLObject(_AlertingSSLObject):
     """An SSLObject that refuses revoked peers at the end of its handshake."""
 
     _is_revoked: Callable[[str], bool]

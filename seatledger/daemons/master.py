@@ -85,9 +85,13 @@ async def _lock_data_dir(config: Config) -> DataDirLock:
 
 
 def write_children(config: Config, status: ChildStatus) -> None:
-    """Record a supervised child's state where ``seatledger status`` reads it."""
+    """Record a supervised child's state where ``seatledger status`` reads it. A full disk
+    must not stop licensing: the state is then only logged."""
     path = config.root / CHILDREN_STATE
-    write_replacing(path, json.dumps({status.name: status.as_dict()}).encode())
+    try:
+        write_replacing(path, json.dumps({status.name: status.as_dict()}).encode())
+    except OSError as e:
+        log.error("cannot record %s's state (%s): %s", status.name, status.state, e)
 
 
 def read_children(config: Config) -> dict[str, dict[str, object]]:

@@ -1,120 +1,60 @@
 """The master daemon: one trio nursery serving every site over mutual TLS.
 
-Tasks:
-* the listener, handing each TLS connection to :meth:`Master._serve_site`;
-* one task group per site connection: a receiver (bytes -> protocol core -> requests), a
-  sender draining the connection's bounded outbox, and a heartbeat;
-* the single ledger writer: it drains requests from all connections and commits them in
-  batches through :meth:`ledger.LedgerApp.execute` in a worker thread (group commit), then
-  answers each request - so a grant is acknowledged only after its batch is durable;
-* a timer that submits a Tick when the licence's next deadline (grace, notices, cut-off,
-  expiry) falls due, even when no request arrives.
+This module holds the listeners, the accept loop, the TLS handshake and the admission of a
+site; the rest lives beside it:
 
-Backpressure: the request queue is bounded, so a flood blocks the connections that cause it
-(their sockets stop being read); each connection's outbox is bounded too, and a site that
-does not read its answers is disconnected rather than allowed to hold up the writer.
+* :mod:`seatledger.master.session`: one site's session over a :class:`transport.shell.Link`
+  (heartbeats, bounded outbox) and the dispatch of its messages to ledger commands;
+* :mod:`seatledger.master.writer`: the single ledger writer (group commit: a grant is
+  acknowledged only after its batch is durable; operator calls from the admin socket);
+* :mod:`seatledger.master.timer`: a Tick when the licence's next deadline falls due;
+* :mod:`seatledger.master.handshakes`: the cap on connections not yet authenticated.
+
+The accept loop follows trio's ``serve_listeners``: only "system overloaded" errors from
+``accept`` are retried (after a pause); any other error propagates and stops the master;
+every accepted stream is closed, whatever its handler does.
+
+Backpressure: the writer's request queue is bounded, so a flood blocks the connections that
+cause it (their sockets stop being read); each session's outbox is bounded too, and a site
+that does not read its answers is disconnected rather than allowed to hold up the writer.
 """
 
 from __future__ import annotations
 
-import itertools
+import errno
 import logging
-import math
+import os
+import socket
 import ssl
+import struct
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import attrs
 import trio
 
-from ledger import (
-    AcquireSeat,
-    ConnectSite,
-    DisconnectSite,
-    Failure,
-    Grant,
-    HeldSeat,
-    LedgerApp,
-    ManualClock,
-    Notice,
-    OfflineEvent,
-    ReleaseSeat,
-    Severity,
-    SyncResult,
-    SyncSite,
-    Tick,
-)
-from ledger.domain.licence import REVOKED
-from seatledger.master.translate import (
-    answer_acquire,
-    answer_release,
-    held_seat,
-    notice_message,
-    offline_event,
-)
-from seatledger.master.writer import Request, Writer
-from transport import (
-    CLOSED,
-    NEED_DATA,
-    Acquire,
-    Connection,
-    Error,
-    Goodbye,
-    Heartbeat,
-    Hello,
-    ProtocolError,
-    Release,
-    RemoteProtocolError,
-    Role,
-    State,
-    Sync,
-    SyncDone,
-    Welcome,
-)
+from ledger import DisconnectSite, Grant, LedgerApp, ManualClock, Notice, SyncResult
+from ledger.domain.licence import CONNECTED, REVOKED
+from seatledger.master.handshakes import PendingHandshakes, Place
+from seatledger.master.session import CONNECTION_LOST, Sessions
+from seatledger.master.settings import MasterSettings
+from seatledger.master.timer import DeadlineTimer
+from seatledger.master.translate import STORE_UNAVAILABLE, notice_message
+from seatledger.master.writer import Writer
+from transport import CertificateError, Connection, Error, Role
+from transport.pki import SiteIdentity
 from transport.tls import peer_identity
 
 log = logging.getLogger("seatledger.master")
 
+# Errors accept(2) returns when the system is overloaded (as trio's serve_listeners): they
+# are retried after a pause; any other error is a real failure and propagates.
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_RETRY_DELAY = 0.1
 
-_QUIET_STATES = (State.AWAIT_HELLO, State.SEND_WELCOME)
+DEFAULT_SETTINGS = MasterSettings()
 
-
-@attrs.frozen
-class MasterSettings:
-    heartbeat_interval: float = 10.0
-    missed_heartbeats: int = 3
-    max_batch: int = 2000
-    queue_size: int = 20000
-    outbox_size: int = 4096
-    handshake_timeout: float = 10.0
-    # How often, at least, the ledger is re-read for an operator's changes (a site enrolled
-    # or revoked from the command line while the master runs). Cheap when nothing changed.
-    refresh_interval: float = 1.0
-    # Commit in a worker thread so the event loop keeps serving during the commit. Tests on
-    # trio's MockClock turn it off: a thread looks idle to the clock, which would jump ahead.
-    worker_thread: bool = True
-
-
-class _Session:
-    """One connected site, as the master's tasks share it."""
-
-    def __init__(self, site: str, number: int, outbox_size: int):
-        self.site = site
-        self.id = f"{site}-{number}"
-        self.outbox_tx, self.outbox_rx = trio.open_memory_channel[Any](outbox_size)
-        self.cancel_scope = trio.CancelScope()
-        self.overloaded = False
-
-    def send(self, message: Any) -> None:
-        """Queue a message without waiting; a site that does not keep up is dropped."""
-        try:
-            self.outbox_tx.send_nowait(message)
-        except trio.WouldBlock:
-            self.overloaded = True
-            self.cancel_scope.cancel()
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
+_LINGER_RESET = struct.pack("ii", 1, 0)  # close with a reset: nothing lingers in the kernel
 
 
 class Master:
@@ -126,7 +66,7 @@ class Master:
         ledger_clock: ManualClock,
         server_context: ssl.SSLContext,
         *,
-        settings: MasterSettings = MasterSettings(),
+        settings: MasterSettings = DEFAULT_SETTINGS,
         now: Callable[[], datetime] | None = None,
         on_commit: Callable[[], None] | None = None,
     ):
@@ -141,23 +81,31 @@ class Master:
         app.timekeeper.follow_monotonic(trio.lowlevel.current_clock().current_time)
         self.writer = Writer(app, ledger_clock, self.now, max_batch=settings.max_batch,
                              queue_size=settings.queue_size, worker_thread=settings.worker_thread,
-                             after_batch=self._after_batch)
-        self._sessions: dict[str, _Session] = {}
-        self._numbers = itertools.count(1)
-        self._schedule_changed = trio.Event()
-        self._next_due: datetime | None = app.licence.next_due()
+                             after_batch=self._after_batch,
+                             retry_interval=settings.store_retry_interval)
+        self.sessions = Sessions(app, self.writer, settings)
+        self.timer = DeadlineTimer(app, self.submit, refresh_interval=settings.refresh_interval)
+        self.handshakes = PendingHandshakes(
+            total=settings.max_pending_handshakes,
+            per_address=settings.max_pending_handshakes_per_address)
+        self._store_was_available = True
+        self._store_recovered = trio.Event()
         self._stopping = trio.Event()
         self.stopped = trio.Event()
         self.listening: list[trio.SocketListener] = []
 
-    # ------------------------------------------------------------------ time
+    # ------------------------------------------------------------------ inspection
     def now(self) -> datetime:
         if self._now is not None:
             return self._now()
         return datetime.now(UTC)
 
     def statistics(self) -> dict[str, Any]:
-        return {"sessions": len(self._sessions), **self.writer.statistics()}
+        pending = self.handshakes.statistics()
+        return {"sessions": len(self.sessions), **self.writer.statistics(),
+                "pending_handshakes": pending.pending,
+                "handshakes_refused": pending.refused,
+                "handshakes_evicted": pending.evicted}
 
     @property
     def batches(self) -> int:
@@ -185,28 +133,27 @@ class Master:
                 await trio.aclose_forcefully(listener)
             self.stopped.set()
 
-    async def _run(self, listeners: list[trio.SocketListener], task_status: Any) -> None:
+    async def _run(self, listeners: list[trio.SocketListener],
+                   task_status: trio.TaskStatus[list[trio.SocketListener]]) -> None:
         async with trio.open_nursery() as core:
             core.start_soon(self.writer.run)
-            core.start_soon(self._timer)
+            core.start_soon(self.timer.run)
+            core.start_soon(self._after_store_outages)
             # Sites the ledger still shows connected lost us when we stopped: their
             # cut-off clocks start now.
             for name, site in list(self.app.licence.sites.items()):
-                if site.status == "connected":
+                if site.status == CONNECTED:
                     await self.submit(DisconnectSite(name, "master restarted"))
-            async with trio.open_nursery() as sites:
-                sites.start_soon(self._accept, listeners, sites)
+            async with trio.open_nursery() as handlers:
+                accepting = await handlers.start(self._accept, listeners, handlers)
                 task_status.started(listeners)
                 await self._stopping.wait()
-                # Stop accepting; say goodbye to every site; their handlers finish.
-                for listener in listeners:
-                    await listener.aclose()
-                for session in list(self._sessions.values()):
-                    session.send(Goodbye("master shutting down"))
+                # Stop accepting; say goodbye to every site; their sessions finish.
+                accepting.cancel()
+                self.sessions.say_goodbye("master shutting down")
                 with trio.move_on_after(2):
-                    while self._sessions:
-                        await trio.sleep(0.01)
-                sites.cancel_scope.cancel()
+                    await self.sessions.wait_empty()
+                handlers.cancel_scope.cancel()
             # Every request already queued is committed before the writer stops.
             while self.writer.queued:
                 await trio.sleep(0.01)
@@ -220,218 +167,152 @@ class Master:
     def stop(self) -> None:
         self._stopping.set()
 
-    async def _accept(self, listeners: list[trio.SocketListener],
-                      nursery: trio.Nursery) -> None:
-        async def accept_loop(listener: trio.SocketListener) -> None:
-            while True:
-                try:
-                    stream = await listener.accept()
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    return
-                except OSError as e:  # e.g. EMFILE: back off rather than spin
-                    log.warning("accept failed: %s", e)
-                    await trio.sleep(0.1)
-                    continue
-                nursery.start_soon(self._serve_site, stream)
+    async def submit(self, command: Any) -> Any:
+        """Submit one command and wait until its batch has been committed."""
+        return await self.writer.submit(command)
 
-        async with trio.open_nursery() as n:
-            for listener in listeners:
-                n.start_soon(accept_loop, listener)
+    # ------------------------------------------------------------------ accepting
+    async def _accept(self, listeners: list[trio.SocketListener], handlers: trio.Nursery, *,
+                      task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED
+                      ) -> None:
+        """Accept on every listener until the returned scope is cancelled; then close them."""
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as loops:
+                for listener in listeners:
+                    loops.start_soon(self._serve_listener, listener, handlers)
+                task_status.started(scope)
+        for listener in listeners:  # refuse new connections while the sessions finish
+            await trio.aclose_forcefully(listener)
+
+    async def _serve_listener(self, listener: trio.SocketListener,
+                              handlers: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                log.error("accept returned %s (%s); retrying in %s seconds",
+                          errno.errorcode[exc.errno], os.strerror(exc.errno), ACCEPT_RETRY_DELAY)
+                await trio.sleep(ACCEPT_RETRY_DELAY)
+                continue
+            place = self._place_for(stream)
+            if place is None:
+                _close_at_once(stream)
+                continue
+            handlers.start_soon(self._serve_connection, stream, place)
+
+    def _place_for(self, stream: trio.SocketStream) -> Place | None:
+        """A place among the pending handshakes, or None (the stream must be closed)."""
+        try:
+            address = str(stream.socket.getpeername()[0])
+        except OSError:  # the peer has already gone (ENOTCONN): nothing to serve
+            return None
+        return self.handshakes.admit(address)
+
+    async def _serve_connection(self, tcp: trio.SocketStream, place: Place) -> None:
+        """One accepted connection: handshake, admission, the site's session. Always closes
+        the stream."""
+        try:
+            tls = trio.SSLStream(tcp, self.context, server_side=True)
+            identity = await self._handshake(tls, place)
+            if identity is None:
+                return
+            refusal = self._refusal(identity)
+            if refusal is not None:
+                await _refuse(tls, refusal)
+                return
+            await self.sessions.serve(tls, identity.name)
+        finally:
+            await trio.aclose_forcefully(tcp)
+
+    async def _handshake(self, tls: trio.SSLStream[trio.SocketStream],
+                         place: Place) -> SiteIdentity | None:
+        """The TLS handshake, within the connection's place; the peer's identity, or None if
+        the handshake failed, took too long, or its place was given to another connection."""
+        try:
+            with place.scope, trio.fail_after(self.settings.handshake_timeout):
+                await tls.do_handshake()
+            if place.evicted:
+                return None
+            return peer_identity(tls)
+        except (trio.BrokenResourceError, trio.TooSlowError, CertificateError) as e:
+            log.info("handshake refused: %s", _cause(e))
+            return None
+        finally:
+            self.handshakes.release(place)
+
+    def _refusal(self, identity: SiteIdentity) -> Error | None:
+        """Why an authenticated peer may not open a session, or None if it may. (The
+        handshake's own check refuses these already; this keeps the rule true for a context
+        built without it.)"""
+        if not self.app.has_licence:  # a failed commit could not read the store back
+            return Error(STORE_UNAVAILABLE, "the ledger store cannot be read")
+        site = self.app.licence.sites.get(identity.name)
+        if site is None or site.status == REVOKED or (
+                site.fingerprint and site.fingerprint != identity.fingerprint):
+            return Error("unknown_site",
+                         f"site {identity.name!r} is not enrolled with this certificate")
+        return None
 
     # ------------------------------------------------------------------ after each batch
     def _after_batch(self, outcomes: list[Any]) -> None:
         self._broadcast_notices(outcomes)
-        self._drop_revoked()
-        due = self.app.licence.next_due()
-        if due != self._next_due:
-            self._next_due = due
-            self._schedule_changed.set()
+        if self.app.has_licence:
+            self.sessions.drop_revoked()
+        self.timer.reschedule()
+        available = self.writer.available
+        if available and not self._store_was_available:
+            self._store_recovered.set()
+        self._store_was_available = available
         if self.on_commit is not None:
             self.on_commit()
-
-    def _drop_revoked(self) -> None:
-        sites = self.app.licence.sites
-        for session in list(self._sessions.values()):
-            site = sites.get(session.site)
-            if site is None or site.status == REVOKED:
-                session.send(Error("revoked", f"site {session.site!r} has been revoked"))
-                session.cancel_scope.deadline = trio.current_time() + 1
 
     def _broadcast_notices(self, outcomes: list[Any]) -> None:
         notices: list[Notice] = []
         for outcome in outcomes:
             if isinstance(outcome, list):
                 notices += [n for n in outcome if isinstance(n, Notice)]
-            elif isinstance(outcome, Grant) and outcome.opened:
-                for pool in outcome.opened:
-                    p = self.app.licence.pools[pool]
-                    notices.append(Notice(pool, Severity.OPENED, p.deadline,
-                                          f"{pool} over-use: {p.in_use} in use, limit {p.limit};"
-                                          f" grace until {p.deadline:%Y-%m-%d %H:%M}Z"))
+            elif isinstance(outcome, Grant | SyncResult):
+                notices += outcome.notices
         for notice in notices:
-            message = notice_message(notice)
-            for session in list(self._sessions.values()):
-                session.send(message)
+            self.sessions.broadcast(notice_message(notice))
 
-    async def submit(self, command: Any) -> Any:
-        """Submit one command and wait until its batch has been committed."""
-        return await self.writer.submit(command)
-
-    # ------------------------------------------------------------------ the timer
-    async def _timer(self) -> None:
-        """Tick when the next deadline falls due, and at least every refresh interval
-        (so that changes an operator made from the command line are picked up)."""
-        refresh = self.settings.refresh_interval
+    async def _after_store_outages(self) -> None:
+        """After the store comes back, record the sites that left while it could not be
+        written (their DisconnectSite was refused), so their cut-off clocks run."""
         while True:
-            self._schedule_changed = trio.Event()
-            due = self._next_due
-            delay = refresh if due is None else (due - self.app.now()).total_seconds()
-            if delay > 0:
-                with trio.move_on_after(min(delay, refresh)) as idle:
-                    await self._schedule_changed.wait()
-                if not idle.cancelled_caught:
-                    continue  # the schedule moved: recompute
-            await self.submit(Tick())
-            if due is not None and self._next_due == due and delay <= 0:
-                await trio.sleep(1)  # nothing moved it: do not spin on the same instant
+            await self._store_recovered.wait()
+            self._store_recovered = trio.Event()
+            for name, site in list(self.app.licence.sites.items()):
+                if site.status == CONNECTED and name not in self.sessions:
+                    await self.submit(DisconnectSite(name, CONNECTION_LOST))
 
-    # ------------------------------------------------------------------ one site
-    async def _serve_site(self, tcp: trio.SocketStream) -> None:
-        stream = trio.SSLStream(tcp, self.context, server_side=True)
+
+async def _refuse(tls: trio.SSLStream[trio.SocketStream], error: Error) -> None:
+    """Tell an authenticated peer why it is refused, then close the TLS stream cleanly (a
+    close_notify, not a bare EOF)."""
+    with trio.move_on_after(2):
         try:
-            with trio.fail_after(self.settings.handshake_timeout):
-                await stream.do_handshake()
-            identity = peer_identity(stream)
-        except (trio.BrokenResourceError, trio.TooSlowError, ProtocolError, ssl.SSLError,
-                OSError) as e:
-            log.info("handshake refused: %s", e)
-            await trio.aclose_forcefully(stream)
-            return
-        site = self.app.licence.sites.get(identity.name)
-        if site is None or site.status == REVOKED or (
-                site.fingerprint and site.fingerprint != identity.fingerprint):
-            await self._refuse(stream, "unknown_site", f"site {identity.name!r} is not enrolled "
-                                                       "with this certificate")
-            return
-        previous = self._sessions.get(identity.name)
-        if previous is not None:  # a site reconnecting replaces its stale session
-            previous.cancel_scope.cancel()
-        session = _Session(identity.name, next(self._numbers), self.settings.outbox_size)
-        self._sessions[identity.name] = session
-        conn = Connection(Role.SERVER, peer_site=identity.name)
-        clean = False
-        try:
-            with session.cancel_scope:
-                async with trio.open_nursery() as n:
-                    n.start_soon(self._send_loop, stream, conn, session)
-                    clean = await self._receive_loop(stream, conn, session)
-                    n.cancel_scope.cancel()
-        finally:
-            await trio.aclose_forcefully(stream)
-            if self._sessions.get(identity.name) is session:
-                del self._sessions[identity.name]
-                reason = ("goodbye" if clean else
-                          "overloaded" if session.overloaded else "connection lost")
-                # An outer cancellation means the daemon itself is stopping: the next start
-                # records every site as disconnected, so nothing is lost by not waiting here.
-                if self.writer.alive and trio.current_effective_deadline() != -math.inf:
-                    await self.submit(DisconnectSite(identity.name, reason))
+            await tls.send_all(Connection(Role.SERVER).send(error))
+            await tls.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the peer has gone: there is nobody left to tell
 
-    async def _refuse(self, stream: trio.SSLStream[Any], code: str, text: str) -> None:
-        conn = Connection(Role.SERVER)
-        with trio.move_on_after(2):
-            try:
-                await stream.send_all(conn.send(Error(code, text)))
-            except (trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError):
-                pass
-        await trio.aclose_forcefully(stream)
 
-    async def _send_loop(self, stream: trio.SSLStream[Any], conn: Connection,
-                         session: _Session) -> None:
-        interval = self.settings.heartbeat_interval
-        while True:
-            with trio.move_on_after(interval) as idle:
-                message = await session.outbox_rx.receive()
-            if idle.cancelled_caught:
-                if conn.our_state in _QUIET_STATES:  # no heartbeats before Welcome
-                    continue
-                message = Heartbeat()
-            chunks = [conn.send(message)]
-            while len(chunks) < 256:  # coalesce what is ready into one TLS write
-                try:
-                    chunks.append(conn.send(session.outbox_rx.receive_nowait()))
-                except trio.WouldBlock:
-                    break
-            try:
-                await stream.send_all(b"".join(chunks))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                session.cancel_scope.cancel()  # the site is gone: end its session only
-                return
-            if isinstance(message, (Goodbye, Error)):
-                return
+def _close_at_once(stream: trio.SocketStream) -> None:
+    """Close a connection we will not serve, now and without TLS: a reset frees the socket
+    at once on both ends (no TIME_WAIT kept for it)."""
+    try:
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    except OSError:
+        pass  # already reset by the peer: closing is all that is left
+    stream.socket.close()
 
-    async def _receive_loop(self, stream: trio.SSLStream[Any], conn: Connection,
-                            session: _Session) -> bool:
-        """Read and dispatch until the site leaves. Returns True for a clean goodbye."""
-        silence = self.settings.heartbeat_interval * self.settings.missed_heartbeats
-        sync_events: list[OfflineEvent] = []
-        sync_held: list[HeldSeat] = []
-        site = session.site
-        while True:
-            try:
-                event = conn.next_event()
-            except RemoteProtocolError as e:
-                session.send(Error("protocol_error", str(e)[:400]))
-                await trio.sleep(0.05)  # let the sender flush the Error
-                return False
-            if event is NEED_DATA:
-                with trio.move_on_after(silence) as quiet:
-                    try:
-                        data = await stream.receive_some(65536)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        return False
-                if quiet.cancelled_caught:
-                    log.info("%s silent for %.0fs: dropped", site, silence)
-                    return False
-                conn.receive_data(data)
-                continue
-            if event is CLOSED:
-                return False
-            match event:
-                case Hello():
-                    outcome = await self.submit(ConnectSite(site))
-                    if isinstance(outcome, Failure):
-                        session.send(Error("refused", outcome.error))
-                        return False
-                    limits = self.app.licence.sites[site].local_limits
-                    session.send(Welcome(session.id, self.settings.heartbeat_interval,
-                                         dict(limits)))
-                case Sync(events, held, more):
-                    sync_events += [offline_event(e) for e in events]
-                    sync_held += [held_seat(h) for h in held]
-                    if not more:
-                        result = await self.submit(SyncSite(site, tuple(sync_events),
-                                                            tuple(sync_held)))
-                        sync_events, sync_held = [], []
-                        if isinstance(result, SyncResult):
-                            session.send(SyncDone(result.applied, result.skipped,
-                                                  result.reconciled))
-                        else:
-                            session.send(Error("sync_failed", getattr(result, "error", "")))
-                            return False
-                case Acquire(request_id, user, agent_class, tenant, campaign):
-                    await self.writer.enqueue(Request(
-                        AcquireSeat(site, user, agent_class, tenant, campaign),
-                        answer_acquire(session.send, request_id)))
-                case Release(request_id, user):
-                    await self.writer.enqueue(Request(
-                        ReleaseSeat(site, user), answer_release(session.send, request_id, user)))
-                case Heartbeat():
-                    pass
-                case Goodbye():
-                    return True
-                case Error():
-                    return False
+
+def _cause(error: BaseException) -> BaseException:
+    """The TLS error behind trio's BrokenResourceError, for the log."""
+    return error.__cause__ if error.__cause__ is not None else error
 
 
 def trio_now(start: datetime) -> Callable[[], datetime]:
@@ -444,4 +325,4 @@ def trio_now(start: datetime) -> Callable[[], datetime]:
     return now
 
 
-__all__ = ["Master", "MasterSettings", "trio_now"]
+__all__ = ["ACCEPT_CAPACITY_ERRNOS", "Master", "MasterSettings", "trio_now"]

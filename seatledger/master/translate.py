@@ -8,12 +8,15 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ledger import Failure, Grant, HeldSeat, Notice, OfflineEvent, Refusal, Severity
+from seatledger.master.writer import StoreUnavailable
 from transport import Granted, Message, Refused, Released
 from transport import HeldSeat as WireHeldSeat
 from transport import Notice as NoticeMessage
 from transport import OfflineEvent as WireOfflineEvent
 
-Send = Callable[[Message], None]
+Send = Callable[[Message], object]
+STORE_UNAVAILABLE = "store_unavailable"
+"""The reason code of a request refused because the store cannot be written."""
 SeverityWord = Literal["info", "warning", "urgent", "critical"]
 
 SEVERITY_WORDS: dict[Severity, SeverityWord] = {
@@ -28,7 +31,8 @@ def epoch(dt: datetime | None) -> float | None:
 
 def offline_event(e: WireOfflineEvent) -> OfflineEvent:
     return OfflineEvent(e.seq, e.kind, e.user, e.agent_class,
-                        datetime.fromtimestamp(e.occurred_at, UTC), e.tenant, e.campaign)
+                        datetime.fromtimestamp(e.occurred_at, UTC), e.tenant, e.campaign,
+                        e.reason)
 
 
 def held_seat(h: WireHeldSeat) -> HeldSeat:
@@ -51,6 +55,8 @@ def answer_acquire(send: Send, request_id: int) -> Callable[[Any], None]:
                                  epoch(outcome.deadline) if outcome.overuse else None))
         elif isinstance(outcome, Refusal):
             send(Refused(request_id, outcome.reason, outcome.detail[:4000]))
+        elif isinstance(outcome, StoreUnavailable):
+            send(Refused(request_id, STORE_UNAVAILABLE, outcome.error[:4000]))
         else:
             send(Refused(request_id, "failed", getattr(outcome, "error", "")[:4000]))
     return reply
@@ -59,7 +65,9 @@ def answer_acquire(send: Send, request_id: int) -> Callable[[Any], None]:
 def answer_release(send: Send, request_id: int, user: str) -> Callable[[Any], None]:
     """The reply to a Release, from the ledger's outcome."""
     def reply(outcome: Any) -> None:
-        if isinstance(outcome, Failure):
+        if isinstance(outcome, StoreUnavailable):  # not recorded: the seat is still held
+            send(Released(request_id, user, False, STORE_UNAVAILABLE))
+        elif isinstance(outcome, Failure):
             send(Released(request_id, user, False, "unknown_seat"))
         else:
             send(Released(request_id, user))

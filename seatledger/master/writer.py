@@ -5,10 +5,20 @@ Requests from all connections are drained into batches and committed through
 :meth:`ledger.LedgerApp.execute` (in a worker thread, so the event loop keeps serving);
 each request is answered only after its batch is durable. An operator's command (from the
 admin socket) runs alone between batches, in the same task.
+
+When the store cannot be written (a full disk, a database gone: the ledger raises
+:class:`~ledger.StoreError` and records nothing of the batch), the writer does not stop: it
+answers that batch's requests with :class:`StoreUnavailable`, logs a critical alert, and
+from then on answers at once with :class:`StoreUnavailable` until ``retry_interval`` has
+passed; the next batch after that is tried for real, and the first that commits ends the
+outage. So nothing is acknowledged that is not durable, and the master recovers by itself
+when space returns.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -17,6 +27,8 @@ import attrs
 import trio
 
 from ledger import LedgerApp, LedgerError, ManualClock, StoreError, Tick
+
+log = logging.getLogger("seatledger.master")
 
 
 @attrs.frozen
@@ -31,6 +43,14 @@ class OperatorCall:
 @attrs.frozen
 class OperatorFailed:
     error: LedgerError
+
+
+@attrs.frozen
+class StoreUnavailable:
+    """A request's outcome when the store could not be written: nothing of it was recorded.
+    ``error`` is the store's complaint (e.g. "commit failed: database or disk is full")."""
+
+    error: str
 
 
 @attrs.define
@@ -60,7 +80,7 @@ class Writer:
 
     def __init__(self, app: LedgerApp, ledger_clock: ManualClock, now: Callable[[], datetime], *,
                  max_batch: int, queue_size: int, worker_thread: bool,
-                 after_batch: Callable[[list[Any]], None]):
+                 after_batch: Callable[[list[Any]], None], retry_interval: float = 5.0):
         self.app = app
         self.ledger_clock = ledger_clock
         self.now = now
@@ -73,11 +93,25 @@ class Writer:
         self.batches = 0
         self.committed = 0
         self.largest_batch = 0
+        self.retry_interval = retry_interval
+        self.store_error: StoreError | None = None
+        """Why the store cannot be written, while it cannot; None while it can."""
+        self._retry_at = -math.inf
+        self._outage_started = 0.0
+        self.outages = 0
+        self.unavailable_answers = 0
+
+    @property
+    def available(self) -> bool:
+        """False while the store cannot be written (requests are answered StoreUnavailable)."""
+        return self.store_error is None
 
     def statistics(self) -> dict[str, int]:
         return {"batches": self.batches, "committed_requests": self.committed,
                 "largest_batch": self.largest_batch,
-                "queued": self._rx.statistics().current_buffer_used}
+                "queued": self._rx.statistics().current_buffer_used,
+                "store_available": int(self.available), "store_outages": self.outages,
+                "store_unavailable_answers": self.unavailable_answers}
 
     @property
     def queued(self) -> int:
@@ -124,13 +158,7 @@ class Writer:
             outcomes: list[Any] = []
             async with self._lock:
                 for segment in _segments(batch):
-                    self.ledger_clock.set(self.now())
-                    commands = [r.command for r in segment]
-                    if self.worker_thread:
-                        outcomes += await trio.to_thread.run_sync(self._execute, commands)
-                    else:
-                        outcomes += self._execute(commands)
-                        await trio.lowlevel.checkpoint()
+                    outcomes += await self._commit([r.command for r in segment])
             self.batches += 1
             self.committed += len(batch)
             self.largest_batch = max(self.largest_batch, len(batch))
@@ -138,19 +166,69 @@ class Writer:
                 request.reply(outcome)
             self.after_batch(outcomes)
 
+    async def _commit(self, commands: list[Any]) -> list[Any]:
+        """Commit one segment; its outcomes, or StoreUnavailable for each if the store
+        cannot be written."""
+        operator = len(commands) == 1 and isinstance(commands[0], OperatorCall)
+        if self.store_error is not None and not operator:
+            if trio.current_time() < self._retry_at:
+                await trio.lowlevel.checkpoint()
+                return self._unavailable(commands, self.store_error)
+        self.ledger_clock.set(self.now())
+        try:
+            if self.worker_thread:
+                outcomes = await trio.to_thread.run_sync(self._execute, commands)
+            else:
+                outcomes = self._execute(commands)
+                await trio.lowlevel.checkpoint()
+        except StoreError as e:
+            self._store_failed(e)
+            return self._unavailable(commands, e)
+        if self.store_error is not None and not operator:
+            self._store_recovered()
+        return outcomes
+
+    def _unavailable(self, commands: list[Any], error: StoreError) -> list[Any]:
+        self.unavailable_answers += len(commands)
+        return [StoreUnavailable(str(error)) for _ in commands]
+
+    def _store_failed(self, error: StoreError) -> None:
+        now = trio.current_time()
+        if self.store_error is None:
+            self.outages += 1
+            self._outage_started = now
+            log.critical("ALERT: the ledger store cannot be written (%s): refusing grants and "
+                         "releases with store_unavailable, retrying every %.0fs",
+                         error, self.retry_interval)
+        else:
+            log.warning("the ledger store still cannot be written: %s", error)
+        self.store_error = error
+        self._retry_at = now + self.retry_interval
+
+    def _store_recovered(self) -> None:
+        log.warning("the ledger store can be written again, after %.0fs",
+                    trio.current_time() - self._outage_started)
+        self.store_error = None
+        self._retry_at = -math.inf
+
     def _execute(self, commands: list[Any]) -> list[Any]:
         if len(commands) == 1 and isinstance(commands[0], OperatorCall):
             try:
                 return [commands[0].run(self.app)]
             except LedgerError as e:  # refused before anything was recorded
                 return [OperatorFailed(e)]
+        if not self.app.has_licence:
+            # A failed commit could not even reload the licence (the store is unreadable
+            # too): nothing can be decided until a later batch finds the store again.
+            raise StoreError("the store could not be read back after a failed commit")
         self.app.refresh()
         try:
             return self.app.execute(commands)
         except StoreError:
             # Another process committed between our refresh and our commit (a store shared
             # with an older tool). Nothing of this batch was recorded and the ledger has
-            # reloaded: decide the batch again on the new state. A second failure is real.
+            # reloaded: decide the batch again on the new state. A second failure is real:
+            # the store cannot be written (see _commit).
             self.app.refresh()
             return self.app.execute(commands)
 
@@ -172,4 +250,4 @@ def _segments(batch: list[Request]) -> list[list[Request]]:
     return segments
 
 
-__all__ = ["OperatorCall", "OperatorFailed", "Request", "Waiter", "Writer"]
+__all__ = ["OperatorCall", "OperatorFailed", "Request", "StoreUnavailable", "Waiter", "Writer"]

@@ -1,73 +1,62 @@
 """The slave connector: a site's permanent link to the master, and its rules when cut off.
 
 A dialler embeds it (``async with SlaveConnector(bundle, state_dir) as s: await
-s.acquire(...)``) or runs it as a daemon with a local socket (:mod:`seatledger.slave_socket`).
+s.acquire(...)``) or runs it as a daemon with a local socket
+(:mod:`seatledger.slave.local_socket`).
 
-States, as DESIGN.md section 5 and the product we replace define them:
+It composes three parts, each with one job:
 
-* ONLINE   - connected and synced; every acquire/release goes to the master, and its answer
-             (given only after the master has committed) is the answer.
-* OFFLINE  - the master is unreachable. Log-ons are granted up to the site's local limit per
-             class and journalled durably with their time and a growing sequence number.
-             The primary, then the secondary, is retried every ``retry_interval``.
-* CUT_OFF  - after ``cutoff_attempts`` failed rounds (or at once for a site with no local
-             limit). The seats held are dropped (the master releases them too), and at most
-             ``demo_limit`` agents may log on; the masters are retried every ``cutoff_retry``.
+* :mod:`~seatledger.slave.policy` - the offline rules (states, local limits, cut-off, demo
+  limit, journal cap and its alerts), sans-IO;
+* :mod:`~seatledger.slave.link` - the session with a master (connect, handshake, sync,
+  requests and answers), over the transport's trio shell;
+* :mod:`~seatledger.slave.journal` - the durable journal and seats, sealed at rest.
 
-On reconnection the journal and the seats held now are sent in a Sync; once the master
-answers SyncDone the journal is trimmed. The journal holds at most ``journal_cap`` events;
-alerts rise in severity as it fills, and when it is full log-ons are refused, never lost.
+While ONLINE every acquire/release goes to the master, and its answer (given only after the
+master has committed) is the answer. The master is waited for at most ``answer_timeout``
+seconds (a connection being set up included); a master that does not answer in time is
+treated as lost: the link is dropped and the request is decided by the offline rules and
+journalled, so the Sync of the next session delivers it, and the master records it exactly
+once (its per-site sequence numbers skip what it already has, and a grant for a user already
+seated records nothing).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import TracebackType
 
 import attrs
 import trio
 
+from ledger import ReleaseReason
 from seatledger.config.bundle import Bundle
-from seatledger.slave.journal import HeldSeat as LocalSeat
-from seatledger.slave.journal import Journal
-from transport import (
-    CLOSED,
-    NEED_DATA,
-    PROTOCOL_VERSION,
-    Acquire,
-    Connection,
-    Error,
-    Goodbye,
-    Granted,
-    Heartbeat,
-    HeldSeat,
-    Hello,
-    Notice,
-    OfflineEvent,
-    ProtocolError,
-    Refused,
-    Release,
-    Released,
-    Role,
-    Sync,
-    SyncDone,
-    Welcome,
+from seatledger.slave.errors import LinkLostError, MasterUnreachableError, SeatRefusedError
+from seatledger.slave.journal import Journal, LocalSeat, held_by_class
+from seatledger.slave.link import Answer, MasterLink, SyncPayload, open_tls_stream, run_session
+from seatledger.slave.policy import (
+    Alert,
+    AlertSeverity,
+    OfflinePolicy,
+    OfflineRefusal,
+    OfflineRules,
+    SeatStatus,
+    SlaveState,
 )
+from seatledger.slave.translate import held_seat, offline_event
+from transport import Acquire, Granted, Notice, Refused, Release, Released, SyncDone
 from transport.tls import client_context
 
 log = logging.getLogger("seatledger.slave")
 
-ONLINE = "online"
-CONNECTING = "connecting"
-OFFLINE = "offline"
-CUT_OFF = "cut_off"
-
-SYNC_CHUNK = 500  # offline events per Sync message, well inside the frame limit
+ONLINE = SlaveState.ONLINE
+CONNECTING = SlaveState.CONNECTING
+OFFLINE = SlaveState.OFFLINE
+CUT_OFF = SlaveState.CUT_OFF
 
 
 @attrs.frozen
@@ -78,8 +67,14 @@ class SlaveSettings:
     demo_limit: int = 5
     journal_cap: int = 1_000_000
     connect_timeout: float = 10.0
-    request_timeout: float = 30.0
+    answer_timeout: float = 3.0
+    """Seconds an acquire or release waits for the master before the offline rules decide."""
     missed_heartbeats: int = 3
+
+    def rules(self) -> OfflineRules:
+        return OfflineRules(cutoff_attempts=self.cutoff_attempts, demo_limit=self.demo_limit,
+                            journal_cap=self.journal_cap, retry_interval=self.retry_interval,
+                            cutoff_retry=self.cutoff_retry)
 
 
 @attrs.frozen
@@ -87,41 +82,8 @@ class SeatAnswer:
     user: str
     agent_class: str
     seat: str
-    status: str  # "normal" | "overuse" | "offline" | "demo"
+    status: SeatStatus
     deadline: datetime | None = None
-
-
-class SeatRefusedError(Exception):
-    """A log-on was refused; ``reason`` is the reason code."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-
-
-@attrs.frozen
-class Alert:
-    severity: str
-    text: str
-    at: datetime
-
-
-class _MasterLink:
-    """One live, synced connection to a master."""
-
-    def __init__(self, stream: trio.SSLStream[Any], conn: Connection, limits: dict[str, int],
-                 heartbeat: float):
-        self.stream = stream
-        self.conn = conn
-        self.limits = limits
-        self.heartbeat = heartbeat
-        self.waiting: dict[int, tuple[trio.Event, list[Any]]] = {}
-        self.send_lock = trio.Lock()
-
-    async def send(self, message: Any) -> None:
-        async with self.send_lock:
-            await self.stream.send_all(self.conn.send(message))
 
 
 class SlaveConnector:
@@ -133,23 +95,34 @@ class SlaveConnector:
         self.bundle = bundle
         self.settings = settings
         self.state_dir = state_dir
-        self.journal = Journal(state_dir / "journal.db")
+        self.journal = Journal(state_dir / "journal.db", site_secret=bundle.key_pem.encode())
+        self.policy = OfflinePolicy(settings.rules(), self.journal.remembered())
         self.context: ssl.SSLContext = client_context(bundle.ca_pem.encode(),
                                                       bundle.cert_pem.encode(),
                                                       bundle.key_pem.encode())
         self._now = now or (lambda: datetime.now(UTC))
-        self.state = CONNECTING
-        self.local_limits: dict[str, int] = {}
-        self.failed_rounds = 0
         self.alerts: list[Alert] = []
         self.on_alert: Callable[[Alert], None] | None = None
-        self._link: _MasterLink | None = None
-        self._ids = itertools.count(1)
-        self._online = trio.Event()
-        self._nursery: trio.Nursery | None = None
-        self._journal_level = 0
         self.connected_to: str | None = None
         self.synced: list[tuple[int, int, int]] = []
+        self._link: MasterLink | None = None
+        self._online = trio.Event()
+        self._connecting = False
+        self._stopping = False
+        self._stopped = trio.Event()
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def state(self) -> SlaveState:
+        return self.policy.state
+
+    @property
+    def local_limits(self) -> dict[str, int]:
+        return dict(self.policy.limits)
+
+    @property
+    def failed_rounds(self) -> int:
+        return self.policy.failed_rounds
 
     # ---------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> SlaveConnector:
@@ -158,18 +131,20 @@ class SlaveConnector:
         self._nursery.start_soon(self._run)
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
         assert self._nursery is not None
+        self._stopping = True
         link = self._link
         if link is not None:
+            link.goodbye("slave stopping")
             with trio.move_on_after(1):
-                try:
-                    await link.send(Goodbye("slave stopping"))
-                except (trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError):
-                    pass
+                await self._stopped.wait()
         self._nursery.cancel_scope.cancel()
-        await self._nursery_manager.__aexit__(*exc)
-        self.journal.close()
+        try:
+            await self._nursery_manager.__aexit__(exc_type, exc, tb)
+        finally:
+            self.journal.close()
 
     async def wait_online(self) -> None:
         await self._online.wait()
@@ -177,263 +152,182 @@ class SlaveConnector:
     def seats(self) -> dict[str, LocalSeat]:
         return self.journal.seats()
 
-    def _alert(self, severity: str, text: str) -> None:
-        alert = Alert(severity, text, self._now())
+    def _alert(self, alert: Alert) -> None:
         self.alerts.append(alert)
-        log.info("%s: %s", severity, text)
+        log.info("%s: %s", alert.severity, alert.text)
         if self.on_alert is not None:
             self.on_alert(alert)
+
+    def _alerts(self, alerts: tuple[Alert, ...]) -> None:
+        for alert in alerts:
+            self._alert(alert)
 
     # ---------------------------------------------------------------- the dialler's API
     async def acquire(self, user: str, agent_class: str, tenant: str = "",
                       campaign: str = "") -> SeatAnswer:
-        """Ask for a seat. Raises SeatRefusedError with the reason when refused."""
-        held = self.journal.seats().get(user)
+        """Ask for a seat; waits at most ``answer_timeout`` seconds for the master.
+
+        Raises:
+            SeatRefusedError: refused, by the master or by the offline rules; ``reason`` says
+                why.
+        """
+        held = self.journal.seat(user)
         if held is not None:
             return SeatAnswer(user, held.agent_class, held.seat, held.status)
-        link = self._link
+        deadline = trio.current_time() + self.settings.answer_timeout
+        link = await self._wait_link(deadline)
         if link is not None:
-            try:
-                answer = await self._request(link, Acquire(next(self._ids), user, agent_class,
-                                                           tenant, campaign))
-            except _LinkLost:
-                answer = None
+            answer = await self._ask(
+                link, Acquire(link.next_id(), user, agent_class, tenant, campaign), deadline)
             if isinstance(answer, Granted):
-                deadline = (datetime.fromtimestamp(answer.grace_deadline, UTC)
-                            if answer.grace_deadline is not None else None)
+                deadline_at = (datetime.fromtimestamp(answer.grace_deadline, UTC)
+                               if answer.grace_deadline is not None else None)
+                status = SeatStatus(answer.status)
                 self.journal.hold(LocalSeat(user, agent_class, tenant, campaign, answer.seat,
-                                            answer.status))
-                return SeatAnswer(user, agent_class, answer.seat, answer.status, deadline)
+                                            status))
+                return SeatAnswer(user, agent_class, answer.seat, status, deadline_at)
             if isinstance(answer, Refused):
                 raise SeatRefusedError(answer.reason, answer.detail)
         return self._acquire_offline(user, agent_class, tenant, campaign)
 
     async def release(self, user: str) -> None:
-        """Give a seat back. Raises SeatRefusedError('unknown_seat') if none is held."""
-        if user not in self.journal.seats():
+        """Give a seat back; waits at most ``answer_timeout`` seconds for the master.
+
+        Raises:
+            SeatRefusedError: ``unknown_seat`` if no seat is held for ``user``; the master's
+                reason if it could not record the release (the seat stays held).
+        """
+        held = self.journal.seat(user)
+        if held is None:
             raise SeatRefusedError("unknown_seat", f"user {user!r} holds no seat here")
-        link = self._link
+        deadline = trio.current_time() + self.settings.answer_timeout
+        link = await self._wait_link(deadline)
         if link is not None:
-            try:
-                answer = await self._request(link, Release(next(self._ids), user))
-            except _LinkLost:
-                answer = None
+            answer = await self._ask(link, Release(link.next_id(), user), deadline)
             if isinstance(answer, Released):
+                if not answer.ok and answer.reason != "unknown_seat":
+                    # Not recorded (the master's store is unavailable): the seat is still held.
+                    raise SeatRefusedError(answer.reason, f"the master could not release "
+                                                          f"{user!r}; try again")
                 self.journal.drop(user)
                 return
-        held = self.journal.seats()[user]
-        self.journal.append("release", user, held.agent_class, held.tenant, held.campaign,
-                            self._now())
-        self._check_journal()
+        self.journal.release_offline(user, self._now())
+        self._journal_grew()
 
     def _acquire_offline(self, user: str, agent_class: str, tenant: str,
                          campaign: str) -> SeatAnswer:
-        seats = self.journal.seats()
-        if self.journal.count() >= self.settings.journal_cap:
-            raise SeatRefusedError("journal_full", "the offline journal is full: log-ons are "
-                                                   "refused until a master is reachable")
-        if self.state == CUT_OFF:
-            if len(seats) >= self.settings.demo_limit:
-                raise SeatRefusedError("cut_off", f"cut off from the master: demo limit of "
-                                                  f"{self.settings.demo_limit} agents reached")
-            status = "demo"
-        else:
-            limit = self.local_limits.get(agent_class)
-            if limit is None:
-                raise SeatRefusedError("no_local_limit", f"the master is unreachable and this "
-                                                         f"site has no local {agent_class} limit")
-            in_use = sum(1 for s in seats.values() if s.agent_class == agent_class)
-            if in_use + 1 > limit:
-                raise SeatRefusedError("site_limit", f"offline: local {agent_class} limit "
-                                                     f"{limit} reached")
-            status = "offline"
-        seq = self.journal.append("grant", user, agent_class, tenant, campaign, self._now(),
-                                  LocalSeat(user, agent_class, tenant, campaign, "", status))
-        self._check_journal()
-        return SeatAnswer(user, agent_class, f"offline-{seq}", status)
+        decision = self.policy.decide(agent_class, held_by_class(self.journal.seats()),
+                                      self.journal.count())
+        if isinstance(decision, OfflineRefusal):
+            raise SeatRefusedError(decision.reason, decision.detail)
+        seat = self.journal.grant_offline(user, agent_class, tenant, campaign, self._now(),
+                                          decision.status)
+        self._journal_grew()
+        return SeatAnswer(user, agent_class, seat.seat, seat.status)
 
-    def _check_journal(self) -> None:
-        fill = self.journal.count() / self.settings.journal_cap
-        for level, (threshold, severity) in enumerate(
-                ((0.5, "warning"), (0.8, "high"), (0.95, "critical"), (1.0, "full")), start=1):
-            if fill >= threshold and self._journal_level < level:
-                self._journal_level = level
-                self._alert(severity, f"offline journal {fill:.0%} full "
-                                      f"({self.journal.count()} of {self.settings.journal_cap})")
+    def _journal_grew(self) -> None:
+        self._alerts(self.policy.journal_grew(self.journal.count(), self._now()))
 
-    async def _request(self, link: _MasterLink, message: Any) -> Any:
-        done = trio.Event()
-        box: list[Any] = []
-        link.waiting[message.request_id] = (done, box)
-        try:
-            await link.send(message)
-            with trio.fail_after(self.settings.request_timeout):
-                await done.wait()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError,
-                ProtocolError):
-            raise _LinkLost() from None
-        finally:
-            link.waiting.pop(message.request_id, None)
-        if not box:
-            raise _LinkLost()
-        return box[0]
+    async def _wait_link(self, deadline: float) -> MasterLink | None:
+        """The synced link; while a session is being set up, wait for it until ``deadline``."""
+        if self._link is None and self._connecting:
+            with trio.move_on_at(deadline):
+                await self._online.wait()
+        return self._link
+
+    async def _ask(self, link: MasterLink, message: Acquire | Release,
+                   deadline: float) -> Answer | None:
+        """The master's answer, or None if the link was lost or the master too slow."""
+        with trio.move_on_at(deadline):
+            try:
+                return await self._request(link, message)
+            except LinkLostError:
+                return None
+        log.warning("master %s did not answer within %.1fs: treating it as lost",
+                    link.address, self.settings.answer_timeout)
+        # What is decided offline now reaches the master in the Sync of the next session.
+        link.abort()
+        self._lost(link, "no answer in time")
+        return None
+
+    async def _request(self, link: MasterLink, message: Acquire | Release) -> Answer:
+        return await link.request(message)
 
     # ---------------------------------------------------------------- connecting
     async def _run(self) -> None:
-        first = True
-        while True:
-            for host, port in self.bundle.addresses():
-                try:
-                    link = await self._connect(host, port)
-                except (OSError, trio.BrokenResourceError, trio.TooSlowError, ProtocolError,
-                        ssl.SSLError, _Refused) as e:
-                    log.info("cannot reach master %s:%s: %s", host, port, e)
-                    continue
-                self.connected_to = f"{host}:{port}"
-                self.failed_rounds = 0
-                await self._serve(link)
-                self.connected_to = None
-                first = True
-                break
-            else:
-                if not first:
-                    self.failed_rounds += 1
-                self._went_offline(first)
-                first = False
-                interval = (self.settings.cutoff_retry if self.state == CUT_OFF
-                            else self.settings.retry_interval)
-                await trio.sleep(interval)
-
-    def _went_offline(self, first: bool) -> None:
-        if self.state == CONNECTING:
-            self.state = OFFLINE
-            self._alert("warning", "master unreachable: working offline within local limits")
-        if self.state == OFFLINE and (not self.local_limits or
-                                      self.failed_rounds >= self.settings.cutoff_attempts):
-            self.state = CUT_OFF
-            for user, seat in self.journal.seats().items():
-                self.journal.append("release", user, seat.agent_class, seat.tenant,
-                                    seat.campaign, self._now())
-            self._alert("critical", f"cut off from the master: campaigns stopped, demo limit "
-                                    f"of {self.settings.demo_limit} agents")
-
-    async def _connect(self, host: str, port: int) -> _MasterLink:
-        with trio.fail_after(self.settings.connect_timeout):
-            tcp = await trio.open_tcp_stream(host, port)
-            stream = trio.SSLStream(tcp, self.context, server_hostname=host)
-            try:
-                await stream.do_handshake()
-                conn = Connection(Role.CLIENT)
-                await stream.send_all(conn.send(Hello(self.bundle.site, PROTOCOL_VERSION)))
-                welcome = await _next(stream, conn)
-                if not isinstance(welcome, Welcome):
-                    raise _Refused(f"expected Welcome, got {type(welcome).__name__}")
-                link = _MasterLink(stream, conn, dict(welcome.limits), welcome.heartbeat_interval)
-                self.local_limits = dict(welcome.limits)
-                entries = self.journal.pending()
-                held = [HeldSeat(s.user, s.agent_class, s.tenant, s.campaign)
-                        for s in self.journal.seats().values()]
-                chunks = [entries[i:i + SYNC_CHUNK] for i in range(0, len(entries), SYNC_CHUNK)]
-                chunks = chunks or [[]]
-                for n, chunk in enumerate(chunks):
-                    last = n == len(chunks) - 1
-                    events = tuple(OfflineEvent(e.seq, e.kind, e.user, e.agent_class, e.tenant,
-                                                e.campaign, e.occurred_at.timestamp())
-                                   for e in chunk)
-                    await stream.send_all(conn.send(Sync(events, tuple(held) if last else (),
-                                                         not last)))
-                done = await _next(stream, conn)
-                if not isinstance(done, SyncDone):
-                    raise _Refused(f"expected SyncDone, got {type(done).__name__}")
-            except BaseException:
-                await trio.aclose_forcefully(stream)
-                raise
-        if entries:
-            self.journal.trim(entries[-1].seq)
-        self.synced.append((done.applied, done.skipped, done.reconciled))
-        if self.state != ONLINE:
-            if self.state in (OFFLINE, CUT_OFF):
-                self._alert("info", f"master reachable again: journal synced ({done.applied} "
-                                    f"applied, {done.skipped} already known)")
-            self.state = ONLINE
-        self._journal_level = 0
-        self._online.set()
-        return link
-
-    async def _serve(self, link: _MasterLink) -> None:
-        self._link = link
         try:
-            async with trio.open_nursery() as n:
-                n.start_soon(self._heartbeats, link)
-                await self._receive(link)
-                n.cancel_scope.cancel()
-        finally:
-            self._link = None
-            self._online = trio.Event()
-            if self.state == ONLINE:
-                self.state = OFFLINE
-                self._alert("warning", "lost the master: working offline within local limits")
-            for done, _box in list(link.waiting.values()):
-                done.set()
-            await trio.aclose_forcefully(link.stream)
-
-    async def _heartbeats(self, link: _MasterLink) -> None:
-        while True:
-            await trio.sleep(link.heartbeat)
-            try:
-                await link.send(Heartbeat())
-            except (trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError):
-                return
-
-    async def _receive(self, link: _MasterLink) -> None:
-        silence = link.heartbeat * self.settings.missed_heartbeats
-        while True:
-            try:
-                event = link.conn.next_event()
-            except ProtocolError as e:
-                log.warning("protocol error from master: %s", e)
-                return
-            if event is NEED_DATA:
-                with trio.move_on_after(silence) as quiet:
+            while not self._stopping:
+                for address in self.bundle.addresses():
+                    self._connecting = True
                     try:
-                        data = await link.stream.receive_some(65536)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        return
-                if quiet.cancelled_caught:
-                    log.warning("master silent for %.0fs: reconnecting", silence)
-                    return
-                link.conn.receive_data(data)
-                continue
-            if event is CLOSED or isinstance(event, (Goodbye, Error)):
-                return
-            if isinstance(event, (Granted, Refused, Released)):
-                waiter = link.waiting.get(event.request_id)
-                if waiter is not None:
-                    waiter[1].append(event)
-                    waiter[0].set()
-            elif isinstance(event, Notice):
-                self._alert(event.severity, event.text)
+                        stream = await open_tls_stream(address, self.context,
+                                                       timeout=self.settings.connect_timeout)
+                        reason = await run_session(
+                            stream, f"{address[0]}:{address[1]}", self.bundle.site,
+                            payload=self._sync_payload, on_synced=self._synced,
+                            on_notice=self._notice,
+                            handshake_timeout=self.settings.connect_timeout,
+                            missed_heartbeats=self.settings.missed_heartbeats)
+                    except MasterUnreachableError as e:
+                        log.info("%s", e)
+                        continue
+                    finally:
+                        self._connecting = False
+                        if self._link is not None:
+                            self._lost(self._link, "ended")
+                    log.info("session ended: %s", reason.value if reason else "aborted")
+                    break
+                else:
+                    self._round_failed()
+                    await trio.sleep(self.policy.retry_delay)
+        finally:
+            self._stopped.set()
+
+    def _sync_payload(self) -> SyncPayload:
+        return SyncPayload(tuple(offline_event(e) for e in self.journal.pending()),
+                           tuple(held_seat(s) for s in self.journal.seats().values()))
+
+    def _synced(self, link: MasterLink, done: SyncDone, sent: SyncPayload) -> None:
+        if sent.last_seq is not None:
+            self.journal.trim(sent.last_seq)
+        self.synced.append((done.applied, done.skipped, done.reconciled))
+        self._alerts(self.policy.synced(link.limits, self._now(), done.applied, done.skipped))
+        self.journal.remember(self.policy.remembered())
+        self._connecting = False
+        self._link = link
+        self.connected_to = link.address
+        self._online.set()
+        if self.journal.count():
+            # Decided offline while the Sync was on its way: the next session delivers it.
+            log.info("journal grew during the sync: reconnecting to deliver it")
+            link.abort()
+
+    def _lost(self, link: MasterLink, why: str) -> None:
+        """The synced session on ``link`` is over (once per session)."""
+        if self._link is not link:
+            return
+        log.info("lost the session with %s: %s", link.address, why)
+        self._link = None
+        self.connected_to = None
+        self._online = trio.Event()
+        if self._stopping:
+            return
+        self._alerts(self.policy.link_lost(self._now()))
+        self.journal.remember(self.policy.remembered())
+
+    def _round_failed(self) -> None:
+        now = self._now()
+        result = self.policy.round_failed(now)
+        if result.cut_off:
+            self.journal.release_all(now, ReleaseReason.SITE_CUT_OFF.value)
+        self.journal.remember(self.policy.remembered())
+        self._alerts(result.alerts)
+        if result.cut_off:
+            self._journal_grew()
+
+    def _notice(self, notice: Notice) -> None:
+        self._alert(Alert(AlertSeverity(notice.severity), notice.text, self._now()))
 
 
-class _LinkLost(Exception):
-    pass
-
-
-class _Refused(Exception):
-    pass
-
-
-async def _next(stream: trio.SSLStream[Any], conn: Connection) -> Any:
-    while True:
-        event = conn.next_event()
-        if event is NEED_DATA:
-            data = await stream.receive_some(65536)
-            conn.receive_data(data)
-            continue
-        if event is CLOSED:
-            raise _Refused("the master closed the connection")
-        if isinstance(event, Error):
-            raise _Refused(f"master refused: {event.code}: {event.text}")
-        if isinstance(event, (Heartbeat, Notice)):
-            continue
-        return event
+__all__ = ["CONNECTING", "CUT_OFF", "OFFLINE", "ONLINE", "SeatAnswer", "SeatRefusedError",
+           "SlaveConnector", "SlaveSettings", "SlaveState"]

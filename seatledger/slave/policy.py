@@ -124,11 +124,15 @@ class RoundFailed:
     """True once, when the slave is cut off: drop every seat held (reason ``site_cut_off``)."""
 
 
+def _copy_limits(limits: Mapping[str, int]) -> dict[str, int]:
+    return dict(limits)
+
+
 @attrs.frozen
 class Remembered:
     """The part of the policy that outlives a restart (the journal keeps it)."""
 
-    limits: Mapping[str, int] = attrs.field(factory=dict, converter=dict)
+    limits: Mapping[str, int] = attrs.field(factory=dict, converter=_copy_limits)
     failed_rounds: int = 0
     outage: bool = False
     """A round failed or the link was lost since the last sync."""

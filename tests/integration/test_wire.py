@@ -157,7 +157,7 @@ async def test_hello_naming_another_site_is_refused(world: World, nursery: trio.
     data = await stream.receive_some(65536)
     conn.receive_data(data)
     event = conn.next_event()
-    assert isinstance(event, Error) and event.code == "protocol_error"
+    assert isinstance(event, Error) and event.code == "identity_mismatch"
     await trio.aclose_forcefully(stream)
     assert world.app.licence.sites["south"].status == "new"
 
