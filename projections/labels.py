@@ -22,10 +22,9 @@ rebuilds them rather than failing to open them.
 Labels are few (thousands of users, not millions), so both directions are cached: the replay
 pays one dictionary look-up per label, not one encryption.
 
-The key. The ledger keeps the at-rest key only inside its row cipher's AES-GCM and offers no
-way to derive another key from it, so :func:`view_secret` reads that one private attribute,
-here and nowhere else. Were the ledger to offer a derivation, that function is the one place
-to change, and the changed :attr:`Labels.check` rebuilds the views once, by themselves.
+The key is derived from the data directory's at-rest key for this one purpose
+(:meth:`ledger.persistence.codec.RowCipher.derive_key`), so the views need no key file of
+their own and a copied file without the key reveals nothing.
 
 Query functions take only a connection; they find the labels of the runner that made its
 engine through :func:`labels_for` (see :func:`bind`).
@@ -38,7 +37,7 @@ from typing import Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Connection, Engine
 
@@ -51,7 +50,6 @@ KINDS: tuple[Kind, ...] = ("site", "user", "tenant", "campaign", "class", "custo
 
 # The AES-GCM nonce that derives the views' secret from the at-rest key (see view_secret).
 # The ledger draws its nonces at random (96 bits): it never uses this one for a row.
-_DERIVATION_NONCE = b"seatledger:v"  # 12 bytes
 _SALT = b"seatledger-views"
 # Beyond this many labels of one kind a cache starts again (a bound, not a working size).
 _CACHE_LIMIT = 1_000_000
@@ -134,14 +132,8 @@ class Labels:
 
 
 def view_secret(cipher: RowCipher) -> bytes:
-    """A 32-byte secret for the views, derived from the at-rest key held by ``cipher``.
-
-    The ledger keeps the key only inside its AES-GCM; AES-GCM encrypting zeros under a nonce
-    of its own yields AES-CTR key stream, AES_k(N || 2) || AES_k(N || 3): a pseudo-random
-    function of the key at an input no ledger row uses. HKDF then splits it by purpose.
-    """
-    aead: AESGCM = cipher._aead  # no public derivation: see "The key" above
-    return aead.encrypt(_DERIVATION_NONCE, bytes(32), None)[:32]
+    """A 32-byte secret for the views, derived from the at-rest key (HKDF, its own purpose)."""
+    return cipher.derive_key(b"views")
 
 
 def _derive(secret: bytes, purpose: bytes, length: int) -> bytes:

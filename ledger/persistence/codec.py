@@ -24,7 +24,9 @@ from uuid import UUID
 import attrs
 import msgspec
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eventsourcing.persistence import (
     Mapper,
     MapperDeserialisationError,
@@ -193,6 +195,13 @@ class RowCipher:
         if len(key) != 32:
             raise ValueError("the at-rest key must be 32 bytes")
         self._aead = AESGCM(key)
+        self._key = key
+
+    def derive_key(self, purpose: bytes, length: int = 32) -> bytes:
+        """A key for another purpose (e.g. the read models' labels), derived from the at-rest
+        key with HKDF-SHA256; distinct purposes give independent keys."""
+        return HKDF(algorithm=hashes.SHA256(), length=length, salt=b"seatledger-at-rest",
+                    info=purpose).derive(self._key)
 
     @staticmethod
     def associated_data(originator_id: UUID | str, version: int, topic: str) -> bytes:

@@ -39,7 +39,7 @@ from seatledger.master.handshakes import PendingHandshakes, Place
 from seatledger.master.session import CONNECTION_LOST, Sessions
 from seatledger.master.settings import MasterSettings
 from seatledger.master.timer import DeadlineTimer
-from seatledger.master.translate import STORE_UNAVAILABLE, notice_message
+from seatledger.master.translate import STORE_UNAVAILABLE, clock_notice, notice_message
 from seatledger.master.writer import Writer
 from transport import CertificateError, Connection, Error, Role
 from transport.pki import SiteIdentity
@@ -277,6 +277,11 @@ class Master:
                 notices += outcome.notices
         for notice in notices:
             self.sessions.broadcast(notice_message(notice))
+        for wall, expected in self.app.take_clock_steps():
+            log.critical("wall clock stepped: reads %s, expected %s", wall, expected)
+            notice = clock_notice(wall, expected)
+            self.sessions.standing = [notice]
+            self.sessions.broadcast(notice)
 
     async def _after_store_outages(self) -> None:
         """After the store comes back, record the sites that left while it could not be

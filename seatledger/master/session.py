@@ -103,6 +103,9 @@ class Sessions:
         self.writer = writer
         self.settings = settings
         self._sessions: dict[str, Session] = {}
+        # Notices every site gets when it connects, as well as when they are issued (a
+        # wall-clock step is news for sites that connect after it too).
+        self.standing: list[Notice] = []
         self._numbers = itertools.count(1)
         self._changed = trio.lowlevel.ParkingLot()
 
@@ -191,6 +194,8 @@ class Sessions:
                         return
                     limits = self.app.licence.sites[site].local_limits
                     send(Welcome(session.id, self.settings.heartbeat_interval, dict(limits)))
+                    for standing in self.standing:
+                        session.notify(standing)
                 case Sync(events, held, more):
                     sync_events += [offline_event(e) for e in events]
                     sync_held += [held_seat(h) for h in held]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ledger import Failure, Grant, HeldSeat, Notice, OfflineEvent, Refusal, Severity
+from ledger.domain.notices import clock_stepped_text
 from seatledger.master.writer import StoreUnavailable
 from transport import Granted, Message, Refused, Released
 from transport import HeldSeat as WireHeldSeat
@@ -72,3 +73,12 @@ def answer_release(send: Send, request_id: int, user: str) -> Callable[[Any], No
         else:
             send(Released(request_id, user))
     return reply
+
+
+ALL_POOLS = "*"  # a notice about the licence as a whole, not one pool
+
+
+def clock_notice(wall: datetime, expected: datetime) -> NoticeMessage:
+    """A critical notice for every site: the master's wall clock was stepped."""
+    return NoticeMessage(kind="clock_stepped", agent_class=ALL_POOLS, severity="critical",
+                         text=clock_stepped_text(wall, expected))
