@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -62,50 +63,67 @@ class TimeKeeper:
         self._monotonic = monotonic
         self._anchor: tuple[datetime, float] | None = None  # (recorded, monotonic) at anchor
         self._last_mono: float | None = None
+        # A master's writer thread and its event loop both read the time.
+        self._lock = threading.Lock()
 
-    def follow_monotonic(self, monotonic: Callable[[], float]) -> None:
-        """From now on, advance recorded time with ``monotonic`` (seconds, any origin)."""
-        self._monotonic = monotonic
-        self._anchor = None
+    def follow_monotonic(self, monotonic: Callable[[], float],
+                         wall: Callable[[], datetime] | None = None) -> None:
+        """From now on, advance recorded time with ``monotonic`` (seconds, any origin), and
+        read the wall clock live from ``wall`` if given (each reading pairs the two)."""
+        with self._lock:
+            self._monotonic = monotonic
+            if wall is not None:
+                self.clock = _CallableClock(wall)
+            self._anchor = None
 
     def read(self, last_recorded: datetime | None, *,
              peek: bool = False) -> tuple[datetime, tuple[datetime, datetime] | None]:
-        """``peek``: only look (what time is it?), do not consume a step."""
-        wall = self.clock.now()
-        if peek:
-            saved = self._last_wall, self._last_mono, self._anchor
-            try:
-                return self.read(last_recorded)
-            finally:
-                self._last_wall, self._last_mono, self._anchor = saved
-        if self._monotonic is None:
-            return self._read_wall(wall, last_recorded)
-        mono = self._monotonic()
+        """``peek``: only look (what time is it?); a step is reported only to a real read."""
+        with self._lock:
+            if self._monotonic is None:
+                return self._read_wall(self.clock.now(), last_recorded, peek)
+            return self._read_monotonic(self.clock.now(), self._monotonic(), last_recorded,
+                                        peek)
+
+    def _read_monotonic(self, wall: datetime, mono: float, last_recorded: datetime | None,
+                        peek: bool) -> tuple[datetime, tuple[datetime, datetime] | None]:
         step = None
-        if self._anchor is None:
+        anchor = self._anchor
+        if anchor is None:
             start = wall
             if last_recorded is not None and wall < last_recorded - STEP_TOLERANCE:
                 step = (wall, last_recorded)
             if last_recorded is not None and wall < last_recorded:
                 start = last_recorded
-            self._anchor = (start, mono)
+            anchor = (start, mono)
         elif self._last_wall is not None and self._last_mono is not None:
             expected = self._last_wall + timedelta(seconds=mono - self._last_mono)
             if abs(wall - expected) > STEP_TOLERANCE:
                 step = (wall, expected)
-        self._last_wall, self._last_mono = wall, mono
-        recorded = self._anchor[0] + timedelta(seconds=mono - self._anchor[1])
+        recorded = anchor[0] + timedelta(seconds=mono - anchor[1])
         if last_recorded is not None and recorded < last_recorded:
             recorded = last_recorded
+        if not peek:
+            self._anchor = anchor
+            self._last_wall, self._last_mono = wall, mono
         return recorded, step
 
-    def _read_wall(self, wall: datetime,
-                   last_recorded: datetime | None) -> tuple[datetime, tuple[datetime, datetime] | None]:
+    def _read_wall(self, wall: datetime, last_recorded: datetime | None,
+                   peek: bool = False) -> tuple[datetime, tuple[datetime, datetime] | None]:
         previous = self._last_wall if self._last_wall is not None else last_recorded
-        self._last_wall = wall
+        if not peek:
+            self._last_wall = wall
         step = None
         if previous is not None and wall < previous - STEP_TOLERANCE:
             step = (wall, previous)
         if last_recorded is not None and wall < last_recorded:
             return last_recorded, step
         return wall, step
+
+
+class _CallableClock:
+    def __init__(self, now: Callable[[], datetime]):
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now()

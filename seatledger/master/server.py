@@ -78,7 +78,10 @@ class Master:
         self.on_commit = on_commit
         # Recorded time follows trio's clock (monotonic; MockClock in tests) from the last
         # recorded time: a wall-clock step is recorded, never followed.
-        app.timekeeper.follow_monotonic(trio.lowlevel.current_clock().current_time)
+        # The wall clock is read live, beside each monotonic reading, so that a step is told
+        # from time merely passing between batches.
+        app.timekeeper.follow_monotonic(trio.lowlevel.current_clock().current_time,
+                                        wall=self.now)
         self.writer = Writer(app, ledger_clock, self.now, max_batch=settings.max_batch,
                              queue_size=settings.queue_size, worker_thread=settings.worker_thread,
                              after_batch=self._after_batch,
@@ -279,9 +282,9 @@ class Master:
             self.sessions.broadcast(notice_message(notice))
         for wall, expected in self.app.take_clock_steps():
             log.critical("wall clock stepped: reads %s, expected %s", wall, expected)
-            notice = clock_notice(wall, expected)
-            self.sessions.standing = [notice]
-            self.sessions.broadcast(notice)
+            stepped = clock_notice(wall, expected)
+            self.sessions.standing = [stepped]
+            self.sessions.broadcast(stepped)
 
     async def _after_store_outages(self) -> None:
         """After the store comes back, record the sites that left while it could not be
@@ -322,10 +325,11 @@ def _cause(error: BaseException) -> BaseException:
 
 def trio_now(start: datetime) -> Callable[[], datetime]:
     """Ledger time driven by trio's clock (so MockClock drives the ledger in tests)."""
-    origin = trio.current_time()
+    clock = trio.lowlevel.current_clock()  # readable from a worker thread too
+    origin = clock.current_time()
 
     def now() -> datetime:
-        return start + timedelta(seconds=trio.current_time() - origin)
+        return start + timedelta(seconds=clock.current_time() - origin)
 
     return now
 

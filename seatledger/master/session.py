@@ -194,7 +194,7 @@ class Sessions:
                         return
                     limits = self.app.licence.sites[site].local_limits
                     send(Welcome(session.id, self.settings.heartbeat_interval, dict(limits)))
-                    for standing in self.standing:
+                    for standing in self.standing:  # notices may come any time from here
                         session.notify(standing)
                 case Sync(events, held, more):
                     sync_events += [offline_event(e) for e in events]

@@ -189,12 +189,12 @@ async def run_session(stream: trio.abc.Stream, address: str, site: str, *,
         try:
             with trio.fail_after(handshake_timeout):
                 await link.send(Hello(site, PROTOCOL_VERSION))
-                welcome = await _expect(link, Welcome)
+                welcome = await _expect(link, Welcome, on_notice)
                 link.heartbeat = welcome.heartbeat_interval
                 sent = payload()
                 for message in sync_messages(sent, chunk):
                     await link.send(message)
-                done = await _expect(link, SyncDone)
+                done = await _expect(link, SyncDone, on_notice)
         except (trio.TooSlowError, trio.EndOfChannel, trio.ClosedResourceError,
                 _UnexpectedError) as e:
             raise MasterUnreachableError(f"no session with {address}: {e}") from e
@@ -214,13 +214,20 @@ class _UnexpectedError(Exception):
 M = TypeVar("M", bound=Message)
 
 
-async def _expect(link: Link, kind: type[M]) -> M:
-    try:
-        message = await link.receive()
-    except trio.EndOfChannel:
-        reason = link.close_reason.value if link.close_reason else "closed"
-        detail = f" ({link.remote_error})" if link.remote_error else ""
-        raise _UnexpectedError(f"the master closed the connection: {reason}{detail}") from None
+async def _expect(link: Link, kind: type[M], on_notice: Callable[[Notice], None]) -> M:
+    """The next message, which must be a ``kind``; notices (which the master may send any
+    time from Welcome on, e.g. another site's over-use) are handed on meanwhile."""
+    while True:
+        try:
+            message = await link.receive()
+        except trio.EndOfChannel:
+            reason = link.close_reason.value if link.close_reason else "closed"
+            detail = f" ({link.remote_error})" if link.remote_error else ""
+            raise _UnexpectedError(f"the master closed the connection: {reason}{detail}"
+                                   ) from None
+        if not isinstance(message, Notice):
+            break
+        on_notice(message)
     if isinstance(message, kind):
         return message
     if isinstance(message, Error):

@@ -11,12 +11,6 @@ from tests.chaos.harness import faketime_library
 from tests.chaos.scenarios import MissingEnvironment, small_file_system
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # Until pyproject.toml lists it (the suite runs with --strict-markers).
-    config.addinivalue_line("markers", "chaos: real processes under faults (tests/chaos); "
-                                       "SEATLEDGER_CHAOS_ROUNDS sets the rounds")
-
-
 @pytest.fixture
 def libfaketime() -> Path:
     library = faketime_library()

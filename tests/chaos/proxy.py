@@ -116,17 +116,14 @@ class FaultProxy:
             self._flowing = trio.Event()
 
     def delay(self, seconds: float) -> None:
-        self._set_flowing()
+        self._flowing.set()
         self._mode = Mode.DELAY
         self._delay = seconds
 
     def restore(self) -> None:
-        self._set_flowing()
+        self._flowing.set()
         self._mode = Mode.FORWARD
         self._delay = 0.0
-
-    def _set_flowing(self) -> None:
-        self._flowing.set()
 
     def statistics(self) -> ProxyStatistics:
         return ProxyStatistics(self._mode, self._delay, self._accepted, len(self._pairs),

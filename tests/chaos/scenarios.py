@@ -17,7 +17,7 @@ import signal
 import statistics
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import redirect_stderr, redirect_stdout
 from datetime import timedelta
 from pathlib import Path
@@ -55,7 +55,7 @@ class MissingEnvironment(Exception):
     """What a scenario needs from the machine is not there (a tool, a small file system)."""
 
 
-async def _wait_for(condition: Any, timeout: float, what: str, poll: float = 0.05) -> float:
+async def _wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.05) -> float:
     """Wait until ``condition()`` is true; returns the seconds it took. Raises TooSlowError
     naming ``what``."""
     started = trio.current_time()
@@ -66,7 +66,7 @@ async def _wait_for(condition: Any, timeout: float, what: str, poll: float = 0.0
     raise trio.TooSlowError(f"{what}: not within {timeout:.0f}s")
 
 
-async def _within(condition: Any, timeout: float, poll: float = 0.05) -> float | None:
+async def _within(condition: Callable[[], bool], timeout: float, poll: float = 0.05) -> float | None:
     """Seconds until ``condition()`` held, or None if it did not within ``timeout``."""
     try:
         return round(await _wait_for(condition, timeout, "", poll), 2)
@@ -246,6 +246,7 @@ class ProxyReport:
     slave_duplicates: int = 0
     master_double_grants: int = 0
     connections_cut: int = 0
+    proxy_connections: int = 0  # the slave's connections through the proxy
     seconds: float = 0.0
 
 
@@ -340,6 +341,7 @@ async def faulty_link(where: Path, faults: int, *, seed: int = 9,
     report.dialler_disagrees = sorted(dialler.held ^ set(on_slave))
     report.slave_duplicates = len(on_slave) - len(set(on_slave))
     report.master_double_grants = len(double_grants(view.events, "north"))
+    report.proxy_connections = proxy.statistics().accepted
     report.seconds = round(trio.current_time() - started, 1)
     return report
 
