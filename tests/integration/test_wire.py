@@ -407,8 +407,10 @@ async def test_a_site_that_does_not_read_is_dropped_and_others_are_served(
                     await trio.sleep(0.01)
             with trio.fail_after(GOOD_SITE_BOUND):
                 assert (await north.acquire("after", "PRED")).status == "normal"
-    dropped = [e for _, e in world.app.events() if type(e).__name__ == "SiteDisconnected"]
-    assert [(e.site, e.reason) for e in dropped] == [("south", "overloaded")]
+    # North's own goodbye may be recorded too, depending on timing: south's is what counts.
+    dropped = [e.reason for _, e in world.app.events()
+               if type(e).__name__ == "SiteDisconnected" and e.site == "south"]
+    assert dropped == ["overloaded"]
     await trio.aclose_forcefully(stuck)
 
 
