@@ -34,7 +34,7 @@ from typing import Any
 import trio
 
 from ledger import DisconnectSite, Grant, LedgerApp, ManualClock, Notice, SyncResult
-from ledger.domain.licence import CONNECTED, REVOKED
+from ledger.domain.licence import CONNECTED
 from seatledger.master.handshakes import PendingHandshakes, Place
 from seatledger.master.session import CONNECTION_LOST, Sessions
 from seatledger.master.settings import MasterSettings
@@ -251,9 +251,7 @@ class Master:
         built without it.)"""
         if not self.app.has_licence:  # a failed commit could not read the store back
             return Error(STORE_UNAVAILABLE, "the ledger store cannot be read")
-        site = self.app.licence.sites.get(identity.name)
-        if site is None or site.status == REVOKED or (
-                site.fingerprint and site.fingerprint != identity.fingerprint):
+        if not self.app.licence.admits(identity.name, identity.fingerprint):
             return Error("unknown_site",
                          f"site {identity.name!r} is not enrolled with this certificate")
         return None

@@ -39,7 +39,6 @@ from ledger import (
     SyncResult,
     SyncSite,
 )
-from ledger.domain.licence import REVOKED
 from seatledger.master.settings import MasterSettings
 from seatledger.master.translate import (
     STORE_UNAVAILABLE,
@@ -131,7 +130,7 @@ class Sessions:
         sites = self.app.licence.sites
         for session in list(self._sessions.values()):
             site = sites.get(session.site)
-            if site is None or site.status == REVOKED:
+            if site is None or site.revoked:
                 # The link closes once the Error is written (or at once if it cannot be).
                 session.send(Error("revoked", f"site {session.site!r} has been revoked"))
 
