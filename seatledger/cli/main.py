@@ -19,6 +19,7 @@ from seatledger.cli.exits import EXIT_FAILED, EXIT_USAGE
 from seatledger.config.lock import DataDirBusyError
 from seatledger.config.settings import ConfigError
 from seatledger.services.errors import Refused, UsageError
+from seatledger.slave.errors import SlaveError
 from transport import ProtocolError
 
 
@@ -70,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"seatledger: {e}", file=sys.stderr)
         return EXIT_USAGE
     except (Refused, LedgerError, ConfigError, ExportError, ProtocolError,
-            DataDirBusyError) as e:
+            DataDirBusyError, SlaveError) as e:
         print(f"seatledger: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
