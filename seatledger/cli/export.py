@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import gzip
 import sys
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -25,11 +23,8 @@ from exporters import (
     ExportError,
     Verifier,
     decode_manifest,
-    decrypt_export,
     locate,
-    verify_signature,
 )
-from exporters.envelope import export_comment
 from ledger.seal.checkpoint import verifier_key
 from seatledger.cli import output
 from seatledger.cli.exits import EXIT_OK
@@ -39,6 +34,7 @@ from seatledger.config.store import open_ledger
 from seatledger.services.errors import Refused, UsageError
 from seatledger.services.export import (
     PINNED_KEY,
+    decrypt_day,
     import_exports,
     key_line,
     load_export_settings,
@@ -187,23 +183,9 @@ def _planned_records(paths: Sequence[Path]) -> int | None:
 
 @_translated
 def cmd_export_decrypt(args: argparse.Namespace) -> int:
-    days = locate([args.file])
-    if len(days) != 1:
-        raise UsageError("give one export file")
-    files = days[0]
-    try:
-        ciphertext = files.data.read_bytes()
-    except OSError as err:
-        raise Refused(f"cannot read {files.data}: {err.strerror}") from None
-    if args.public_key is not None:
-        signature = _read_bytes(files.data_signature)
-        verify_signature(ciphertext, signature, _read_text(Path(args.public_key), "public key"),
-                         expected_comment=export_comment(files.data.name, files.day))
-    compressed = decrypt_export(ciphertext, _read_text(Path(args.identity), "identity"))
-    try:
-        jsonl = gzip.decompress(compressed)
-    except (OSError, EOFError, zlib.error) as err:
-        raise Refused(f"{files.data.name}: not gzip, or damaged ({err})") from None
+    public = _read_text(Path(args.public_key), "public key") if args.public_key else None
+    jsonl = decrypt_day(args.file, _read_text(Path(args.identity), "identity"),
+                        public_key_text=public)
     if args.output is None or args.output == "-":
         sys.stdout.buffer.write(jsonl)
         sys.stdout.flush()
@@ -213,13 +195,6 @@ def cmd_export_decrypt(args: argparse.Namespace) -> int:
     output.say(args, {"file": args.output, "bytes": len(jsonl), "records": records},
                f"wrote {records} record(s) ({len(jsonl)} bytes) to {args.output}")
     return EXIT_OK
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise Refused(f"cannot read {path}: {err.strerror}") from None
 
 
 @_translated

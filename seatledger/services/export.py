@@ -11,6 +11,8 @@ recipient's data directory pins the master's public key on its first import, in
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -26,12 +28,16 @@ from exporters import (
     Outbox,
     Verifier,
     VerifyReport,
+    decrypt_export,
     due_days,
     import_verified,
+    locate,
     make_sink,
     parse_export_settings,
+    verify_signature,
 )
 from exporters.chain import parse_verifier_key
+from exporters.envelope import export_comment
 from exporters.sinks import LocalSink, Sink
 from ledger import LedgerApp
 from seatledger.config.keys import EXPORT_PUB, ensure_export_keys
@@ -185,10 +191,42 @@ def key_line(text: str) -> str:
     return lines[0] if lines else ""
 
 
+
+def decrypt_day(path: Path, identity_text: str, *, public_key_text: str | None = None) -> bytes:
+    """One day's records as JSON lines: its signature checked first (with the master's
+    public key, when given), then decrypted with the vendor's age identity and unpacked.
+
+    Raises:
+        UsageError: ``path`` is not one day's export. Refused: a file cannot be read or is
+        not what it says. ExportError: a bad signature, or the identity does not open it.
+    """
+    days = locate([path])
+    if len(days) != 1:
+        raise UsageError("give one export file")
+    files = days[0]
+    ciphertext = _read(files.data)
+    if public_key_text is not None:
+        verify_signature(ciphertext, _read(files.data_signature), public_key_text,
+                         expected_comment=export_comment(files.data.name, files.day))
+    compressed = decrypt_export(ciphertext, identity_text)
+    try:
+        return gzip.decompress(compressed)
+    except (OSError, EOFError, zlib.error) as err:
+        raise Refused(f"{files.data.name}: not gzip, or damaged ({err})") from None
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise Refused(f"cannot read {path}: {err.strerror}") from None
+
+
 __all__ = [
     "PINNED_KEY",
     "export_due_days",
     "export_to_folder",
+    "decrypt_day",
     "import_exports",
     "key_line",
     "load_export_settings",
