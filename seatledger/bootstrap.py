@@ -15,6 +15,7 @@ import attrs
 from exporters import DayResult
 from ledger import LedgerApp, ManualClock
 from seatledger.config.bundle import Bundle
+from seatledger.config.ca import crl_path, load_crl
 from seatledger.config.settings import Config, ConfigError
 from seatledger.config.store import open_ledger
 from seatledger.master.server import Master, MasterSettings
@@ -38,7 +39,30 @@ def master_context(config: Config, app: LedgerApp) -> ssl.SSLContext:
     handshake's check that a client certificate belongs to an enrolled, unrevoked site."""
     ca_dir = config.layout.ca_dir
     return server_context(ca_dir / "ca.crt", ca_dir / "master.crt", ca_dir / "master.key",
-                          revoked=admission_check(app))
+                          revoked=admission_check(app), crl_pem=load_crl(ca_dir))
+
+
+def context_refresher(config: Config, app: LedgerApp) -> Callable[[], ssl.SSLContext | None]:
+    """A new server context whenever the CA's revocation list changed (``site revoke``
+    rewrites it while the master runs), else None."""
+    path = crl_path(config.layout.ca_dir)
+    seen: list[float | None] = [_mtime(path)]
+
+    def refresh() -> ssl.SSLContext | None:
+        now = _mtime(path)
+        if now == seen[0]:
+            return None
+        seen[0] = now
+        return master_context(config, app)
+
+    return refresh
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime_ns / 1e9
+    except FileNotFoundError:
+        return None
 
 
 def master_settings(config: Config, **overrides: object) -> MasterSettings:
@@ -58,8 +82,10 @@ def build_master(config: Config, *, now: Callable[[], datetime] = wall_clock,
     if not isinstance(clock, ManualClock):
         raise TypeError("a master drives the ledger's clock: open it with a ManualClock")
     app.licence  # noqa: B018 - a master needs a licence: fail now with a clear error
-    return Master(app, clock, master_context(config, app),
-                  settings=settings or master_settings(config), now=now)
+    master = Master(app, clock, master_context(config, app),
+                    settings=settings or master_settings(config), now=now)
+    master.refresh_context = context_refresher(config, app)
+    return master
 
 
 def build_slave(bundle: Bundle, state_dir: Path, *, settings: SlaveSettings | None = None,

@@ -319,3 +319,20 @@ def site_name_from_cert(cert: CertSource) -> str:
         )
     value = names[0].value
     return value if isinstance(value, str) else value.decode()
+
+
+def issue_crl(ca: CertifiedKey, revoked_serials: Iterable[int], *,
+              now: dt.datetime | None = None) -> bytes:
+    """A certificate revocation list (PEM) signed by ``ca``, naming ``revoked_serials``. A
+    master that loads it refuses those certificates inside the TLS handshake, with the
+    standard "certificate revoked" alert."""
+    now = now or dt.datetime.now(dt.UTC)
+    builder = (x509.CertificateRevocationListBuilder()
+               .issuer_name(ca.certificate.subject)
+               .last_update(now - dt.timedelta(minutes=5))
+               .next_update(now + dt.timedelta(days=3650)))
+    for serial in sorted(set(revoked_serials)):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build())
+    crl = builder.sign(ca.private_key, hashes.SHA256())
+    return crl.public_bytes(serialization.Encoding.PEM)

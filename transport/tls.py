@@ -26,9 +26,11 @@ bytes, and the peer sees only "unexpected EOF". The SSLObject classes here keep 
 back for one round: the handshake first asks to be called again (``SSLWantReadError``), so the
 caller writes the pending alert, and the next call raises the original error. The peer reads
 "tlsv1 alert unknown ca", "certificate expired" and so on, and an operator can tell a wrong
-CA from an expired certificate. A revoked certificate is different: OpenSSL accepted it and
-its handshake is complete, so there is no alert OpenSSL could send for it (Python's ``ssl``
-offers no way to send one), and the revoked peer sees the stream end without an alert.
+CA from an expired certificate. A certificate named in the CA's revocation list
+(``server_context(crl_pem=...)``) is refused by OpenSSL itself, with "certificate revoked".
+One refused only by the ``revoked`` check (revoked in the ledger, not in the list) passed
+OpenSSL's checks: its handshake is complete, Python's ``ssl`` offers no way to send an alert
+then, and that peer sees the stream end without one.
 """
 
 from __future__ import annotations
@@ -199,9 +201,12 @@ def server_context(
     key_pem: PemSource,
     *,
     revoked: RevocationCheck = frozenset(),
+    crl_pem: bytes | None = None,
 ) -> ssl.SSLContext:
     """The master's context: TLS 1.3 only, a client certificate from our CA required.
 
+    ``crl_pem``: a revocation list from the CA (see :func:`transport.pki.issue_crl`); the
+    peers it names are refused with the "certificate revoked" alert.
     ``revoked`` is consulted at every handshake with the peer certificate's SHA-256 hex
     fingerprint (see the module docstring); a revoked peer's handshake raises
     :class:`CertificateRevokedError`. Session tickets are off, so every connection is a full
@@ -212,6 +217,15 @@ def server_context(
     """
     context = _base_context(ssl.PROTOCOL_TLS_SERVER, ca_pem, cert_pem, key_pem)
     context.num_tickets = 0
+    if crl_pem is not None:
+        # Certificates the CA revoked fail inside the handshake, with the standard alert.
+        try:
+            with _pem_file(crl_pem) as crl_file:  # cadata takes certificates only
+                context.load_verify_locations(cafile=crl_file)
+        except (ssl.SSLError, ValueError) as exc:
+            raise CertificateError(f"cannot load the revocation list: {exc}",
+                                   "bad_credentials") from exc
+        context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     check = staticmethod(_revocation_predicate(revoked))
     context.sslobject_class = type(
         "RevocationCheckedSSLObject", (_CheckedSSLObject,), {"_is_revoked": check}

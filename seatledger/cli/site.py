@@ -16,7 +16,7 @@ from seatledger.cli.common import (
 from seatledger.cli.exits import EXIT_OK
 from seatledger.services import operator
 from seatledger.services.operator import operator_port
-from seatledger.services.sites import enrol_site
+from seatledger.services.sites import enrol_site, revoke_site
 
 
 def cmd_site_enrol(args: argparse.Namespace) -> int:
@@ -38,8 +38,9 @@ def cmd_site_enrol(args: argparse.Namespace) -> int:
 
 
 def cmd_site_revoke(args: argparse.Namespace) -> int:
-    with operator_port(config_for(args)) as port:
-        released = operator.revoke_site(port, args.name)
+    config = config_for(args)
+    with operator_port(config) as port:
+        released = revoke_site(config, port, args.name)
     output.say(args, {"site": args.name, "released": released},
                f"revoked site {args.name}; released {released} seat(s)")
     return EXIT_OK

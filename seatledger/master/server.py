@@ -73,6 +73,8 @@ class Master:
         self.app = app
         self.ledger_clock = ledger_clock
         self.context = server_context
+        # Set by the composition root: a new context when the CA's revocation list changed.
+        self.refresh_context: Callable[[], ssl.SSLContext | None] | None = None
         self.settings = settings
         self._now = now
         self.on_commit = on_commit
@@ -217,6 +219,8 @@ class Master:
         """One accepted connection: handshake, admission, the site's session. Always closes
         the stream."""
         try:
+            if self.refresh_context is not None:
+                self.context = self.refresh_context() or self.context
             tls = trio.SSLStream(tcp, self.context, server_side=True)
             identity = await self._handshake(tls, place)
             if identity is None:

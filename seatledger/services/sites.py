@@ -7,10 +7,12 @@ from pathlib import Path
 
 from ledger import LedgerApp, LicenceError
 from seatledger.config.bundle import Bundle, parse_address
-from seatledger.config.ca import load_ca
+from seatledger.config.ca import issued_path, load_ca, write_crl
+from seatledger.config.keys import write_replacing as write_private_replacing
 from seatledger.config.settings import Config
+from seatledger.services import operator
 from seatledger.services.operator import DirectPort, LedgerPort
-from transport.pki import issue_site_certificate
+from transport.pki import certificate_from_pem, issue_site_certificate
 
 
 def enrol_site(config: Config, ledger: LedgerApp | LedgerPort, name: str, *,
@@ -27,6 +29,7 @@ def enrol_site(config: Config, ledger: LedgerApp | LedgerPort, name: str, *,
         cert = issue_site_certificate(ca, name)
     except ValueError as e:
         raise LicenceError(str(e)) from None
+    write_private_replacing(issued_path(config.layout.ca_dir, name), cert.cert_pem)
     port = DirectPort(ledger) if isinstance(ledger, LedgerApp) else ledger
     port.call("site.enrol", name=name, fingerprint=cert.fingerprint,
               local_limits=dict(local_limits or {}))
@@ -45,4 +48,19 @@ def admission_check(app: LedgerApp) -> Callable[[str], bool]:
     return refused
 
 
-__all__ = ["admission_check", "enrol_site"]
+def revoke_site(config: Config, port: LedgerPort, name: str) -> int:
+    """Revoke ``name`` in the ledger (its seats are released) and in the CA's revocation
+    list, so that its certificate is refused in the handshake with the "certificate
+    revoked" alert. Returns how many seats were released."""
+    released = operator.revoke_site(port, name)
+    ca_dir = config.layout.ca_dir
+    serials = []
+    for site in operator.list_sites(port):
+        path = issued_path(ca_dir, site["site"])
+        if site["status"] == "revoked" and path.exists():
+            serials.append(certificate_from_pem(path.read_bytes()).serial_number)
+    write_crl(ca_dir, load_ca(ca_dir), serials)
+    return released
+
+
+__all__ = ["admission_check", "enrol_site", "revoke_site"]

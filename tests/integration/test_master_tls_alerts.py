@@ -80,10 +80,12 @@ async def test_a_client_without_a_certificate_gets_the_certificate_required_aler
     assert cause.reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED"
 
 
-async def test_a_revoked_certificate_is_told_apart_from_a_wrong_ca(world: World) -> None:
-    # OpenSSL accepted the revoked certificate's chain, so its handshake completed and there
-    # is no alert to send (see transport.tls, "Alerts"): the stream ends without one, which
-    # a site's operator reads as "refused by this master", not "wrong CA".
+async def test_a_site_revoked_in_the_ledger_only_is_still_told_apart_from_a_wrong_ca(
+        world: World) -> None:
+    # Revoked in the ledger but not in the CA's revocation list (`site revoke` writes both;
+    # see test_revocation_alert.py for the "certificate revoked" alert): OpenSSL accepts the
+    # chain, the handshake completes and there is no alert to send (transport.tls, "Alerts").
+    # The stream ends without one, which an operator reads as "refused", not "wrong CA".
     world.app.revoke_site("north")
     b = world.bundle("north")
     revoked = client_context(b.ca_pem.encode(), b.cert_pem.encode(), b.key_pem.encode())
