@@ -46,21 +46,22 @@ def context_refresher(config: Config, app: LedgerApp) -> Callable[[], ssl.SSLCon
     """A new server context whenever the CA's revocation list changed (``site revoke``
     rewrites it while the master runs), else None."""
     path = crl_path(config.layout.ca_dir)
-    seen: list[float | None] = [_mtime(path)]
+    seen = _mtime(path)
 
     def refresh() -> ssl.SSLContext | None:
+        nonlocal seen
         now = _mtime(path)
-        if now == seen[0]:
+        if now == seen:
             return None
-        seen[0] = now
+        seen = now
         return master_context(config, app)
 
     return refresh
 
 
-def _mtime(path: Path) -> float | None:
+def _mtime(path: Path) -> int | None:
     try:
-        return path.stat().st_mtime_ns / 1e9
+        return path.stat().st_mtime_ns
     except FileNotFoundError:
         return None
 
