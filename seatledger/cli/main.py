@@ -14,12 +14,24 @@ from typing import Any
 
 from exporters.errors import ExportError
 from ledger import LedgerError
-from seatledger.cli import audit, daemons, datadir, demo, export, licence, reports, seat, site
+from seatledger.cli import (
+    audit,
+    daemons,
+    datadir,
+    demo,
+    export,
+    licence,
+    reports,
+    seat,
+    site,
+    vendor,
+)
 from seatledger.cli.exits import EXIT_FAILED, EXIT_USAGE
 from seatledger.config.lock import DataDirBusyError
 from seatledger.config.settings import ConfigError
 from seatledger.services.errors import Refused, UsageError
 from seatledger.slave.errors import SlaveError
+from seatledger.vendor.registry import RegistryError
 from transport import ProtocolError
 
 
@@ -51,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.register(sub, add)
     daemons.register(sub, add, common)
     seat.register(sub, add, common)
+    vendor.register(sub, add, common)
     demo.register(sub, add, common)
     return parser
 
@@ -71,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"seatledger: {e}", file=sys.stderr)
         return EXIT_USAGE
     except (Refused, LedgerError, ConfigError, ExportError, ProtocolError,
-            DataDirBusyError, SlaveError) as e:
+            DataDirBusyError, SlaveError, RegistryError) as e:
         print(f"seatledger: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
