@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -12,6 +13,7 @@ from uuid import UUID
 
 import attrs
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import (
@@ -25,6 +27,7 @@ from ledger.clock import Clock, SystemClock, TimeKeeper
 from ledger.domain.commands import Command, run_command
 from ledger.domain.licence import LICENCE_ID, Licence
 from ledger.domain.outcomes import Notice, Outcome, Release
+from ledger.domain.terms import LicenceTerms
 from ledger.domain.values import DEFAULT_CUTOFF_SECONDS, DEFAULT_POLICY, GracePolicy
 from ledger.errors import KeyFileError, LedgerError, LicenceError, LicenceNotFoundError, StoreError
 from ledger.persistence.codec import CompactTranscoder, RowCipher, SealedMapper
@@ -195,7 +198,7 @@ class LedgerApp:
     @property
     def licence(self) -> Licence:
         if self._licence is None:
-            raise LicenceNotFoundError("no licence has been issued yet: run 'seatledger licence issue'")
+            raise LicenceNotFoundError("this ledger holds no licence history yet")
         return self._licence
 
     @property
@@ -298,6 +301,28 @@ class LedgerApp:
         )
         self._save(licence)
         return licence
+
+    def start_trial(self, cutoff_seconds: int = DEFAULT_CUTOFF_SECONDS) -> bool:
+        """Begin a new master's history (trial mode until a licence is installed), unless the
+        store holds one already. Returns whether it began one."""
+        if self._licence is not None:
+            return False
+        licence = Licence.start_trial(self._time(None), cutoff_seconds)
+        self._save(licence)
+        return True
+
+    @property
+    def master_key(self) -> str:
+        """The fingerprint a vendor-signed licence must name to be installed here."""
+        return key_fingerprint(self.public_key)
+
+    def install_licence(self, terms: LicenceTerms, *, licence_file: str, sha256: str,
+                        issuer: str) -> bool:
+        """Install a vendor-signed licence whose signature the caller checked. Returns False
+        (recording nothing) for the licence already installed. Raises LicenceError."""
+        return self._command(lambda lic, now: lic.install(
+            now, terms, licence_file=licence_file, sha256=sha256, issuer=issuer,
+            master_key=self.master_key))
 
     def amend_licence(self, **terms: Any) -> None:
         self._command(lambda lic, now: lic.amend(now, **terms))
@@ -465,6 +490,13 @@ class LedgerApp:
         if reason is None:
             return report
         return attrs.evolve(report, problem=Problem(report.records, reason))
+
+
+def key_fingerprint(public_key: Ed25519PublicKey) -> str:
+    """``sha256:<hex>`` of an Ed25519 public key's 32 raw bytes: how a licence names the
+    master it is bound to."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def _disk_full_hint(env: Mapping[str, str]) -> str:

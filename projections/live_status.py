@@ -75,6 +75,10 @@ class Status:
     last_event_at: datetime
     pools: tuple[PoolStatus, ...]
     sites: tuple[SiteStatus, ...]
+    licensed: bool = True  # False: no valid licence, the trial rule applies to new seats
+    serial: int = 0
+    notice: str = ""  # the latest warning about the licence or the export obligation
+    export_overdue: bool = False
 
     @property
     def seats_in_use(self) -> int:
@@ -204,6 +208,9 @@ class LiveStatusProjection(Projection):
         L = Licence
         return {
             L.LicenceIssued: self._issued, L.LicenceAmended: self._amended,
+            L.TrialStarted: self._trial, L.LicenceInstalled: self._installed,
+            L.LicenceNoticeIssued: self._licence_notice,
+            L.ExportOverdue: self._export_overdue, L.ExportObligationRestored: self._export_overdue,
             L.LicenceExpired: self._expired, L.SiteEnrolled: self._enrolled,
             L.SiteRevoked: self._site_status, L.SiteConnected: self._site_status,
             L.SiteReconnected: self._site_status, L.SiteDisconnected: self._site_status,
@@ -249,9 +256,45 @@ class LiveStatusProjection(Projection):
                            for c in AGENT_CLASSES}
 
     def _issued(self, nid: int, e: Any) -> None:
+        # Terms set directly are in force only if the event says so (earlier versions'
+        # operator-issued licences do not: they run in trial).
         self.licence = {"licence_id": e.licence_id, "customer": e.customer, "expired": False,
-                        "cutoff_seconds": e.cutoff_seconds, "last_event_us": to_us(e.timestamp)}
+                        "cutoff_seconds": e.cutoff_seconds, "last_event_us": to_us(e.timestamp),
+                        "licensed": bool(getattr(e, "in_force", False)), "serial": 0,
+                        "notice": "", "export_overdue": False}
         self._terms(e)
+        self._touch(nid, e)
+
+    def _trial(self, nid: int, e: Any) -> None:
+        self.licence = {"licence_id": "", "customer": "", "expired": False,
+                        "cutoff_seconds": e.cutoff_seconds, "last_event_us": to_us(e.timestamp),
+                        "limits": {}, "total_pred_acd": None, "expires_us": to_us(e.timestamp),
+                        "grace_seconds": 0, "rearm_seconds": 0, "ceiling_percent": None,
+                        "licensed": False, "serial": 0, "notice": "", "export_overdue": False}
+        self._dirty_licence = True
+        self._touch(nid, e)
+
+    def _installed(self, nid: int, e: Any) -> None:
+        assert self.licence is not None
+        self._terms(e)
+        in_force = e.expires_at > e.timestamp
+        self.licence.update(licence_id=e.licence_id, customer=e.customer, serial=e.serial,
+                            licensed=in_force, expired=not in_force, notice="")
+        self._touch(nid, e)
+
+    def _licence_notice(self, nid: int, e: Any) -> None:
+        assert self.licence is not None
+        self.licence["notice"] = e.detail
+        self._dirty_licence = True
+        self._touch(nid, e)
+
+    def _export_overdue(self, nid: int, e: Any) -> None:
+        assert self.licence is not None
+        overdue = type(e).__name__ == "ExportOverdue"
+        self.licence["export_overdue"] = overdue
+        if not overdue:
+            self.licence["notice"] = ""
+        self._dirty_licence = True
         self._touch(nid, e)
 
     def _amended(self, nid: int, e: Any) -> None:
@@ -264,6 +307,7 @@ class LiveStatusProjection(Projection):
     def _expired(self, nid: int, e: Any) -> None:
         assert self.licence is not None
         self.licence["expired"] = True
+        self.licence["licensed"] = False
         self._dirty_licence = True
         self._touch(nid, e)
 
@@ -343,7 +387,9 @@ class LiveStatusProjection(Projection):
             cutoff_seconds=lic["cutoff_seconds"], last_event_at=from_us(lic["last_event_us"]),
             pools=tuple(sorted((_pool_view(p) for p in self.pools.values()),
                                key=lambda p: _pool_order(p.pool))),
-            sites=tuple(self._site_views[n] for n in sorted(self._site_views)))
+            sites=tuple(self._site_views[n] for n in sorted(self._site_views)),
+            licensed=bool(lic["licensed"]), serial=lic["serial"], notice=lic["notice"],
+            export_overdue=bool(lic["export_overdue"]))
 
 
 def read_status(conn: Connection) -> Status | None:
@@ -384,6 +430,8 @@ def _status(lic: Any, pools: Any, sites: Any, labels: Labels) -> Status:
                         seats_by_class=json.loads(s["seats_by_class"]),
                         local_limits=json.loads(s["local_limits"]))
              for s in sites), key=lambda s: s.site)),
+        licensed=bool(lic["licensed"]), serial=lic["serial"], notice=lic["notice"],
+        export_overdue=bool(lic["export_overdue"]),
     )
 
 

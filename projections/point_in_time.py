@@ -76,7 +76,8 @@ class PointInTimeProjection(Projection):
         return {
             L.SeatGranted: self._granted, L.SeatReleased: self._released,
             L.SeatRefused: self._refused, L.LicenceIssued: self._terms,
-            L.LicenceAmended: self._terms, L.LicenceExpired: self._licence_expired,
+            L.LicenceAmended: self._terms, L.LicenceInstalled: self._terms,
+            L.LicenceExpired: self._licence_expired,
             L.OveruseStarted: self._pool_event, L.OveruseEnded: self._pool_event,
             L.AbuseNoticeIssued: self._pool_event, L.GraceExpired: self._pool_event,
             L.EnforcementStarted: self._pool_event, L.GraceRearmed: self._pool_event,

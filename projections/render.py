@@ -73,10 +73,22 @@ def render_status_table(status: Status | None, now: datetime | None = None) -> s
     if status is None:
         return "no licence has been issued yet"
     now = now or status.last_event_at
-    head = (f"licence {status.licence_id}  customer {status.customer}  "
-            f"expires {when(status.expires_at, '%Y-%m-%d')}"
-            + ("  EXPIRED" if status.expired else "")
-            + f"\nas of {when(now)}  seats in use {status.seats_in_use}")
+    if not status.serial and not status.licensed:
+        head = ("TRIAL: no vendor-signed licence is installed; at most 5 seats and 4 campaigns, "
+                "no over-use grace")
+    else:
+        head = (f"licence {status.licence_id} (serial {status.serial})  customer "
+                f"{status.customer}  expires {when(status.expires_at, '%Y-%m-%d')}"
+                + (f" ({_span((status.expires_at - now).total_seconds())} left)"
+                   if status.expires_at > now else ""))
+        if status.expired:
+            head += ("\nEXPIRED: new seats follow the trial rule (5 seats, 4 campaigns) until "
+                     "a new licence is installed")
+    if status.export_overdue:
+        head += "\nEXPORT OVERDUE: over-use grace is withdrawn until an export is delivered"
+    if status.notice:
+        head += f"\nwarning: {status.notice}"
+    head += f"\nas of {when(now)}  seats in use {status.seats_in_use}"
     pools = []
     for p in status.pools:
         grace = p.state + (" (enforced)" if p.enforced else "")

@@ -69,6 +69,10 @@ status_licence = Table(
     Column("ceiling_percent", Integer),
     Column("cutoff_seconds", Integer, nullable=False),
     Column("last_event_us", BigInteger, nullable=False),
+    Column("licensed", Boolean, nullable=False),  # terms in force; otherwise trial mode
+    Column("serial", Integer, nullable=False),  # the installed licence's (0: none)
+    Column("notice", Text, nullable=False),  # the latest licence or export warning
+    Column("export_overdue", Boolean, nullable=False),
 )
 
 status_pools = Table(

@@ -306,6 +306,7 @@ class UsageProjection(Projection):
     def handlers(self) -> Mapping[type, Handler]:
         L = Licence
         return {L.LicenceIssued: self._terms, L.LicenceAmended: self._terms,
+                L.LicenceInstalled: self._terms,
                 L.SeatGranted: self._granted, L.SeatReleased: self._released,
                 L.SeatRefused: self._refused}
 

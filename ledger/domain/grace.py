@@ -15,7 +15,9 @@ Rule 2: a grant above the limit while AVAILABLE opens the window (deadline = now
         over-use but not the window.
 Rule 3: at the deadline the window closes (GraceExpired); if still above the limit,
         enforcement starts. SPENT refuses over-limit grants; seats held are never revoked.
-Rule 4: grace re-arms on amendment, or ``rearm_seconds`` after the window closed.
+Rule 4: grace re-arms when new terms (a newly installed vendor-signed licence) raise the
+        pool's limit -- identical or lower terms do not (:func:`rearmed_by`) -- or
+        ``rearm_seconds`` after the window closed.
 Rule 5: deadlines fire without requests: :func:`due_transitions` is what the timer calls.
 Rule 6: time is always passed in; nothing here reads a clock.
 
@@ -26,7 +28,7 @@ The functions here decide; :mod:`ledger.domain.licence` records the decisions as
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -48,7 +50,7 @@ NOTICE_SCHEDULE: tuple[tuple[Severity, timedelta], ...] = (
 
 __all__ = ["AVAILABLE", "NOTICE_SCHEDULE", "OPEN", "SPENT", "Admission", "Pool", "PoolState",
            "Transition", "TransitionKind", "admit", "ceiling", "deadline_for",
-           "due_transitions", "next_due"]
+           "due_transitions", "next_due", "rearmed_by"]
 
 
 @attrs.frozen
@@ -68,12 +70,14 @@ def ceiling(pool: Pool, policy: GracePolicy) -> int | None:
     return math.floor(pool.limit * policy.ceiling_percent / 100)
 
 
-def admit(pools: Iterable[Pool], policy: GracePolicy, *, offline: bool = False) -> Admission:
+def admit(pools: Iterable[Pool], policy: GracePolicy, *, offline: bool = False,
+          withdrawn: bool = False) -> Admission:
     """Decide one more seat against every pool it counts in.
 
     ``offline`` is for seats a site already granted while cut off from the master: they
     happened, so they are never refused here; they are flagged as over-use and open a window
-    where one is available.
+    where one is available. ``withdrawn``: over-use grace is withdrawn (the licence's export
+    obligation is breached), so every over-limit grant is refused (``export_overdue``).
     """
     opens: list[str] = []
     resumes: list[str] = []
@@ -86,6 +90,8 @@ def admit(pools: Iterable[Pool], policy: GracePolicy, *, offline: bool = False) 
         if not offline:
             if pool.state == SPENT:
                 return Admission(refusal=RefusalReason.LIMIT_ENFORCED, refused_pool=pool.name)
+            if withdrawn:
+                return Admission(refusal=RefusalReason.EXPORT_OVERDUE, refused_pool=pool.name)
             cap = ceiling(pool, policy)
             if cap is not None and after > cap:
                 return Admission(refusal=RefusalReason.OVERUSE_CEILING, refused_pool=pool.name)
@@ -94,6 +100,13 @@ def admit(pools: Iterable[Pool], policy: GracePolicy, *, offline: bool = False) 
         elif pool.state == OPEN and not pool.overuse:
             resumes.append(pool.name)
     return Admission(overuse=overuse, opens=tuple(opens), resumes=tuple(resumes))
+
+
+def rearmed_by(pools: Iterable[Pool], new_limits: Mapping[str, int]) -> list[str]:
+    """Rule 4: the pools whose grace new terms re-arm -- those with a window open or spent
+    whose limit the new terms raise. ``new_limits`` are per pool (see ``pool_limits``)."""
+    return [p.name for p in pools
+            if p.state != AVAILABLE and new_limits.get(p.name, 0) > p.limit]
 
 
 def deadline_for(start: datetime, policy: GracePolicy) -> datetime:

@@ -42,14 +42,18 @@ from ledger.domain.pools import (
     pool_limits,
     within_local_limit,
 )
+from ledger.domain.terms import LicenceTerms, check_installable
 from ledger.domain.values import (
     AGENT_CLASSES,
     COMBINED_MEMBERS,
     COMBINED_POOL,
     DEFAULT_CUTOFF_SECONDS,
     DEFAULT_POLICY,
+    EXPIRY_WARNING_DAYS,
     MAX_LICENCE_DAYS,
     MIN_LICENCE_SEATS,
+    TRIAL_CAMPAIGNS,
+    TRIAL_SEATS,
     GracePolicy,
     RefusalReason,
     ReleaseReason,
@@ -163,6 +167,9 @@ class Licence(Aggregate):
         occurred_at: datetime
 
     class LicenceIssued(Aggregate.Created):
+        """Terms set directly (tests; stores of earlier versions, whose operator issued its
+        own licence). Those of earlier versions carry no ``in_force`` and run in trial."""
+
         occurred_at: datetime
         licence_id: str
         customer: str
@@ -173,6 +180,95 @@ class Licence(Aggregate):
         rearm_seconds: int
         ceiling_percent: int | None
         cutoff_seconds: int
+        in_force: bool
+
+    class TrialStarted(Aggregate.Created):
+        """The ledger of a new master (``seatledger init``): no licence yet, so trial mode
+        until a vendor-signed licence is installed."""
+
+        occurred_at: datetime
+        cutoff_seconds: int
+
+    class LicenceInstalled(Event):
+        """A vendor-signed licence file was installed; ``licence_file`` is the whole file."""
+
+        licence_id: str
+        customer: str
+        serial: int
+        issued_at: datetime
+        limits: dict[str, int]
+        total_pred_acd: int | None
+        expires_at: datetime
+        grace_seconds: int
+        rearm_seconds: int
+        ceiling_percent: int | None
+        campaigns: int | None
+        master_key: str
+        issuer: str
+        export_recipients: list[str]
+        export_tolerated_days: int
+        export_destination: str
+        export_host_key: str
+        sha256: str
+        licence_file: str
+
+        def apply(self, licence: Licence) -> None:
+            licence.licence_id = self.licence_id
+            licence.customer = self.customer
+            licence.limits = dict(self.limits)
+            licence.total_pred_acd = self.total_pred_acd
+            licence.expires_at = self.expires_at
+            licence.policy = GracePolicy(self.grace_seconds, self.rearm_seconds,
+                                         self.ceiling_percent)
+            licence.campaign_limit = self.campaigns
+            licence.serial = self.serial
+            licence.licence_sha256 = self.sha256
+            licence.issuer = self.issuer
+            licence.issued_at = self.issued_at
+            licence.export_recipients = list(self.export_recipients)
+            licence.export_tolerated_days = self.export_tolerated_days
+            licence.export_destination = self.export_destination
+            licence.export_host_key = self.export_host_key
+            licence.in_force = True
+            licence.expired = self.expires_at <= self.timestamp
+            licence.expiry_warned = 0
+            if licence.export_due_since is None:
+                licence.export_due_since = self.timestamp
+            licence._rebuild_pools(self.occurred_at)
+
+    class LicenceNoticeIssued(Event):
+        """A warning about the licence itself, sent to every site: its expiry nearing
+        (``kind`` "expiry", ``days`` left), or exports missing (``kind`` "export", ``days``
+        without one)."""
+
+        kind: str
+        severity: int
+        days: int
+        detail: str
+
+        def apply(self, licence: Licence) -> None:
+            if self.kind == "expiry":
+                licence.expiry_warned = self.days
+            elif self.kind == "export":
+                licence.export_warned_days = self.days
+
+    class ExportOverdue(Event):
+        """More days have passed without a delivered export than the licence tolerates:
+        over-use grace is withdrawn."""
+
+        days: int
+        tolerated: int
+
+        def apply(self, licence: Licence) -> None:
+            licence.export_overdue = True
+
+    class ExportObligationRestored(Event):
+        """An export was delivered to the licence's destination again: grace is back."""
+
+        day: str
+
+        def apply(self, licence: Licence) -> None:
+            licence.export_overdue = False
 
     class LicenceAmended(Event):
         limits: dict[str, int]
@@ -245,6 +341,10 @@ class Licence(Aggregate):
 
         def apply(self, licence: Licence) -> None:
             site = licence.sites[self.site]
+            replaced = site.seats.get(self.user)
+            if replaced is not None:
+                licence._count_campaign(replaced.campaign, -1)
+            licence._count_campaign(self.campaign, +1)
             site.add_seat(self.user, Seat(
                 self.seat,
                 self.agent_class,
@@ -279,7 +379,7 @@ class Licence(Aggregate):
 
         def apply(self, licence: Licence) -> None:
             site = licence.sites[self.site]
-            site.remove_seat(self.user)
+            licence._count_campaign(site.remove_seat(self.user).campaign, -1)
             if self.seq is not None and self.seq > site.last_seq:
                 site.last_seq = self.seq
             licence._count(self.agent_class, PoolEventKind.SEAT_RELEASED, self.occurred_at)
@@ -358,28 +458,53 @@ class Licence(Aggregate):
 
         def apply(self, licence: Licence) -> None:
             licence.exported_days[self.day] = self.sha256
+            if licence.in_force and licence.delivers_to(self.destination):
+                licence.export_due_since = self.timestamp
+                licence.export_warned_days = 0
 
     # ------------------------------------------------------------------ state
+    # What a vendor-signed licence sets beyond the first version's terms. Class-level defaults,
+    # so that snapshots taken by earlier versions (which lack these) load as "not installed".
+    in_force = False  # terms set by an installed licence (or directly, in tests)
+    serial = 0
+    licence_sha256 = ""
+    issuer = ""
+    issued_at: datetime | None = None
+    campaign_limit: int | None = None
+    export_recipients: list[str] | None = None
+    export_tolerated_days = 30
+    export_destination = ""
+    export_host_key = ""
+    export_due_since: datetime | None = None  # last delivered export (or first install)
+    export_warned_days = 0
+    export_overdue = False
+    expiry_warned = 0  # the last expiry warning's days (0: none since the last install)
+    # Seats held per campaign label; derived from the seats, built when first needed.
+    campaign_seats: dict[str, int] | None = None
+
     def __init__(
         self,
         occurred_at: datetime,
-        licence_id: str,
-        customer: str,
-        limits: dict[str, int],
-        total_pred_acd: int | None,
-        expires_at: datetime,
-        grace_seconds: int,
-        rearm_seconds: int,
-        ceiling_percent: int | None,
-        cutoff_seconds: int,
+        licence_id: str = "",
+        customer: str = "",
+        limits: dict[str, int] | None = None,
+        total_pred_acd: int | None = None,
+        expires_at: datetime | None = None,
+        grace_seconds: int = DEFAULT_POLICY.grace_seconds,
+        rearm_seconds: int = DEFAULT_POLICY.rearm_seconds,
+        ceiling_percent: int | None = None,
+        cutoff_seconds: int = DEFAULT_CUTOFF_SECONDS,
+        in_force: bool = False,
     ) -> None:
         self.licence_id = licence_id
         self.customer = customer
-        self.limits = dict(limits)
+        self.limits = dict(limits or {})
         self.total_pred_acd = total_pred_acd
-        self.expires_at = expires_at
+        self.expires_at = expires_at or occurred_at
         self.policy = GracePolicy(grace_seconds, rearm_seconds, ceiling_percent)
         self.cutoff_seconds = cutoff_seconds
+        self.in_force = in_force
+        self.campaign_seats = {}
         self.expired = False
         self.sites: dict[str, Site] = {}
         self.pools: dict[str, Pool] = {}
@@ -434,6 +559,39 @@ class Licence(Aggregate):
     def seats_in_use(self) -> int:
         return sum(len(s.seats) for s in self.sites.values())
 
+    @property
+    def licensed(self) -> bool:
+        """Whether licence terms are in force: installed (or set in tests) and not expired.
+        Otherwise the trial rule applies to new seats."""
+        return self.in_force and not self.expired
+
+    def delivers_to(self, destination: str) -> bool:
+        """Whether an export delivered to ``destination`` meets the licence's obligation."""
+        return not self.export_destination or destination == self.export_destination
+
+    def _campaigns(self) -> dict[str, int]:
+        counts = self.campaign_seats
+        if counts is None:
+            counts = {}
+            for site in self.sites.values():
+                for seat in site.seats.values():
+                    counts[seat.campaign] = counts.get(seat.campaign, 0) + 1
+            self.campaign_seats = counts
+        return counts
+
+    def _count_campaign(self, campaign: str, delta: int) -> None:
+        counts = self._campaigns()
+        left = counts.get(campaign, 0) + delta
+        if left > 0:
+            counts[campaign] = left
+        else:
+            counts.pop(campaign, None)
+
+    def _campaign_full(self, campaign: str, cap: int) -> bool:
+        """Whether a seat of ``campaign`` would take the campaigns held above ``cap``."""
+        counts = self._campaigns()
+        return campaign not in counts and len(counts) >= cap
+
     # ------------------------------------------------------------------ commands
     @classmethod
     def issue(
@@ -465,7 +623,47 @@ class Licence(Aggregate):
             rearm_seconds=policy.rearm_seconds,
             ceiling_percent=policy.ceiling_percent,
             cutoff_seconds=cutoff_seconds,
+            in_force=True,
         )
+
+    @classmethod
+    def start_trial(cls, now: datetime,
+                    cutoff_seconds: int = DEFAULT_CUTOFF_SECONDS) -> Licence:
+        """A new master's ledger: no licence yet (trial mode) until one is installed."""
+        return cls._create(cls.TrialStarted, id=LICENCE_ID, timestamp=now, occurred_at=now,
+                           cutoff_seconds=cutoff_seconds)
+
+    def install(self, now: datetime, terms: LicenceTerms, *, licence_file: str, sha256: str,
+                issuer: str, master_key: str) -> bool:
+        """Install a vendor-signed licence (its signature already checked against the pinned
+        vendor key). Returns False, recording nothing, for the file already installed.
+
+        Raises LicenceBindingError, LicenceSerialError, LicenceDatesError,
+        LicenceTooSmallError, LicenceError: it may not be installed here, now.
+        """
+        if sha256 == self.licence_sha256:
+            return False
+        check_installable(terms, now, master_key=master_key, installed_serial=self.serial)
+        rearm = grace.rearmed_by(self.pools.values(),
+                                 pool_limits(terms.limits, terms.total_pred_acd))
+        policy, export = terms.policy, terms.export
+        self._emit(
+            self.LicenceInstalled, now,
+            licence_id=terms.licence_id, customer=terms.customer, serial=terms.serial,
+            issued_at=terms.issued_at, limits=dict(terms.limits),
+            total_pred_acd=terms.total_pred_acd, expires_at=terms.expires_at,
+            grace_seconds=policy.grace_seconds, rearm_seconds=policy.rearm_seconds,
+            ceiling_percent=policy.ceiling_percent, campaigns=terms.campaigns,
+            master_key=terms.master_key, issuer=issuer,
+            export_recipients=list(export.recipients),
+            export_tolerated_days=export.tolerated_days,
+            export_destination=export.destination, export_host_key=export.host_key,
+            sha256=sha256, licence_file=licence_file,
+        )
+        for name in rearm:
+            if name in self.pools:
+                self._emit(self.GraceRearmed, now, pool=name, reason="limit_raised")
+        return True
 
     def _emit(self, event_class: type[Any], now: datetime, occurred_at: datetime | None = None,
               **fields: Any) -> None:
@@ -489,7 +687,8 @@ class Licence(Aggregate):
         expires_at: datetime | None = None,
         policy: GracePolicy | None = None,
     ) -> None:
-        """Change the licence terms. Re-arms grace where it is open or spent (rule 4)."""
+        """Change the licence terms directly (tests; the operator's path of earlier
+        versions). Re-arms grace where the new terms raise a pool's limit (rule 4)."""
         new_limits = dict(self.limits) if limits is None else dict(limits)
         new_total = self.total_pred_acd if total_pred_acd is False else total_pred_acd
         assert new_total is None or isinstance(new_total, int)
@@ -497,7 +696,7 @@ class Licence(Aggregate):
         new_policy = policy or self.policy
         _check_terms(now, self.customer, new_limits, new_total, new_expiry, new_policy, True,
                      check_expiry_from=now)
-        to_rearm = [p.name for p in self.pools.values() if p.state != PoolState.AVAILABLE]
+        to_rearm = grace.rearmed_by(self.pools.values(), pool_limits(new_limits, new_total))
         self._emit(
             self.LicenceAmended,
             now,
@@ -510,7 +709,7 @@ class Licence(Aggregate):
         )
         for name in to_rearm:
             if name in self.pools:
-                self._emit(self.GraceRearmed, now, pool=name, reason="amended")
+                self._emit(self.GraceRearmed, now, pool=name, reason="limit_raised")
 
     def enrol_site(
         self, now: datetime, name: str, fingerprint: str = "",
@@ -571,25 +770,57 @@ class Licence(Aggregate):
         if reason is not None:
             return self._refuse(now, site_name, user, agent_class, tenant, campaign,
                                 reason, detail)
-        admission = grace.admit(self.pools_for(agent_class), self.policy)
+        admission = self._admission(agent_class, campaign, offline=False)
         if admission.refusal is not None:
-            pool = self.pools[admission.refused_pool or agent_class]
-            detail = (
-                f"{pool.name} limit {pool.limit} is enforced: grace was spent"
-                if admission.refusal == RefusalReason.LIMIT_ENFORCED
-                else f"{pool.name} over-use ceiling of {grace.ceiling(pool, self.policy)} reached"
-            )
             return self._refuse(now, site_name, user, agent_class, tenant, campaign,
-                                admission.refusal, detail)
+                                admission.refusal, self._refusal_detail(admission, campaign))
         return self._grant(now, now, site, user, agent_class, tenant, campaign,
                            admission, offline=False, seq=None)
+
+    def _admission(self, agent_class: str, campaign: str, *, offline: bool) -> grace.Admission:
+        """The policy's answer for one more seat: the trial rule without a valid licence,
+        else the licence's campaign limit, then its pools' grace (rule 1-4)."""
+        if not self.licensed:
+            over = self.seats_in_use + 1 > TRIAL_SEATS
+            if over or self._campaign_full(campaign, TRIAL_CAMPAIGNS):
+                if offline:  # it happened: recorded, flagged as over-use
+                    return grace.Admission(overuse=True)
+                return grace.Admission(refusal=RefusalReason.UNLICENSED,
+                                       refused_pool="seats" if over else "campaigns")
+            return grace.Admission()
+        cap = self.campaign_limit
+        if not offline and cap is not None and self._campaign_full(campaign, cap):
+            return grace.Admission(refusal=RefusalReason.CAMPAIGN_LIMIT)
+        return grace.admit(self.pools_for(agent_class), self.policy, offline=offline,
+                           withdrawn=self.export_overdue)
+
+    def _refusal_detail(self, admission: grace.Admission, campaign: str) -> str:
+        reason = admission.refusal
+        if reason == RefusalReason.UNLICENSED:
+            why = ("the licence expired" if self.in_force
+                   else "no vendor-signed licence is installed")
+            rule = (f"at most {TRIAL_SEATS} seats held at once"
+                    if admission.refused_pool == "seats"
+                    else f"at most {TRIAL_CAMPAIGNS} campaigns among the seats held")
+            return f"{why}: trial mode admits {rule}"
+        if reason == RefusalReason.CAMPAIGN_LIMIT:
+            return (f"campaign {campaign!r} would exceed the licence's {self.campaign_limit} "
+                    "campaigns among the seats held")
+        pool = self.pools[admission.refused_pool or ""]
+        if reason == RefusalReason.LIMIT_ENFORCED:
+            return f"{pool.name} limit {pool.limit} is enforced: grace was spent"
+        if reason == RefusalReason.EXPORT_OVERDUE:
+            return (f"{pool.name} limit {pool.limit} reached and over-use grace is withdrawn: "
+                    "no audit export has been delivered to the vendor for too long")
+        return f"{pool.name} over-use ceiling of {grace.ceiling(pool, self.policy)} reached"
+
+    def _class_allowed(self, agent_class: str) -> bool:
+        return agent_class in self.limits if self.licensed else agent_class in AGENT_CLASSES
 
     def _check_seat(self, site: Site, agent_class: str) -> tuple[RefusalReason | None, str]:
         if site.revoked:
             return RefusalReason.SITE_REVOKED, f"site {site.name!r} is revoked"
-        if self.expired:
-            return RefusalReason.LICENCE_EXPIRED, f"the licence expired at {self.expires_at:%Y-%m-%d %H:%M}Z"
-        if agent_class not in self.limits:
+        if not self._class_allowed(agent_class):
             return RefusalReason.CLASS_NOT_LICENSED, f"class {agent_class!r} is not licensed"
         if not site.within_local_limit(agent_class):
             local = site.local_limits[agent_class]
@@ -683,8 +914,9 @@ class Licence(Aggregate):
                 skipped += 1
                 continue
             occurred = min(ev.occurred_at, now)
-            if ev.kind == "grant" and ev.user not in site.seats and ev.agent_class in self.limits:
-                admission = grace.admit(self.pools_for(ev.agent_class), self.policy, offline=True)
+            if (ev.kind == "grant" and ev.user not in site.seats
+                    and self._class_allowed(ev.agent_class)):
+                admission = self._admission(ev.agent_class, ev.campaign, offline=True)
                 grant = self._grant(now, occurred, site, ev.user, ev.agent_class, ev.tenant,
                                     ev.campaign, admission, offline=True, seq=ev.seq)
                 opened += grant.notices
@@ -701,8 +933,8 @@ class Licence(Aggregate):
             self._release(now, now, site, user, ReleaseReason.RECONCILED, offline=False, seq=None)
             reconciled += 1
         for user, h in held_now.items():
-            if user not in site.seats and h.agent_class in self.limits:
-                admission = grace.admit(self.pools_for(h.agent_class), self.policy, offline=True)
+            if user not in site.seats and self._class_allowed(h.agent_class):
+                admission = self._admission(h.agent_class, h.campaign, offline=True)
                 grant = self._grant(now, now, site, user, h.agent_class, h.tenant, h.campaign,
                                     admission, offline=True, seq=None)
                 opened += grant.notices
@@ -713,10 +945,8 @@ class Licence(Aggregate):
         """Fire what is due by ``now`` (rule 5): expiry, grace deadlines and notices,
         re-arming, and site cut-offs. Returns the notices to broadcast."""
         notices: list[Notice] = []
-        if not self.expired and now >= self.expires_at:
-            self._emit(self.LicenceExpired, now)
-            for site in self.sites.values():
-                self._release_all(now, site, ReleaseReason.EXPIRED)
+        if self.in_force and not self.expired:
+            notices += self._licence_due(now)
         for pool in list(self.pools.values()):
             for t in grace.due_transitions(pool, now, self.policy):
                 notices.extend(self._transition(now, pool, t))
@@ -726,6 +956,54 @@ class Licence(Aggregate):
                 self._release_all(now, site, ReleaseReason.SITE_CUT_OFF)
                 self._emit(self.SiteCutOff, now, site=site.name)
         return notices
+
+    def _licence_due(self, now: datetime) -> list[Notice]:
+        """Expiry, its warnings, and the export obligation: what is due by ``now``."""
+        if now >= self.expires_at:
+            # Seats held are kept (as under enforcement); new ones follow the trial rule.
+            self._emit(self.LicenceExpired, now, self.expires_at)
+            detail = notices.expired_text(self.licence_id, self.expires_at)
+            return [Notice("licence", Severity.EXPIRED, self.expires_at, detail)]
+        due: list[Notice] = []
+        days = [d for d in EXPIRY_WARNING_DAYS if now >= self.expires_at - timedelta(days=d)
+                and (not self.expiry_warned or d < self.expiry_warned)]
+        if days:
+            left = min(days)
+            severity = (Severity.HOURS_LEFT if left <= 1 else
+                        Severity.DAY_LEFT if left <= 7 else Severity.OPENED)
+            detail = notices.expiry_warning_text(self.licence_id, self.expires_at, left)
+            self._emit(self.LicenceNoticeIssued, now, kind="expiry", severity=severity,
+                       days=left, detail=detail)
+            due.append(Notice("licence", severity, self.expires_at, detail))
+        since = self.export_due_since
+        if since is None or self.export_overdue:
+            return due
+        elapsed = (now - since) // timedelta(days=1)
+        tolerated = self.export_tolerated_days
+        if now >= since + timedelta(days=tolerated):
+            self._emit(self.ExportOverdue, now, days=elapsed, tolerated=tolerated)
+            detail = notices.export_overdue_text(elapsed, tolerated)
+            self._emit(self.LicenceNoticeIssued, now, kind="export", severity=Severity.EXPIRED,
+                       days=elapsed, detail=detail)
+            due.append(Notice("export", Severity.EXPIRED, None, detail))
+        elif elapsed >= 2 and elapsed > self.export_warned_days:
+            detail = notices.export_missing_text(elapsed, tolerated)
+            self._emit(self.LicenceNoticeIssued, now, kind="export", severity=Severity.DAY_LEFT,
+                       days=elapsed, detail=detail)
+            due.append(Notice("export", Severity.DAY_LEFT, None, detail))
+        return due
+
+    def _licence_next_due(self) -> list[datetime]:
+        if not self.in_force or self.expired:
+            return []
+        times = [self.expires_at]
+        times += [self.expires_at - timedelta(days=d) for d in EXPIRY_WARNING_DAYS
+                  if not self.expiry_warned or d < self.expiry_warned]
+        since = self.export_due_since
+        if since is not None and not self.export_overdue:
+            times.append(since + timedelta(days=self.export_tolerated_days))
+            times.append(since + timedelta(days=max(2, self.export_warned_days + 1)))
+        return times
 
     def _transition(self, now: datetime, pool: Pool, t: grace.Transition) -> list[Notice]:
         if t.kind == grace.TransitionKind.REARM:
@@ -754,8 +1032,7 @@ class Licence(Aggregate):
     def next_due(self) -> datetime | None:
         """The earliest time at which :meth:`tick` will have something to do."""
         times = [t for p in self.pools.values() if (t := grace.next_due(p, self.policy))]
-        if not self.expired:
-            times.append(self.expires_at)
+        times += self._licence_next_due()
         cutoff = timedelta(seconds=self.cutoff_seconds)
         times += [s.since + cutoff for s in self.sites.values()
                   if s.status == DISCONNECTED and s.since is not None]
@@ -769,8 +1046,13 @@ class Licence(Aggregate):
 
     def record_export(self, now: datetime, day: str, first_id: int, last_id: int,
                       destination: str, sha256: str) -> None:
+        """An export was delivered to ``destination``; when that is the licence's, it meets
+        the export obligation (and restores grace if the obligation was breached)."""
+        overdue = self.export_overdue
         self._emit(self.AuditTrailExported, now, day=day, first_id=first_id, last_id=last_id,
                    destination=destination, sha256=sha256)
+        if overdue and self.delivers_to(destination):
+            self._emit(self.ExportObligationRestored, now, day=day)
 
     def _site(self, name: str) -> Site:
         try:

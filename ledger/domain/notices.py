@@ -47,3 +47,29 @@ def clock_stepped_text(wall: datetime, expected: datetime) -> str:
     return (f"the master's clock was set {direction} by {abs(delta) / 3600:.1f}h "
             f"(reads {wall:%Y-%m-%d %H:%M}Z, should read {expected:%Y-%m-%d %H:%M}Z); "
             "recorded time and grace deadlines are unaffected, and the step is on record")
+
+
+def expiry_warning_text(licence_id: str, expires_at: datetime, days: int) -> str:
+    """The licence expires in ``days`` days."""
+    return (f"licence {licence_id} expires {expires_at:%Y-%m-%d %H:%M}Z (in {days} day"
+            f"{'' if days == 1 else 's'}): install the renewal from the vendor")
+
+
+def expired_text(licence_id: str, expires_at: datetime) -> str:
+    return (f"licence {licence_id} expired {expires_at:%Y-%m-%d %H:%M}Z: seats held are kept; "
+            "new seats follow the trial rule until a new licence is installed")
+
+
+def export_missing_text(days: int, tolerated: int) -> str:
+    """No export has been delivered to the licence's destination for ``days`` days."""
+    return (f"no audit export delivered to the vendor for {days} days; over-use grace is "
+            f"withdrawn after {tolerated}")
+
+
+def export_overdue_text(days: int, tolerated: int) -> str:
+    return (f"no audit export delivered to the vendor for {days} days (the licence tolerates "
+            f"{tolerated}): over-use grace is withdrawn until the next delivered export")
+
+
+def export_restored_text(day: str) -> str:
+    return f"audit export of {day} delivered: over-use grace is available again"

@@ -16,18 +16,37 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def licence_summary(lic: Licence) -> dict[str, Any]:
+def licence_summary(lic: Licence, now: datetime | None = None) -> dict[str, Any]:
+    """The licence as an operator sees it; ``now`` (ledger time) gives the days left."""
+    days_left = None
+    if now is not None and lic.in_force:
+        days_left = max((lic.expires_at - now).total_seconds(), 0) / 86400
     return {
+        "mode": "licensed" if lic.licensed else "trial",
+        "trial_reason": trial_reason(lic),
         "licence_id": str(lic.licence_id),
         "customer": lic.customer,
+        "serial": lic.serial,
+        "issuer": lic.issuer or None,
+        "issued_at": _iso(lic.issued_at),
+        "sha256": lic.licence_sha256 or None,
         "limits": dict(lic.limits),
         "total_pred_acd": lic.total_pred_acd,
-        "expires_at": _iso(lic.expires_at),
+        "campaigns": lic.campaign_limit,
+        "expires_at": _iso(lic.expires_at) if lic.in_force else None,
+        "days_left": None if days_left is None else round(days_left, 1),
         "expired": lic.expired,
         "grace_seconds": lic.policy.grace_seconds,
         "rearm_seconds": lic.policy.rearm_seconds,
         "ceiling_percent": lic.policy.ceiling_percent,
         "cutoff_seconds": lic.cutoff_seconds,
+        "export": {
+            "destination": lic.export_destination or None,
+            "recipients": list(lic.export_recipients or []),
+            "tolerated_days": lic.export_tolerated_days,
+            "last_delivered_or_installed": _iso(lic.export_due_since),
+            "overdue": lic.export_overdue,
+        },
         "pools": {
             p.name: {"limit": p.limit, "in_use": p.in_use, "grace": str(p.state),
                      "deadline": _iso(p.deadline), "overuse": p.overuse,
@@ -38,6 +57,18 @@ def licence_summary(lic: Licence) -> dict[str, Any]:
     }
 
 
+def trial_reason(lic: Licence) -> str | None:
+    """Why the master runs in trial mode, or None when a licence is in force."""
+    if lic.licensed:
+        return None
+    if lic.in_force:
+        return f"licence {lic.licence_id} expired at {lic.expires_at:%Y-%m-%d %H:%M}Z"
+    if lic.licence_id:
+        return (f"licence {lic.licence_id} was issued by the operator, not signed by the "
+                "vendor (earlier versions allowed it): install one the vendor signed")
+    return "no licence installed yet: send 'seatledger licence request' to the vendor"
+
+
 def sites_summary(lic: Licence) -> list[dict[str, Any]]:
     return [
         {"site": s.name, "status": str(s.status), "since": _iso(s.since), "seats": len(s.seats),
@@ -46,4 +77,4 @@ def sites_summary(lic: Licence) -> list[dict[str, Any]]:
     ]
 
 
-__all__ = ["licence_summary", "sites_summary"]
+__all__ = ["licence_summary", "sites_summary", "trial_reason"]

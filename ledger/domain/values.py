@@ -17,6 +17,12 @@ COMBINED_MEMBERS: tuple[str, ...] = ("PRED", "ACD")
 MIN_LICENCE_SEATS = 100
 MAX_LICENCE_DAYS = 366  # "at most one year", a leap year included
 
+# Without a valid licence (none installed, or expired) the master admits this much.
+TRIAL_SEATS = 5
+TRIAL_CAMPAIGNS = 4
+# Days before expiry at which every site is warned.
+EXPIRY_WARNING_DAYS: tuple[int, ...] = (60, 30, 7, 1)
+
 DEFAULT_GRACE_SECONDS = 48 * 3600
 DEFAULT_REARM_SECONDS = 30 * 86400
 DEFAULT_CUTOFF_SECONDS = 15 * 60
@@ -28,7 +34,10 @@ class RefusalReason(StrEnum):
     LIMIT_ENFORCED = "limit_enforced"
     OVERUSE_CEILING = "overuse_ceiling"
     SITE_LIMIT = "site_limit"
-    LICENCE_EXPIRED = "licence_expired"
+    LICENCE_EXPIRED = "licence_expired"  # recorded by earlier versions; now UNLICENSED
+    UNLICENSED = "unlicensed"  # no valid licence: beyond the trial rule
+    EXPORT_OVERDUE = "export_overdue"  # over-limit while the export obligation is breached
+    CAMPAIGN_LIMIT = "campaign_limit"
     CLASS_NOT_LICENSED = "class_not_licensed"
     UNKNOWN_SITE = "unknown_site"
     SITE_REVOKED = "site_revoked"

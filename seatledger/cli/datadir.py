@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from seatledger.cli import output
@@ -18,7 +19,8 @@ from seatledger.services.storage import measure
 
 def cmd_init(args: argparse.Namespace) -> int:
     root = data_dir_from(args.data_dir)
-    config = init_data_dir(root, origin=args.origin, store_url=args.store_url)
+    config = init_data_dir(root, origin=args.origin, store_url=args.store_url,
+                           vendor_key=Path(args.vendor_key) if args.vendor_key else None)
     layout = config.layout
     output.say(args, {"data_dir": str(root), "store": config.store_url, "origin": config.origin},
                f"initialised {root}\n  store   {config.store_url}\n  keys    {layout.keys} (0600)"
@@ -38,6 +40,9 @@ def register(sub: Any, add: Add, common: argparse.ArgumentParser) -> None:
     p = add(sub, "init", cmd_init, "create a data directory: config, keys, CA and the store")
     p.add_argument("--store-url", help="store URL (default: an SQLite file in the data directory)")
     p.add_argument("--origin", help="name under which checkpoints are signed")
+    p.add_argument("--vendor-key", metavar="FILE",
+                   help="the vendor's licence key ('seatledger vendor key'), pinned here: only "
+                        "licences it signed can be installed")
 
     add(sub, "storage", cmd_storage,
         "bytes used, per event, and projected per agent over six months")

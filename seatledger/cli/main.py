@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.umask(0o077)  # data, state and key files are the owner's only (0600, dirs 0700)
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name, default in (("data_dir", None), ("json", False)):
+    for name, default in (("data_dir", None), ("json", False), ("vendor_dir", None)):
         if not hasattr(args, name):
             setattr(args, name, default)
     try:

@@ -50,9 +50,24 @@ def licence(args: Any, summary: dict[str, Any]) -> None:
     policy = (f"grace {summary['grace_seconds'] // 3600}h  "
               f"re-arm {summary['rearm_seconds'] // 86400}d"
               + (f"  ceiling {summary['ceiling_percent']}%" if summary["ceiling_percent"] else ""))
-    print(f"licence {summary['licence_id']}  customer {summary['customer']}")
-    print(f"expires {when(summary['expires_at'])}{'  (EXPIRED)' if summary['expired'] else ''}  "
-          + policy)
+    if summary["trial_reason"]:
+        print(f"TRIAL MODE: {summary['trial_reason']}")
+        print("  at most 5 seats held at once and 4 campaigns among them; no over-use grace")
+    if summary["licence_id"]:
+        issuer = f"  issuer {summary['issuer']}" if summary.get("issuer") else ""
+        print(f"licence {summary['licence_id']}  serial {summary['serial']}  "
+              f"customer {summary['customer']}{issuer}")
+    if summary["expires_at"]:
+        left = summary.get("days_left")
+        print(f"expires {when(summary['expires_at'])}"
+              + ("  (EXPIRED)" if summary["expired"] else
+                 f"  ({left:.0f} days left)" if left is not None else "")
+              + "  " + policy)
+    export = summary.get("export") or {}
+    if export.get("destination"):
+        print(f"exports to {export['destination']}  (tolerated {export['tolerated_days']} days "
+              "without a delivery)" + ("  OVERDUE: over-use grace withdrawn"
+                                      if export.get("overdue") else ""))
     pools = summary["pools"]
     order = [c for c in AGENT_CLASSES if c in pools] + [n for n in pools if n not in AGENT_CLASSES]
     rows = []
@@ -61,7 +76,8 @@ def licence(args: Any, summary: dict[str, Any]) -> None:
         grace = p["grace"] + (" (enforced)" if p["enforced"] else "")
         rows.append((name, p["in_use"], p["limit"], "yes" if p["overuse"] else "", grace,
                      when(p["deadline"])))
-    print(table(("pool", "in use", "limit", "over-use", "grace", "deadline"), rows))
+    if rows:
+        print(table(("pool", "in use", "limit", "over-use", "grace", "deadline"), rows))
 
 
 def sites(args: Any, summary: list[dict[str, Any]]) -> None:

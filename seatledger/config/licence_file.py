@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from exporters import SigningKey
 from exporters.envelope import verify_signature
 from exporters.errors import EnvelopeError
+from ledger.application import key_fingerprint
 from ledger.domain.terms import LicenceFileError, LicenceTerms, parse_terms, render_terms
 from ledger.errors import LicenceError
 
@@ -51,12 +52,6 @@ class SignedLicence:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
-
-
-def key_fingerprint(public_key: Ed25519PublicKey) -> str:
-    """``sha256:<hex>`` of an Ed25519 public key's 32 raw bytes: how a licence names a master."""
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def minisign_key_fingerprint(public_key_text: str) -> str:

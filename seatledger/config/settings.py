@@ -50,6 +50,11 @@ class Layout:
         return self.keys / "signing.pub"
 
     @property
+    def vendor_key(self) -> Path:
+        """The vendor's licence-signing public key, pinned at ``init --vendor-key``."""
+        return self.keys / "vendor.pub"
+
+    @property
     def ca_dir(self) -> Path:
         return self.root / "ca"
 

@@ -11,52 +11,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from ledger import GracePolicy, LedgerApp
+from ledger import LedgerApp
 from ledger.domain.summaries import licence_summary, sites_summary
+from seatledger.config.licence_file import open_licence
 from seatledger.master.writer import OperatorCall, OperatorFailed
 from transport.local_socket import serve_json_lines
 
 Submit = Callable[[Any], Awaitable[Any]]
 
 
-def _policy(raw: Any) -> GracePolicy | None:
-    if raw is None:
-        return None
-    grace, rearm, ceiling = raw
-    return GracePolicy(int(grace), int(rearm), None if ceiling is None else int(ceiling))
-
-
-def _instant(raw: Any) -> datetime | None:
-    return None if raw is None else datetime.fromisoformat(str(raw))
-
-
-def _issue(app: LedgerApp, a: dict[str, Any]) -> dict[str, Any]:
-    lic = app.issue_licence(customer=str(a["customer"]), limits=dict(a["limits"]),
-                            total_pred_acd=a.get("total_pred_acd"),
-                            expires_at=_instant(a.get("expires_at")),
-                            policy=_policy(a.get("policy")) or GracePolicy(),
-                            cutoff_seconds=int(a["cutoff_seconds"]))
-    return {"licence": licence_summary(lic)}
-
-
-def _amend(app: LedgerApp, a: dict[str, Any]) -> dict[str, Any]:
-    terms: dict[str, Any] = {}
-    if "limits" in a:
-        terms["limits"] = {str(c): int(n) for c, n in a["limits"].items()}
-    if "total_pred_acd" in a:
-        terms["total_pred_acd"] = a["total_pred_acd"]
-    if "expires_at" in a:
-        terms["expires_at"] = _instant(a["expires_at"])
-    if "policy" in a:
-        terms["policy"] = _policy(a["policy"])
-    app.amend_licence(**terms)
-    return {"licence": licence_summary(app.licence)}
+def _install(app: LedgerApp, a: dict[str, Any]) -> dict[str, Any]:
+    # Checked again here, in the writer: whatever reaches the ledger verified.
+    signed = open_licence(str(a["file"]).encode("utf-8"), str(a["vendor_key"]))
+    installed = app.install_licence(signed.terms, licence_file=signed.text,
+                                    sha256=signed.sha256, issuer=signed.issuer)
+    return {"installed": installed, "licence": licence_summary(app.licence, app.now())}
 
 
 def _enrol(app: LedgerApp, a: dict[str, Any]) -> dict[str, Any]:
@@ -71,12 +45,11 @@ def _revoke(app: LedgerApp, a: dict[str, Any]) -> dict[str, Any]:
 
 
 OPERATIONS: dict[str, Callable[[LedgerApp, dict[str, Any]], dict[str, Any]]] = {
-    "licence.issue": _issue,
-    "licence.amend": _amend,
+    "licence.install": _install,
     "site.enrol": _enrol,
     "site.revoke": _revoke,
     # Reads go through the writer too: the aggregate changes only between its batches.
-    "licence.show": lambda app, _: {"licence": licence_summary(app.licence)},
+    "licence.show": lambda app, _: {"licence": licence_summary(app.licence, app.now())},
     "site.list": lambda app, _: {"sites": sites_summary(app.licence)},
 }
 

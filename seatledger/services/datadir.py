@@ -8,18 +8,34 @@ from pathlib import Path
 from ledger import create_key_file
 from seatledger.config.ca import create_ca
 from seatledger.config.keys import create_signing_key, ensure_export_keys, write_private
+from seatledger.config.licence_file import LicenceSignatureError, minisign_key_fingerprint
 from seatledger.config.settings import Config, Layout, load_config, render_config
 from seatledger.config.store import open_ledger
 from seatledger.services.errors import Refused
 
 
-def init_data_dir(root: Path, *, origin: str | None = None,
-                  store_url: str | None = None) -> Config:
+def init_data_dir(root: Path, *, origin: str | None = None, store_url: str | None = None,
+                  vendor_key: Path | None = None, history: bool = True) -> Config:
     """Create the data directory ``root`` (0700) and everything in it; returns its config.
 
+    ``vendor_key`` is the vendor's licence-signing public key, pinned here: only licences it
+    signed can be installed. ``history`` begins the master's history (trial mode until a
+    licence is installed); a recipient's data directory, which imports another master's
+    history, begins none.
+
     Raises:
-        Refused: ``root`` already holds a data directory.
+        Refused: ``root`` already holds a data directory, or ``vendor_key`` is not a key.
     """
+    pinned = None
+    if vendor_key is not None:
+        try:
+            pinned = vendor_key.read_text(encoding="ascii")
+            minisign_key_fingerprint(pinned)
+        except (OSError, UnicodeDecodeError) as e:
+            raise Refused(f"cannot read the vendor key {vendor_key}: {e}") from None
+        except LicenceSignatureError:
+            raise Refused(f"{vendor_key} is not a minisign public key (the vendor's "
+                          "'seatledger vendor key' file)") from None
     layout = Layout(root)
     if layout.config.exists() or layout.keys.exists():
         raise Refused(f"{root} already holds a seatledger data directory; not overwriting it")
@@ -32,9 +48,12 @@ def init_data_dir(root: Path, *, origin: str | None = None,
     create_signing_key(layout.signing_key, layout.signing_pub)
     create_ca(layout.ca_dir, origin)
     ensure_export_keys(layout)
+    if pinned is not None:
+        write_private(layout.vendor_key, pinned.encode("ascii"))
     config = load_config(root)
-    with open_ledger(config, create=True):
-        pass
+    with open_ledger(config, create=True) as app:
+        if history:
+            app.start_trial()
     return config
 
 

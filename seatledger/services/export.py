@@ -155,7 +155,7 @@ def import_exports(
             raise Refused(f"{root} holds the history of {origin!r}; these exports are of "
                           f"{report.origin!r}")
     else:
-        init_data_dir(root, origin=report.origin)
+        init_data_dir(root, origin=report.origin, history=False)
     if trusted is None:
         pinned.write_text(public_key_text)
     _pin_checkpoint_key(layout, report)

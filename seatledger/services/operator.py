@@ -7,12 +7,14 @@ directory's lock and writes the store itself. Either way the caller gets the sam
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
-from ledger import GracePolicy, LedgerApp, LedgerError
+from ledger import LedgerApp, LedgerError
+from seatledger.config.keys import export_public_key_text, load_signing_key
+from seatledger.config.licence_file import LicenceRequest, open_licence
 from seatledger.config.lock import DataDirBusyError, DataDirLock
 from seatledger.config.settings import Config
 from seatledger.config.store import open_ledger
@@ -29,16 +31,6 @@ class LedgerPort(Protocol):
     """What an operator can do to the ledger; each call returns JSON-ready summaries."""
 
     def call(self, op: str, **args: Any) -> dict[str, Any]: ...
-
-
-def _policy(policy: GracePolicy | None) -> list[int | None] | None:
-    if policy is None:
-        return None
-    return [policy.grace_seconds, policy.rearm_seconds, policy.ceiling_percent]
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 class DirectPort:
@@ -83,27 +75,47 @@ def operator_port(config: Config) -> Iterator[LedgerPort]:
         return
     try:
         with open_ledger(config) as app:
+            app.start_trial()  # a data directory of an earlier version may hold no history
             yield DirectPort(app)
     finally:
         lock.release()
 
 
-def issue_licence(port: LedgerPort, *, customer: str, limits: Mapping[str, int],
-                  total_pred_acd: int | None, expires_at: datetime | None,
-                  policy: GracePolicy, cutoff_seconds: int) -> dict[str, Any]:
-    summary: dict[str, Any] = port.call("licence.issue", customer=customer, limits=dict(limits),
-                     total_pred_acd=total_pred_acd, expires_at=_iso(expires_at),
-                     policy=_policy(policy), cutoff_seconds=cutoff_seconds)["licence"]
-    return summary
+def install_licence(port: LedgerPort, config: Config, path: Path) -> dict[str, Any]:
+    """Install the vendor-signed licence file at ``path``: its signature checked against the
+    vendor key pinned at ``init``, then (in the store's writer) its binding, serial and dates.
+    Returns ``{"installed": bool, "licence": summary}``; installing the installed file again
+    records nothing.
+
+    Raises:
+        Refused: no vendor key pinned, or the file cannot be read. LicenceError: refused.
+    """
+    vendor_key = pinned_vendor_key(config)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise Refused(f"cannot read licence file {path}: {e.strerror}") from None
+    signed = open_licence(data, vendor_key)  # here first, for the clearest error
+    return port.call("licence.install", file=signed.text, vendor_key=vendor_key)
 
 
-def amend_licence(port: LedgerPort, **terms: Any) -> dict[str, Any]:
-    if "expires_at" in terms:
-        terms["expires_at"] = _iso(terms["expires_at"])
-    if "policy" in terms:
-        terms["policy"] = _policy(terms["policy"])
-    summary: dict[str, Any] = port.call("licence.amend", **terms)["licence"]
-    return summary
+def pinned_vendor_key(config: Config) -> str:
+    """The vendor's public key this master pinned at ``init --vendor-key``."""
+    path = config.layout.vendor_key
+    try:
+        return path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise Refused(f"this master pinned no vendor key ({path} is missing): it was created "
+                      "without 'seatledger init --vendor-key FILE'") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise Refused(f"cannot read the pinned vendor key {path}: {e}") from None
+
+
+def licence_request(config: Config) -> LicenceRequest:
+    """What the vendor needs to bind a licence to this master."""
+    signing = load_signing_key(config.layout.signing_key).public_key()
+    return LicenceRequest.for_master(config.origin, signing,
+                                     export_public_key_text(config.layout))
 
 
 def show_licence(port: LedgerPort) -> dict[str, Any]:
@@ -120,5 +132,6 @@ def revoke_site(port: LedgerPort, name: str) -> int:
     return int(port.call("site.revoke", name=name)["released"])
 
 
-__all__ = ["AdminPort", "DirectPort", "LedgerPort", "OperatorError", "amend_licence",
-           "issue_licence", "list_sites", "operator_port", "revoke_site", "show_licence"]
+__all__ = ["AdminPort", "DirectPort", "LedgerPort", "OperatorError", "install_licence",
+           "licence_request", "list_sites", "operator_port", "pinned_vendor_key", "revoke_site",
+           "show_licence"]

@@ -146,16 +146,31 @@ def test_enforcement_never_revokes_seats_already_held() -> None:
     assert "SeatReleased" not in names(lic)
 
 
-def test_amendment_rearms_grace() -> None:
+def test_new_terms_that_raise_a_limit_rearm_that_pool_only() -> None:
     lic = new_licence()
     fill(lic, 101)
     lic.tick(T0 + timedelta(hours=48))
     lic.collect_events()
-    lic.amend(T0 + timedelta(hours=50), limits={"PRED": 100, "ACD": 20})
+    lic.amend(T0 + timedelta(hours=50), limits={"PRED": 110, "ACD": 20})
     assert names(lic) == ["LicenceAmended", "GraceRearmed"]
     assert lic.pools["PRED"].state == AVAILABLE
+    for i in range(9):  # 110 in use: at the new limit
+        lic.acquire(T0 + timedelta(hours=51), "south", f"more{i}", "PRED")
     grant = lic.acquire(T0 + timedelta(hours=51), "south", "again", "PRED")
     assert grant.overuse and grant.deadline == T0 + timedelta(hours=99)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("pred", [100, 90])
+def test_identical_or_lower_terms_do_not_rearm(pred: int) -> None:
+    lic = new_licence()
+    fill(lic, 101)
+    lic.tick(T0 + timedelta(hours=48))
+    lic.collect_events()
+    lic.amend(T0 + timedelta(hours=50), limits={"PRED": pred, "ACD": 30})
+    assert names(lic) == ["LicenceAmended"]
+    assert lic.pools["PRED"].state == SPENT
+    refused = lic.acquire(T0 + timedelta(hours=51), "south", "again", "PRED")
+    assert refused.reason == RefusalReason.LIMIT_ENFORCED  # type: ignore[union-attr]
 
 
 def test_grace_rearms_after_the_rearm_period_since_the_window_closed() -> None:
@@ -255,14 +270,22 @@ def test_unlicensed_class_is_refused() -> None:
     assert refusal.reason == RefusalReason.CLASS_NOT_LICENSED  # type: ignore[union-attr]
 
 
-def test_licence_expiry_releases_seats_and_refuses_new_ones() -> None:
+def test_at_expiry_seats_held_are_kept_and_new_ones_follow_the_trial_rule() -> None:
     lic = new_licence(expires_at=T0 + timedelta(days=10))
-    fill(lic, 3)
+    fill(lic, 6)
     lic.collect_events()
-    lic.tick(T0 + timedelta(days=10))
-    assert names(lic) == ["LicenceExpired"] + ["SeatReleased"] * 3
-    refusal = lic.acquire(T0 + timedelta(days=10), "north", "new", "PRED")
-    assert refusal.reason == RefusalReason.LICENCE_EXPIRED  # type: ignore[union-attr]
+    expiry = T0 + timedelta(days=10)
+    lic.tick(expiry)
+    assert names(lic) == ["LicenceExpired"]
+    assert len(lic.sites["north"].seats) == 6
+    refusal = lic.acquire(expiry, "north", "new", "PRED")
+    assert refusal.reason == RefusalReason.UNLICENSED  # type: ignore[union-attr]
+    lic.release(expiry, "north", "u0")
+    lic.release(expiry, "north", "u1")
+    grant = lic.acquire(expiry, "north", "new", "PRED")  # 5 held now: the trial's most
+    assert not grant.overuse  # type: ignore[union-attr]
+    refusal = lic.acquire(expiry, "south", "one-more", "ACD")
+    assert refusal.reason == RefusalReason.UNLICENSED  # type: ignore[union-attr]
 
 
 def test_disconnect_keeps_seats_and_cutoff_releases_them() -> None:
