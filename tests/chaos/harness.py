@@ -133,7 +133,7 @@ def deploy(where: Path, sites: Sequence[str], *, data_dir: Path | None = None,
     """A data directory (``where/data`` unless ``data_dir``), a licence with :data:`LIMITS`,
     and ``sites`` enrolled, their bundles in ``where``."""
     root = data_dir or where / "data"
-    config = init_data_dir(root)
+    config = init_data_dir(root, history=False)  # the licence below begins it
     if heartbeat_seconds is not None:
         text = config.layout.config.read_text()
         text, n = re.subn(r"(?m)^heartbeat_seconds = .*$",

@@ -19,9 +19,7 @@ EXIT_FAILED = 1
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     root = tmp_path / "data"
-    assert main(["init", "--data-dir", str(root)]) == 0
-    assert main(["licence", "issue", "--customer", "Acme", "--seats", "PRED=100",
-                 "--data-dir", str(root)]) == 0
+    assert main(["init", "--data-dir", str(root)]) == 0  # its history begins, in trial
     return root
 
 
@@ -122,8 +120,6 @@ def test_a_full_disk_is_one_line_and_loses_nothing(
         small_disk: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = small_disk / "data"
     assert main(["init", "--data-dir", str(data)]) == 0
-    assert main(["licence", "issue", "--customer", "Acme", "--seats", "PRED=100",
-                 "--data-dir", str(data)]) == 0
     filler = small_disk / "filler"
     with filler.open("wb") as f:
         try:

@@ -50,37 +50,21 @@ def test_init_refuses_to_overwrite(data: Path, capsys: pytest.CaptureFixture[str
 def test_data_dir_comes_from_the_environment(data: Path, capsys: pytest.CaptureFixture[str],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SEATLEDGER_DATA_DIR", str(data))
-    code, out, _ = run(capsys, "licence", "issue", "--customer", "Acme", "--seats", "PRED=120")
-    assert code == 0 and "PRED" in out
-
-
-def test_licence_below_100_seats_is_refused_with_one_line(
-        data: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "licence", "issue", "--data-dir", str(data), "--customer", "A",
-                         "--seats", "PRED=60,ACD=30")
-    assert code == 1
-    assert err == "seatledger: a master/slave licence needs at least 100 seats; these limits total 90\n"
-
-
-def test_licence_issue_show_and_amend(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    d = ("--data-dir", str(data))
-    assert run(capsys, "licence", "issue", *d, "--customer", "Acme", "--seats",
-               "PRED=150,ACD=50", "--total-pred-acd", "180", "--grace", "24h", "--ceiling",
-               "125")[0] == 0
-    code, out, _ = run(capsys, "licence", "amend", *d, "--seats", "PRED=200", "--json")
-    shown = json.loads(out)
-    assert code == 0 and shown["limits"] == {"PRED": 200, "ACD": 50}
-    assert shown["grace_seconds"] == 24 * 3600 and shown["ceiling_percent"] == 125
-    assert shown["pools"]["PRED+ACD"]["limit"] == 180
-    code, out, _ = run(capsys, "licence", "show", *d, "--json")
-    assert json.loads(out)["customer"] == "Acme"
+    code, out, _ = run(capsys, "licence", "show")
+    assert code == 0 and "TRIAL MODE: no licence installed yet" in out
 
 
 @pytest.mark.parametrize("argv", [
-    ("licence", "issue", "--customer", "A", "--seats", "FOO=1"),
-    ("licence", "issue", "--customer", "A", "--seats", "PRED=x"),
-    ("licence", "issue", "--customer", "A", "--seats", "PRED=200", "--grace", "two days"),
-    ("licence", "issue", "--customer", "A", "--seats", "PRED=200", "--expires", "tomorrow"),
+    # The operator can no longer set terms: the vendor's licence file does.
+    ("licence", "issue", "--customer", "A", "--seats", "PRED=200"),
+    ("licence", "amend", "--seats", "PRED=200"),
+    ("licence", "install"),
+    ("vendor", "licence", "issue", "--customer", "A", "--request", "r", "--seats", "FOO=1"),
+    ("vendor", "licence", "issue", "--customer", "A", "--request", "r", "--seats", "PRED=x"),
+    ("vendor", "licence", "issue", "--customer", "A", "--request", "r", "--seats", "PRED=200",
+     "--grace", "two days"),
+    ("vendor", "licence", "issue", "--customer", "A", "--request", "r", "--seats", "PRED=200",
+     "--expires", "tomorrow"),
     ("nonsense",),
     ("licence",),
 ])
@@ -99,7 +83,7 @@ def test_a_missing_data_dir_is_a_one_line_error(tmp_path: Path,
 def test_a_wrong_key_is_a_one_line_error_and_loses_nothing(
         data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = ("--data-dir", str(data))
-    run(capsys, "licence", "issue", *d, "--customer", "Acme", "--seats", "PRED=150")
+    assert run(capsys, "site", "enrol", "south", *d)[0] == 0
     before = (data / "ledger.db").read_bytes()
     key = data / "keys/at-rest.key"
     original = key.read_bytes()
@@ -126,7 +110,6 @@ def test_a_damaged_config_is_a_one_line_error(data: Path, capsys: pytest.Capture
 def test_storage_reports_bytes_per_event_and_projection(
         data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = ("--data-dir", str(data))
-    run(capsys, "licence", "issue", *d, "--customer", "Acme", "--seats", "PRED=150")
     code, out, _ = run(capsys, "storage", *d, "--json")
     report = json.loads(out)
     assert code == 0 and report["events"] >= 1 and report["bytes"] > 0
@@ -171,8 +154,6 @@ def test_a_master_on_a_busy_port_fails_with_one_line(
         data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import socket
 
-    run(capsys, "licence", "issue", "--data-dir", str(data), "--customer", "A",
-        "--seats", "PRED=100")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

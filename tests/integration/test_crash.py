@@ -83,7 +83,7 @@ async def load(bundle: Bundle, port: int, prefix: str, acknowledged: set[tuple[s
 
 async def test_acknowledged_grants_survive_sigkill(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    init_data_dir(root)
+    init_data_dir(root, history=False)
     config = load_config(root)
     app = open_ledger(config)
     app.issue_licence(customer="Acme", limits={"PRED": 100_000, "ACD": 100})

@@ -23,7 +23,7 @@ START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 async def test_master_exports_each_day_at_the_configured_time(
         tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
     root = tmp_path / "data"
-    init_data_dir(root)
+    init_data_dir(root, history=False)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     vendor = generate_age_identity()

@@ -56,7 +56,7 @@ def configure(root: Path, recipient: str, outbox: Path) -> None:
 def master(tmp_path: Path, vendor: AgeIdentity) -> Path:
     """A master data directory with two working days, three days ago, and export settings."""
     root = tmp_path / "master"
-    init_data_dir(root, origin=ORIGIN)
+    init_data_dir(root, origin=ORIGIN, history=False)
     clock = ManualClock(START)
     with open_ledger(load_config(root), clock=clock) as app:
         app.issue_licence(customer="Acme", limits={"PRED": 100, "ACD": 20})
@@ -111,7 +111,7 @@ def test_run_for_a_day_not_over_is_bad_usage(master: Path, run: object) -> None:
 
 def test_run_without_export_settings_fails_in_one_line(tmp_path: Path, run: object) -> None:
     root = tmp_path / "bare"
-    init_data_dir(root, origin=ORIGIN)
+    init_data_dir(root, origin=ORIGIN, history=False)
 
     code, _, err = run("run", "--data-dir", root)  # type: ignore[operator]
 
@@ -246,7 +246,7 @@ def test_the_daemons_functions_export_what_is_due(master: Path, tmp_path: Path) 
 
 def test_nothing_is_due_without_export_settings(tmp_path: Path) -> None:
     root = tmp_path / "bare"
-    init_data_dir(root, origin=ORIGIN)
+    init_data_dir(root, origin=ORIGIN, history=False)
     config = load_config(root)
     with open_ledger(config, clock=ManualClock(START)) as app:
         app.issue_licence(customer="Acme", limits={"PRED": 100, "ACD": 20})

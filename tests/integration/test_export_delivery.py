@@ -112,7 +112,7 @@ def server_port(kind: str, request: pytest.FixtureRequest) -> int:
 def master_dir(tmp_path: Path, recipient: str, sink: dict[str, Any]) -> Path:
     """A master data directory whose exports go to ``sink``, retrying quickly."""
     root = tmp_path / "master"
-    init_data_dir(root, origin=ORIGIN)
+    init_data_dir(root, origin=ORIGIN, history=False)
     lines = [f"{key} = {json.dumps(value)}" for key, value in sink.items()]
     with (root / "seatledger.toml").open("a") as config:
         config.write(f'\n[export]\nrecipients = ["{recipient}"]\n\n[export.sink]\n'

@@ -21,7 +21,7 @@ START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 async def test_a_wall_clock_step_back_is_recorded_and_does_not_extend_grace(
         tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
-    config = init_data_dir(tmp_path / "data")
+    config = init_data_dir(tmp_path / "data", history=False)
     app = open_ledger(config, clock=ManualClock(START))
     app.issue_licence(customer="Acme", limits={"PRED": 100})
     enrol_site(config, app, "north", output=tmp_path / "north.bundle")
@@ -67,7 +67,7 @@ async def test_a_wall_clock_step_back_is_recorded_and_does_not_extend_grace(
 
 async def test_a_master_started_with_its_clock_behind_continues_and_tells_every_site(
         tmp_path: Path) -> None:
-    config = init_data_dir(tmp_path / "data")
+    config = init_data_dir(tmp_path / "data", history=False)
     app = open_ledger(config, clock=ManualClock(START))
     app.issue_licence(customer="Acme", limits={"PRED": 100})
     bundle = Bundle.read(enrol_site(config, app, "north", output=tmp_path / "north.bundle"))

@@ -21,13 +21,14 @@ from seatledger.config.store import open_ledger
 from seatledger.services.datadir import init_data_dir
 from seatledger.services.sites import enrol_site
 from tests.integration.test_crash import free_port, load, start_master
+from tests.licensing import Vendor
 
 OPERATOR_COMMANDS = 100
 
 
 def _prepare(tmp_path: Path) -> tuple[Path, int, dict[str, Bundle]]:
     root = tmp_path / "data"
-    init_data_dir(root)
+    init_data_dir(root, history=False, vendor_key=Vendor(tmp_path / "vendor").key_file)
     config = load_config(root)
     port = free_port()
     bundles = {}
@@ -41,15 +42,24 @@ def _prepare(tmp_path: Path) -> tuple[Path, int, dict[str, Bundle]]:
 
 
 def _operator_commands(root: Path, tmp_path: Path) -> list[list[str]]:
-    """Enrol, revoke and amend, interleaved: 100 commands that each write the store."""
+    """Enrol, revoke and install a new vendor-signed licence (one more ACD seat each time),
+    interleaved: 100 commands that each write the store. Without a vendor key pinned in
+    ``root``, the third command shows the licence instead (a read through the writer)."""
     commands: list[list[str]] = []
     data = ["--data-dir", str(root)]
+    vendor = (Vendor(tmp_path / "vendor") if (root / "keys" / "vendor.pub").exists()
+              else None)
     i = 0
     while len(commands) < OPERATOR_COMMANDS:
         i += 1
         commands.append(["site", "enrol", f"op{i}", "--output", str(tmp_path / f"op{i}.b"), *data])
         commands.append(["site", "revoke", f"op{i}", *data])
-        commands.append(["licence", "amend", "--seats", f"ACD={100 + i}", *data])
+        if vendor is None:
+            commands.append(["licence", "show", *data])
+        else:
+            licence = vendor.licence_for(root, f"PRED=100000,ACD={100 + i}",
+                                         out=tmp_path / f"licence-{i}.txt")
+            commands.append(["licence", "install", str(licence), *data])
     return commands[:OPERATOR_COMMANDS]
 
 
@@ -90,7 +100,9 @@ async def test_operator_commands_under_full_load_all_succeed(
     assert expected_enrolled <= set(licence.sites)
     assert all(licence.sites[name].status == "revoked"
                for name in expected_enrolled if name != f"op{OPERATOR_COMMANDS // 3 + 1}")
+    # Every licence installed while the sites were busy is in force, the last one last.
     assert licence.limits["ACD"] == 100 + OPERATOR_COMMANDS // 3
+    assert licence.serial == OPERATOR_COMMANDS // 3 and licence.licensed
 
 
 async def test_a_second_master_on_the_same_data_directory_refuses(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from tests.integration.test_projections_contract import at, scripted_day
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     root = tmp_path / "data"
-    init_data_dir(root)
+    init_data_dir(root, history=False)
     clock = ManualClock(at("06:00"))
     with open_ledger(load_config(root), clock=clock) as app:
         scripted_day(app, clock)

@@ -43,7 +43,7 @@ async def _handshake(bundle: Bundle, port: int) -> ssl.SSLError | None:
 async def test_a_site_revoked_while_the_master_runs_gets_the_revoked_alert(
         tmp_path: Path) -> None:
     root = tmp_path / "data"
-    config = init_data_dir(root)
+    config = init_data_dir(root, history=False)
     port = free_port()
     with open_ledger(config) as app:
         app.issue_licence(customer="Acme", limits={"PRED": 100})

@@ -22,7 +22,7 @@ START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
 def _history(root: Path, pred: int, *, create: bool = False) -> None:
-    config = init_data_dir(root, origin="seatledger.acme") if create else load_config(root)
+    config = init_data_dir(root, origin="seatledger.acme", history=False) if create else load_config(root)
     clock = ManualClock(START)
     with open_ledger(config, clock=clock, create=True) as app:
         app.issue_licence(customer="Acme", limits={"PRED": pred})

@@ -23,7 +23,7 @@ SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
 
 async def test_the_follower_is_restarted_with_backoff_then_given_up(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = init_data_dir(tmp_path / "data")
+    config = init_data_dir(tmp_path / "data", history=False)  # the licence begins it
     with open_ledger(config) as app:
         app.issue_licence(customer="Acme", limits={"PRED": 100})
     policy = RestartPolicy(first_delay=0.2, max_delay=10, max_restarts=3, window=600)

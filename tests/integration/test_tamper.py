@@ -24,7 +24,7 @@ SEATS = 12
 def data_dir(tmp_path: Path, clock: ManualClock) -> Path:
     """A data directory whose last records were each committed on their own."""
     root = tmp_path / "data"
-    init_data_dir(root)
+    init_data_dir(root, history=False)
     app = open_ledger(load_config(root), clock=clock)
     app.issue_licence(customer="Acme", limits={"PRED": 100, "ACD": 20})
     app.enrol_site("north")

@@ -61,7 +61,7 @@ class World:
 
     def __init__(self, root: Path):
         self.root = root
-        init_data_dir(root)
+        init_data_dir(root, history=False)
         self.config: Config = load_config(root)
         self.clock = ManualClock(START)
         self.app: LedgerApp = open_ledger(self.config, clock=self.clock)
