@@ -112,8 +112,12 @@ class DailyExport:
         signing_key: SigningKey,
         progress: Callable[[date, int], None] | None = None,
         on_day: Callable[[DayResult], None] | None = None,
+        destination: str | None = None,
     ) -> None:
+        """``destination`` is what each delivery is recorded as (default: the sink's own
+        description): the URL a licence names, when it directs where exports go."""
         self.app = app
+        self.destination = destination
         self.sink = sink
         self.outbox = outbox
         self.recipients = list(recipients)
@@ -219,7 +223,8 @@ class DailyExport:
         manifest = built.manifest
         records = manifest.records
         self.app.record_export(manifest.day.isoformat(), records.first_id, records.last_id,
-                               self.sink.description, manifest.data.sha256)
+                               self.destination or self.sink.description,
+                               manifest.data.sha256)
         self.outbox.prune(built.names)
         return DayResult(
             manifest.day, DayStatus.EXPORTED, manifest.data.sha256, records.first_id,

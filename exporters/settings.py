@@ -179,8 +179,10 @@ def _sink(table: Mapping[str, Any], base: Path,
     return settings
 
 
-def make_sink(settings: SinkSettings, *, sleep: Callable[[float], None] | None = None) -> Sink:
-    """The sink ``settings`` describe. ``sleep`` replaces ``time.sleep`` between retries.
+def make_sink(settings: SinkSettings, *, sleep: Callable[[float], None] | None = None,
+              host_key: str | None = None) -> Sink:
+    """The sink ``settings`` describe. ``sleep`` replaces ``time.sleep`` between retries;
+    ``host_key`` pins the SFTP server's SHA256 fingerprint instead of ``known_hosts``.
 
     Raises:
         SinkConfigError: a secret, key or known_hosts file is unreadable.
@@ -195,7 +197,8 @@ def make_sink(settings: SinkSettings, *, sleep: Callable[[float], None] | None =
     if settings.kind == "sftp":
         assert settings.known_hosts is not None
         return SftpSink(settings.host, settings.port, username=settings.username,
-                        known_hosts=settings.known_hosts, key_file=settings.key_file,
+                        known_hosts=None if host_key else settings.known_hosts,
+                        host_key=host_key, key_file=settings.key_file,
                         password_file=settings.password_file, remote_dir=settings.remote_dir,
                         timeout=settings.timeout, retry=retry)
     assert settings.password_file is not None

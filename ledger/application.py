@@ -324,6 +324,11 @@ class LedgerApp:
             now, terms, licence_file=licence_file, sha256=sha256, issuer=issuer,
             master_key=self.master_key))
 
+    def refuse_licence(self, *, sha256: str, reason: str, detail: str) -> None:
+        """Record a refused licence file (its installation was refused, for ``reason``)."""
+        self._command(lambda lic, now: lic.refuse_licence(now, sha256=sha256, reason=reason,
+                                                          detail=detail))
+
     def amend_licence(self, **terms: Any) -> None:
         self._command(lambda lic, now: lic.amend(now, **terms))
 

@@ -122,9 +122,9 @@ def export_schedule(config: Config) -> ExportSchedule | None:
     Raises:
         ConfigError: the ``[export]`` table is there but wrong.
     """
-    if "export" not in config.raw:
-        return None
-    load_export_settings(config)
+    if "export" in config.raw:
+        load_export_settings(config)
+    # Also without an [export] table: an installed licence may direct where exports go.
     return ExportSchedule(config)
 
 

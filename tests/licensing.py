@@ -23,11 +23,13 @@ from seatledger.vendor.registry import VendorStore
 class Vendor:
     """A vendor's home under ``root`` with one customer, issuing licences to data directories."""
 
-    def __init__(self, root: Path, customer: str = "Acme", *, destination: str | None = None):
+    def __init__(self, root: Path, customer: str = "Acme", *, destination: str | None = None,
+                 host_key: str = ""):
         self.root = root
         self.customer = customer
         if not (root / "vendor.toml").exists():
-            init_vendor_home(root, name="Test Vendor", destination=destination)
+            init_vendor_home(root, name="Test Vendor", destination=destination,
+                             host_key=host_key)
         self.config: VendorConfig = load_vendor_config(root)
         with VendorStore.open(self.config) as store:
             if not store.has_customer(customer):

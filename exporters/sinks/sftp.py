@@ -43,10 +43,29 @@ class _RejectUnknownHost(paramiko.RejectPolicy):  # type: ignore[misc]
         )
 
 
+class _PinnedHostKey(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
+    """Accept the server's key only if its SHA256 fingerprint is the pinned one (a licence's
+    ``host_key``, as ``ssh-keygen -lf`` prints it)."""
+
+    def __init__(self, fingerprint: str) -> None:
+        self._fingerprint = fingerprint
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        if key.fingerprint != self._fingerprint:
+            raise HostKeyError(
+                f"host key of {hostname} ({key.get_name()} {key.fingerprint}) is not the "
+                f"pinned {self._fingerprint}"
+            )
+
+
 class SftpSink(Sink):
     """Deliver into ``remote_dir`` on an SFTP server.
 
     Exactly one of ``key_file`` (an unencrypted private key) and ``password_file`` is given.
+    The server is known by ``known_hosts``, or by the SHA256 fingerprint ``host_key`` pinned
+    instead (the destination a licence directs names it).
 
     Raises:
         SinkConfigError: (on construction) missing/unreadable known_hosts, key or password file,
@@ -59,7 +78,8 @@ class SftpSink(Sink):
         port: int = 22,
         *,
         username: str,
-        known_hosts: Path,
+        known_hosts: Path | None = None,
+        host_key: str | None = None,
         key_file: Path | None = None,
         password_file: Path | None = None,
         remote_dir: str = ".",
@@ -72,15 +92,19 @@ class SftpSink(Sink):
         self.host = host
         self.port = port
         self.username = username
-        self.known_hosts = Path(known_hosts)
+        self.known_hosts = Path(known_hosts) if known_hosts is not None else None
+        self.host_key = host_key
         self.remote_dir = remote_dir
         self.timeout = timeout
-        try:
-            paramiko.HostKeys(str(self.known_hosts))
-        except OSError as err:
-            raise SinkConfigError(
-                f"cannot read known_hosts {self.known_hosts}: {err.strerror}"
-            ) from err
+        if self.known_hosts is None and not host_key:
+            raise SinkConfigError("SFTP sink: give known_hosts or a pinned host key")
+        if self.known_hosts is not None and not host_key:
+            try:
+                paramiko.HostKeys(str(self.known_hosts))
+            except OSError as err:
+                raise SinkConfigError(
+                    f"cannot read known_hosts {self.known_hosts}: {err.strerror}"
+                ) from err
         self._pkey: paramiko.PKey | None = None
         self._password: str | None = None
         if key_file is not None:
@@ -101,8 +125,12 @@ class SftpSink(Sink):
 
     def connect(self) -> SinkSession:
         client = paramiko.SSHClient()
-        client.get_host_keys().load(str(self.known_hosts))
-        client.set_missing_host_key_policy(_RejectUnknownHost(self.known_hosts))
+        if self.host_key:
+            client.set_missing_host_key_policy(_PinnedHostKey(self.host_key))
+        else:
+            assert self.known_hosts is not None
+            client.get_host_keys().load(str(self.known_hosts))
+            client.set_missing_host_key_policy(_RejectUnknownHost(self.known_hosts))
         try:
             client.connect(
                 self.host,
@@ -134,7 +162,8 @@ class SftpSink(Sink):
         prefix = f"{self.description}: connect"
         if isinstance(err, paramiko.BadHostKeyException):
             return HostKeyError(
-                f"{prefix}: host key of {self.host}:{self.port} does not match {self.known_hosts} "
+                f"{prefix}: host key of {self.host}:{self.port} does not match "
+                f"{self.host_key or self.known_hosts} "
                 f"(got {err.key.get_name()} {err.key.fingerprint})"
             )
         if isinstance(err, paramiko.AuthenticationException):

@@ -236,6 +236,15 @@ class Licence(Aggregate):
                 licence.export_due_since = self.timestamp
             licence._rebuild_pools(self.occurred_at)
 
+    class LicenceRefused(Event):
+        """A licence file was offered for installation and refused: a bad signature (edited,
+        forged or self-made), another master's, an older serial, expired, too small or
+        malformed. Recorded so that the vendor sees the attempt in the export."""
+
+        sha256: str
+        reason: str
+        detail: str
+
     class LicenceNoticeIssued(Event):
         """A warning about the licence itself, sent to every site: its expiry nearing
         (``kind`` "expiry", ``days`` left), or exports missing (``kind`` "export", ``days``
@@ -664,6 +673,10 @@ class Licence(Aggregate):
             if name in self.pools:
                 self._emit(self.GraceRearmed, now, pool=name, reason="limit_raised")
         return True
+
+    def refuse_licence(self, now: datetime, *, sha256: str, reason: str, detail: str) -> None:
+        """Record that a licence file (SHA-256 ``sha256``) was refused, and why."""
+        self._emit(self.LicenceRefused, now, sha256=sha256, reason=reason, detail=detail)
 
     def _emit(self, event_class: type[Any], now: datetime, occurred_at: datetime | None = None,
               **fields: Any) -> None:

@@ -104,7 +104,8 @@ def _read_text(path: Path, what: str) -> str:
 @_translated
 def cmd_export_run(args: argparse.Namespace) -> int:
     config = load_config(data_dir_from(args.data_dir))
-    load_export_settings(config)  # a configuration error before the ledger is opened
+    if "export" in config.raw:
+        load_export_settings(config)  # a configuration error before the ledger is opened
     with open_ledger(config) as app, _bar(args, "exporting") as bar:
         yesterday = app.now().date() - timedelta(days=1)
         through = args.day if args.day is not None else yesterday

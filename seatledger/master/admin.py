@@ -9,6 +9,8 @@ Requests name an ``op`` and its arguments; answers are ``{"ok": true, ...}`` or
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 
 import trio
 
-from ledger import LedgerApp
+from ledger import LedgerApp, LicenceError
 from ledger.domain.summaries import licence_summary, sites_summary
 from seatledger.config.licence_file import open_licence
 from seatledger.master.writer import OperatorCall, OperatorFailed
@@ -26,11 +28,24 @@ Submit = Callable[[Any], Awaitable[Any]]
 
 
 def _install(app: LedgerApp, a: dict[str, Any]) -> dict[str, Any]:
-    # Checked again here, in the writer: whatever reaches the ledger verified.
-    signed = open_licence(str(a["file"]).encode("utf-8"), str(a["vendor_key"]))
-    installed = app.install_licence(signed.terms, licence_file=signed.text,
-                                    sha256=signed.sha256, issuer=signed.issuer)
+    """Verify and install a licence file, here in the writer; a refusal is recorded
+    (LicenceRefused: the vendor sees edited or self-made licences tried) and then raised."""
+    data = base64.b64decode(str(a["file_b64"]), validate=True)
+    try:
+        signed = open_licence(data, str(a["vendor_key"]))
+        installed = app.install_licence(signed.terms, licence_file=signed.text,
+                                        sha256=signed.sha256, issuer=signed.issuer)
+    except LicenceError as e:
+        app.refuse_licence(sha256=hashlib.sha256(data).hexdigest(),
+                           reason=_refusal_reason(e), detail=str(e))
+        raise
     return {"installed": installed, "licence": licence_summary(app.licence, app.now())}
+
+
+def _refusal_reason(error: LicenceError) -> str:
+    """A stable code for a refused licence: the error's class, in snake case."""
+    name = type(error).__name__.removesuffix("Error").removeprefix("Licence") or "Licence"
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 def _enrol(app: LedgerApp, a: dict[str, Any]) -> dict[str, Any]:

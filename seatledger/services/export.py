@@ -14,8 +14,9 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from cryptography.hazmat.primitives import serialization
 
@@ -63,17 +64,70 @@ def load_export_settings(config: Config) -> ExportSettings:
         raise ConfigError(str(err)) from err
 
 
+def directed_settings(config: Config, app: LedgerApp) -> tuple[ExportSettings, str | None]:
+    """Where the daily export goes: where the installed licence directs it, with the
+    credentials of ``[export.sink]``, to the licence's recipients plus any the configuration
+    adds; or, under a licence that directs nothing, the ``[export]`` table alone. The second
+    value is the destination deliveries are recorded as (the licence's URL), or None.
+
+    Raises:
+        ConfigError: no destination at all, a bad ``[export]`` table, or credentials missing
+            for the destination the licence names.
+    """
+    licence = app.licence if app.has_licence else None
+    destination = licence.export_destination if licence is not None else ""
+    if not destination:
+        return load_export_settings(config), None
+    table = dict(config.raw.get("export") or {})
+    sink = dict(table.get("sink") or {})
+    url = urlsplit(destination)
+    kinds = {"file": "folder", "sftp": "sftp", "ftp": "ftp", "ftps": "ftps"}
+    if url.scheme not in kinds:
+        raise ConfigError(f"the licence directs exports to {destination}, which this version "
+                          "cannot deliver to")
+    kind = kinds[url.scheme]
+    directed: dict[str, object] = {
+        key: value for key, value in sink.items()
+        if key in ("username", "key_file", "password_file", "ca_file", "known_hosts",
+                   "timeout", "attempts", "first_delay", "max_delay")}
+    directed["kind"] = kind
+    if kind == "folder":
+        directed = {"kind": "folder", "path": unquote(url.path)}
+    else:
+        # The URL's path is absolute on the server; "/~/dir" is relative to the login's home.
+        path = unquote(url.path)
+        remote_dir = path[3:] or "." if path.startswith("/~/") else path or "."
+        directed.update(host=url.hostname or "", remote_dir=remote_dir)
+        if url.port:
+            directed["port"] = url.port
+        if url.username:
+            directed["username"] = unquote(url.username)
+        if kind == "sftp" and licence is not None and licence.export_host_key:
+            directed.setdefault("known_hosts", "/dev/null")  # the pinned key decides
+    extra = [r for r in table.get("recipients") or [] if isinstance(r, str)]
+    assert licence is not None
+    recipients = list(dict.fromkeys([*(licence.export_recipients or []), *extra]))
+    table.update(recipients=recipients, sink=directed)
+    try:
+        settings = parse_export_settings(table, config.root, where=f"{config.layout.config} "
+                                         f"(exports directed by the licence to {destination})")
+    except ExportConfigError as err:
+        raise ConfigError(str(err)) from err
+    return settings, destination
+
+
 def export_due_days(app: LedgerApp, config: Config, today: date) -> list[date]:
     """Days the daily run should export now: over, not exported yet, oldest first. None when
-    the configuration has no ``[export]`` table."""
-    if "export" not in config.raw:
+    neither the configuration nor the licence says where exports go."""
+    if "export" not in config.raw and not (app.has_licence and app.licence.export_destination):
         return []
     return due_days(app, today)
 
 
 def next_export_at(config: Config, after: datetime) -> datetime:
-    """The first configured daily run time (UTC) strictly after ``after``."""
-    at = load_export_settings(config).time
+    """The first configured daily run time (UTC, default 01:30) strictly after ``after``."""
+    at = (load_export_settings(config).time if "export" in config.raw
+          else time(1, 30, tzinfo=UTC))
     after = after.astimezone(UTC)
     candidate = datetime.combine(after.date(), at)
     return candidate if candidate > after else candidate + timedelta(days=1)
@@ -97,11 +151,13 @@ def run_exports(
     """
     if not days:
         return []
-    settings = load_export_settings(config)
+    settings, destination = directed_settings(config, app)
+    host_key = app.licence.export_host_key if destination else ""
     exporter = DailyExport(
-        app, sink if sink is not None else make_sink(settings.sink),
+        app, sink if sink is not None else make_sink(settings.sink, host_key=host_key or None),
         Outbox(config.root / EXPORTS_DIR), recipients=list(settings.recipients),
         signing_key=ensure_export_keys(config.layout), progress=progress, on_day=on_day,
+        destination=destination,
     )
     return exporter.run(max(days))
 
@@ -224,6 +280,7 @@ def _read(path: Path) -> bytes:
 
 __all__ = [
     "PINNED_KEY",
+    "directed_settings",
     "export_due_days",
     "export_to_folder",
     "decrypt_day",

@@ -7,6 +7,7 @@ directory's lock and writes the store itself. Either way the caller gets the sam
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 
 from ledger import LedgerApp, LedgerError
 from seatledger.config.keys import export_public_key_text, load_signing_key
-from seatledger.config.licence_file import LicenceRequest, open_licence
+from seatledger.config.licence_file import LicenceRequest
 from seatledger.config.lock import DataDirBusyError, DataDirLock
 from seatledger.config.settings import Config
 from seatledger.config.store import open_ledger
@@ -95,8 +96,9 @@ def install_licence(port: LedgerPort, config: Config, path: Path) -> dict[str, A
         data = path.read_bytes()
     except OSError as e:
         raise Refused(f"cannot read licence file {path}: {e.strerror}") from None
-    signed = open_licence(data, vendor_key)  # here first, for the clearest error
-    return port.call("licence.install", file=signed.text, vendor_key=vendor_key)
+    # Verified (again) and recorded -- installed, or refused -- by the store's writer.
+    return port.call("licence.install", file_b64=base64.b64encode(data).decode("ascii"),
+                     vendor_key=vendor_key)
 
 
 def pinned_vendor_key(config: Config) -> str:
