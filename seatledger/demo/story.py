@@ -1,30 +1,33 @@
 """``seatledger demo``: the whole system end to end, on a virtual clock, narrated.
 
 A master and three slave connectors talk over real mutual-TLS sockets on 127.0.0.1 while
-trio's MockClock runs three virtual days in seconds. A 120-seat licence (PRED=100, ACD=20)
-is shared by north, south and east. The morning shift takes PRED over the limit, which
+trio's MockClock runs three virtual days in seconds. The demo plays the vendor too: it keeps
+a vendor's home (licence-signing key, age identity, registry), the master pins the vendor's
+key, sends its licence request, and installs the 120-seat licence (PRED=100, ACD=20) the
+vendor signs for it; an edited copy and a self-made licence are refused. The licence is
+shared by north, south and east. The morning shift takes PRED over the limit, which
 opens the 48-hour grace window; every site gets the notices. East's WAN link fails: it
 keeps working offline within its local limit, is cut off after three failed attempts five
 minutes apart (the master releases its seats), runs on the 5-agent demo limit, then
 reconnects and syncs its journal, which the master records once. The grace deadline
-passes with PRED still over: new log-ons are refused. The customer orders more seats and
-grace re-arms. Finally: the seal verifies, the status and usage tables are printed, and
-each day is exported (encrypted and signed) to a folder, imported into a vendor's data
-directory, and the vendor's usage report is compared with the master's.
+passes with PRED still over: new log-ons are refused. The customer orders more seats: the
+vendor issues a new licence, installed while the sites are busy, and PRED's grace re-arms. Finally: the seal verifies, the status and usage tables are printed, and
+each day is exported (encrypted to the vendor and signed) to the inbox the licence directs,
+imported on the vendor's side, and the vendor's usage report is compared with the master's.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import trio
 import trio.testing
 
-from exporters import generate_age_identity
-from ledger import LedgerApp, ManualClock
+from ledger import LedgerApp, LicenceError, ManualClock
 from seatledger.bootstrap import build_master, build_slave, master_settings
 from seatledger.config.bundle import Bundle
 from seatledger.config.keys import export_public_key_text
@@ -32,12 +35,17 @@ from seatledger.config.settings import Config, Layout
 from seatledger.config.store import open_ledger
 from seatledger.master.server import trio_now
 from seatledger.services.datadir import init_data_dir
-from seatledger.services.export import export_to_folder, import_exports
+from seatledger.services.export import import_exports, run_exports
+from seatledger.services.operator import DirectPort, install_licence, licence_request
 from seatledger.services.reports import closing_reports, compare_usage
 from seatledger.services.sites import enrol_site
 from seatledger.slave.connector import SeatRefusedError, SlaveSettings
+from seatledger.vendor.home import VendorConfig, init_vendor_home, load_vendor_config
+from seatledger.vendor.licensing import issue_licence
+from seatledger.vendor.registry import VendorStore
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
+CUSTOMER = "Northwind Contact Centres"
 
 
 def run_demo(data_dir: str | None, quiet: bool = False) -> int:
@@ -46,12 +54,32 @@ def run_demo(data_dir: str | None, quiet: bool = False) -> int:
     if Layout(root / "master").config.exists():
         print(f"seatledger: {root} already holds a demo; the demo needs a fresh directory")
         return 1
+    if (root / "vendor").exists():
+        print(f"seatledger: {root} already holds a vendor's home; the demo needs a fresh "
+              "directory")
+        return 1
     try:
-        return trio.run(_demo, root, quiet,
+        code = trio.run(_demo, root, quiet,
                         clock=trio.testing.MockClock(autojump_threshold=0.002))
+        if not temporary:
+            _where_to_look(root)
+        return code
     finally:
         if temporary:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _where_to_look(root: Path) -> None:
+    """The directories the demo leaves, and one command to try in each."""
+    inbox = root / "vendor" / "inbox"
+    first = next(iter(sorted(inbox.glob("*.jsonl.gz.age"))), None)
+    print(f"\nthe master's data directory: {root / 'master'}\n"
+          f"  try: seatledger status --data-dir {root / 'master'}\n"
+          f"the vendor's home (licence key, age identity, registry): {root / 'vendor'}\n"
+          f"  try: seatledger vendor licence list --vendor-dir {root / 'vendor'}")
+    if first is not None:
+        print(f"  decrypt an export with age: age -d -i {root / 'vendor/keys/age-identity.txt'} "
+              f"{first} | gunzip | head -3")
 
 
 class Relay:
@@ -109,12 +137,25 @@ async def _demo(root: Path, quiet: bool) -> int:
         if not quiet:
             print(f"[{now():%a %d %b %H:%M}] {text}", flush=True)
 
+    vendor = init_vendor_home(root / "vendor", name="Demo Vendor")
+    with VendorStore.open(vendor) as store:
+        store.add_customer(CUSTOMER)
+    say(f"vendor: home created in {vendor.root} (licence key, age identity, registry); "
+        f"customer {CUSTOMER!r} added")
     master_dir = root / "master"
-    config = init_data_dir(master_dir, origin="seatledger.demo")
+    config = init_data_dir(master_dir, origin="seatledger.demo", history=False,
+                           vendor_key=vendor.layout.licence_pub)
     clock = ManualClock(START)
     app = open_ledger(config, clock=clock)
-    app.issue_licence(customer="Northwind Contact Centres", limits={"PRED": 100, "ACD": 20})
-    say("licence issued: PRED=100, ACD=20 (120 seats), grace 48h, re-arm 30d")
+    app.start_trial()
+    say("master initialised with the vendor's key pinned; no licence yet: trial mode "
+        "(5 seats, 4 campaigns, no over-use grace)")
+    operator = DirectPort(app)
+    licence = _vendor_issues(vendor, config, root, {"PRED": 100, "ACD": 20}, START)
+    installed = install_licence(operator, config, licence)["licence"]
+    say(f"vendor signed licence {installed['licence_id']} (serial {installed['serial']}) for "
+        "this master: PRED=100, ACD=20 (120 seats), grace 48h, re-arm 30d; installed")
+    _refusals(say, operator, config, root, licence)
     bundles: dict[str, Bundle] = {}
     for name, limits in (("north", {"PRED": 70, "ACD": 10}), ("south", {"PRED": 60}),
                          ("east", {"PRED": 30})):
@@ -228,9 +269,12 @@ async def _demo(root: Path, quiet: bool) -> int:
             await log_on("south", ["after1", "after2", "after3"])
             await log_off("north", 25)
             await log_on("south", ["after4"])
+            more = _vendor_issues(vendor, config, root, {"PRED": 150, "ACD": 20}, now())
             async with master.exclusive():
-                app.amend_licence(limits={"PRED": 150, "ACD": 20})
-            say("customer ordered 50 more PRED seats: licence amended, grace re-armed")
+                serial = install_licence(operator, config, more)["licence"]["serial"]
+            say(f"customer ordered 50 more PRED seats: the vendor signed serial {serial} "
+                "(PRED=150), installed while the sites are busy; PRED's grace re-armed as "
+                "the new licence raises its limit")
             await log_on("south", [f"new{i}" for i in range(10)])
             say(f"ledger: {pools()}")
             await wait(10)
@@ -253,6 +297,36 @@ def _finish(root: Path, config: Config, end: datetime, quiet: bool) -> int:
     return 0 if ok else 1
 
 
+def _vendor_issues(vendor: VendorConfig, config: Config, root: Path,
+                   limits: dict[str, int], at: datetime) -> Path:
+    """The vendor signs a licence for the master's request; the file the customer receives."""
+    with VendorStore.open(vendor) as store:
+        signed = issue_licence(vendor, store, customer=CUSTOMER,
+                               request=licence_request(config), limits=limits, now=at)
+    path = root / "licences" / f"{signed.terms.licence_id}.licence"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(signed.text, encoding="utf-8")
+    return path
+
+
+def _refusals(say: Callable[[str], None], port: DirectPort, config: Config, root: Path,
+              licence: Path) -> None:
+    """An edited copy of the licence and a self-made one are refused (and recorded)."""
+    edited = root / "licences" / "edited.licence"
+    edited.write_text(licence.read_text().replace("PRED = 100", "PRED = 900"))
+    self_made = init_vendor_home(root / "self-made-vendor", name="The customer itself")
+    with VendorStore.open(self_made) as store:
+        store.add_customer(CUSTOMER)
+    forged = _vendor_issues(self_made, config, root / "self-made-vendor",
+                            {"PRED": 900, "ACD": 20}, START)
+    for what, path in (("an edited copy (PRED = 900)", edited),
+                       ("a self-made licence", forged)):
+        try:
+            install_licence(port, config, path)
+        except LicenceError as e:
+            say(f"install of {what} refused: {e}")
+
+
 def _reports(app: LedgerApp, root: Path, end: datetime, quiet: bool) -> bool:
     """Status and usage tables, and the HTML report, from the read models."""
     reports = closing_reports(app, root, START, end)
@@ -264,19 +338,19 @@ def _reports(app: LedgerApp, root: Path, end: datetime, quiet: bool) -> bool:
 
 def _vendor(app: LedgerApp, config: Config, root: Path, end: datetime, quiet: bool) -> bool:
     """Export each day to a folder, import as the vendor, compare usage."""
-    vendor_key = generate_age_identity()
+    vendor = load_vendor_config(root / "vendor")
     through: date = end.date() - timedelta(days=1)
-    folder = root / "vendor-inbox"
+    folder = vendor.layout.inbox
     master_app = open_ledger(config, clock=ManualClock(end + timedelta(days=1)))
-    try:
-        results = export_to_folder(master_app, config.layout, folder, [vendor_key.recipient],
-                                   through=through)
+    try:  # to where the licence directs: the vendor's inbox, to the vendor's age key
+        results = run_exports(master_app, config, [through])
     finally:
         master_app.close()
-    print(f"export: {len(results)} day(s) encrypted to the vendor and signed, in {folder}")
+    print(f"export: {len(results)} day(s) encrypted to the vendor and signed, delivered to "
+          f"{folder} (the destination the licence names)")
     files = sorted(folder.glob("*.jsonl.gz.age"))
-    vendor_dir = root / "vendor"
-    _, summary = import_exports(files, vendor_dir, identity_text=vendor_key.file_text,
+    vendor_dir = root / "vendor-replay"
+    _, summary = import_exports(files, vendor_dir, identity_text=vendor.identity_text(),
                                 public_key_text=export_public_key_text(config.layout))
     print(f"vendor: verified the chain of {len(files)} day(s) and imported "
           f"{summary.records} records into {vendor_dir}")

@@ -130,6 +130,17 @@ def test_demo_runs_end_to_end_and_verifies(tmp_path: Path) -> None:
     assert "journal synced" in out
     assert "audit verify: intact" in out
     assert "vendor usage statement matches the master's" in out
+    # The vendor sets the terms: a signed licence installed, forgeries refused, more seats
+    # as a new licence, the export to where the licence directs, and where to look after.
+    assert "vendor signed licence NORTHWIND-CONTACT-CENTRE-0001 (serial 1)" in out
+    assert "install of an edited copy (PRED = 900) refused: bad signature" in out
+    assert "install of a self-made licence refused: bad signature" in out
+    assert "the vendor signed serial 2 (PRED=150)" in out
+    assert "(the destination the licence names)" in out
+    demo = tmp_path / "demo"
+    assert f"try: seatledger status --data-dir {demo / 'master'}" in out
+    assert f"try: seatledger vendor licence list --vendor-dir {demo / 'vendor'}" in out
+    assert (demo / "vendor" / "keys" / "age-identity.txt").exists()
 
 
 def test_a_bad_bundle_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
