@@ -285,8 +285,17 @@ def main() -> None:
     }
     master: Server | None = None
     try:
-        cli("init", "--data-dir", str(data))
-        cli("licence", "issue", "--data-dir", str(data), "--customer", "Bench", "--seats", SEATS)
+        # The vendor's side, then the customer's: a signed licence, installed.
+        vendor = tmp / "vendor"
+        cli("vendor", "init", "--vendor-dir", str(vendor), "--name", "Bench vendor")
+        cli("vendor", "customer", "add", "--vendor-dir", str(vendor), "Bench")
+        cli("init", "--data-dir", str(data), "--vendor-key",
+            str(vendor / "keys" / "licence-signing.pub"))
+        cli("licence", "request", "--data-dir", str(data), "--output", str(tmp / "req.json"))
+        cli("vendor", "licence", "issue", "--vendor-dir", str(vendor), "--customer", "Bench",
+            "--request", str(tmp / "req.json"), "--seats", SEATS,
+            "--output", str(tmp / "bench.licence"))
+        cli("licence", "install", "--data-dir", str(data), str(tmp / "bench.licence"))
         config = load_config(data)
         app = open_ledger(config)
         names = [f"site{i:03d}" for i in range(SITES)]

@@ -10,6 +10,7 @@ import pytest
 
 from ledger import Licence, LicenceTooSmallError, RefusalReason
 from ledger.domain.grace import AVAILABLE, SPENT
+from ledger.domain.summaries import licence_summary
 from ledger.domain.terms import (
     ExportObligation,
     LicenceBindingError,
@@ -218,3 +219,24 @@ def test_the_licences_campaign_limit() -> None:
     lic.acquire(T0, "north", "b", "PRED", campaign="y")
     refusal = lic.acquire(T0, "north", "c", "PRED", campaign="z")
     assert refusal.reason == RefusalReason.CAMPAIGN_LIMIT  # type: ignore[union-attr]
+
+
+def test_a_licence_an_operator_issued_with_an_earlier_version_runs_in_trial() -> None:
+    # Events of earlier versions are read back as eventsourcing does (object.__new__ and the
+    # stored fields): their LicenceIssued has no ``in_force``.
+    issued = Licence.issue(T0, customer="Acme", limits={"PRED": 100, "ACD": 20})
+    created = issued.collect_events()[0]
+    state = dict(created.__dict__)
+    del state["in_force"]
+    old = object.__new__(type(created))
+    object.__setattr__(old, "__dict__", state)
+    lic = old.mutate(None)
+    assert not lic.licensed and lic.limits == {"PRED": 100, "ACD": 20}
+    summary = licence_summary(lic, T0)
+    assert summary["mode"] == "trial"
+    assert "issued by the operator, not signed by the vendor" in summary["trial_reason"]
+    lic.enrol_site(T0, "north")
+    fill(lic, 5, T0)
+    refusal = lic.acquire(T0, "north", "sixth", "PRED")
+    assert refusal.reason == RefusalReason.UNLICENSED  # type: ignore[union-attr]
+    assert install(lic, terms()) and lic.licensed
