@@ -74,10 +74,11 @@ class Model:
                 self.state[c], self.closed[c] = "available", None
 
     def amend(self, limits: dict[str, int]) -> None:
-        self.limits = dict(limits)
-        for c in self.limits:
-            if self.state[c] != "available":
+        # Rule 4: new terms re-arm a pool only when they raise its limit.
+        for c in limits:
+            if self.state[c] != "available" and limits[c] > self.limits[c]:
                 self.state[c], self.deadline[c], self.closed[c] = "available", None, None
+        self.limits = dict(limits)
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -158,7 +159,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(delta=limit_deltas)
     def amend(self, delta: int) -> None:
-        limits = {"PRED": 97, "ACD": max(3 + delta, 3)}
+        limits = {"PRED": 97 + (1 if delta > 0 else 0), "ACD": max(3 + delta, 3)}
         self.app.amend_licence(limits=limits)
         self.model.amend(limits)
 
