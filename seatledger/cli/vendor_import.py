@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +83,6 @@ def _summary_text(summary: ImportSummary, pulled: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _now(args: argparse.Namespace) -> datetime | None:
-    value: datetime | None = getattr(args, "now", None)
-    return value
-
-
 def cmd_import(args: argparse.Namespace) -> int:
     config = _home(args)
     inboxes = [Path(p).expanduser().absolute() for p in args.inbox] if args.inbox else [
@@ -104,7 +98,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         pulled += [f"conflict: {name} is in the inbox with other content; left alone"
                    for name in result.conflicts]
     with VendorStore.open(config) as store, _progress(args) as progress:
-        summary = VendorImport(config, store, now=_now(args), progress=progress).run(inboxes)
+        summary = VendorImport(config, store, progress=progress).run(inboxes)
     output.say(args, summary.as_dict(), _summary_text(summary, pulled))
     return EXIT_OK
 
@@ -129,14 +123,6 @@ def cmd_watchlist(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _time_arg(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _id_arg(text: str) -> int:
     try:
         value = int(text.lstrip("#"))
@@ -158,10 +144,7 @@ def register(vsub: Any, vadd: Any) -> None:
     p.add_argument("--known-hosts", metavar="FILE", default="~/.ssh/known_hosts",
                    help="the SFTP server must be in this file (default: ~/.ssh/known_hosts)")
     p.add_argument("--identity", metavar="FILE", help="SSH private key for --sftp")
-    p.add_argument("--now", type=_time_arg, default=None, metavar="TIME",
-                   help=argparse.SUPPRESS)  # what counts as late or missing, for tests
-    f = vsub.add_parser("finding", help="acknowledge an abuse finding",
-                        parents=[p._vendor_parents] if hasattr(p, "_vendor_parents") else [])
+    f = vsub.add_parser("finding", help="acknowledge an abuse finding")
     fsub = f.add_subparsers(dest="finding_command", metavar="ACTION")
     fsub.required = True
     a = vadd(fsub, "ack", cmd_finding_ack, "acknowledge a finding (recorded; it leaves the "

@@ -251,3 +251,14 @@ def test_minisign_verifies_a_licence_file(vendor: Vendor, master: Path, tmp_path
     bad = subprocess.run([tool, "-V", "-p", str(vendor.key_file), "-m",
                           str(tmp_path / "terms.toml")], capture_output=True, text=True)
     assert bad.returncode != 0
+
+
+def test_status_says_trial_then_the_licence_and_its_days_left(
+        vendor: Vendor, master: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "status", "--data-dir", str(master))
+    assert code == 0 and out.startswith("TRIAL: no vendor-signed licence is installed")
+    vendor.install(master)
+    capsys.readouterr()
+    code, out, _ = run(capsys, "status", "--data-dir", str(master))
+    assert code == 0 and out.startswith("licence ACME-0001 (serial 1)  customer Acme")
+    assert "(364d 23h left)" in out or "(365d 0h left)" in out

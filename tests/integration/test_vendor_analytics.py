@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import attrs
 import pytest
@@ -60,8 +61,9 @@ class Shipper:
     def ship(self) -> int:
         rows = []
         for n, payload in self.app.records(self.sent + 1):
-            e = decode_payload(n.originator_id, n.originator_version, n.topic, payload)
-            rows.append((n.id, n.originator_id, n.originator_version, n.topic, payload,
+            originator = UUID(str(n.originator_id))
+            e = decode_payload(originator, n.originator_version, n.topic, payload)
+            rows.append((n.id, originator, n.originator_version, n.topic, payload,
                          e.timestamp.astimezone(UTC).strftime("%Y-%m-%d")))
         shipped = 0
         with self.records.engine.begin() as conn:

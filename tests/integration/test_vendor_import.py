@@ -24,7 +24,7 @@ from exporters import DailyExport, Outbox, SigningKey, generate_signing_key
 from exporters.sinks import LocalSink
 from ledger import AcquireSeat, LedgerApp, ManualClock, ReleaseSeat
 from seatledger.cli.main import main as cli_main
-from seatledger.config.licence_file import LicenceRequest
+from seatledger.config.licence_file import LicenceRequest, SignedLicence, open_licence, sign_licence
 from seatledger.vendor.findings import Finding, FindingError, Findings, Kind
 from seatledger.vendor.home import VendorConfig, init_vendor_home
 from seatledger.vendor.imports import (
@@ -58,22 +58,33 @@ class Master:
     @classmethod
     def create(cls, tmp: Path, name: str, vendor: VendorConfig, store: VendorStore | None,
                start: datetime = START, *, tolerated_days: int | None = None,
-               pred: int = 100) -> Master:
+               pred: int = 100, install: Callable[[SignedLicence], SignedLicence] | None = None
+               ) -> Master:
+        """With ``install``, the master installs the licence (as ``install`` gives it back)
+        and its history starts as a new master's; otherwise the operator sets its own terms
+        (old-style LicenceIssued), which the vendor never issued."""
         root = tmp / name
         root.mkdir()
         clock = ManualClock(start)
         signing = Ed25519PrivateKey.generate()
         export_key = generate_signing_key(root / "export.key", root / "export.pub")
+        signed = None
         if store is not None:  # the vendor issues this master's licence
             store.add_customer(name)
             request = LicenceRequest.for_master(name, signing.public_key(),
                                                 export_key.public_key_text)
-            issue_licence(vendor, store, customer=name, request=request, limits={"PRED": pred},
-                          tolerated_days=tolerated_days, now=start - timedelta(days=1))
+            signed = issue_licence(vendor, store, customer=name, request=request,
+                                   limits={"PRED": pred}, tolerated_days=tolerated_days,
+                                   now=start - timedelta(days=1))
         master = cls(name, root, clock, signing, export_key, vendor.recipient(),
                      cls._open(root, clock, signing, name))
-        # The history starts with old-style terms the operator set itself (LicenceIssued).
-        master.app.issue_licence(customer=name, limits={"PRED": pred, "ACD": 20})
+        if install is not None and signed is not None:
+            licence = install(signed)
+            master.app.start_trial()
+            master.app.install_licence(licence.terms, licence_file=licence.text,
+                                       sha256=licence.sha256, issuer=licence.issuer)
+        else:
+            master.app.issue_licence(customer=name, limits={"PRED": pred, "ACD": 20})
         master.app.enrol_site("north")
         return master
 
@@ -149,8 +160,9 @@ def store(vendor: VendorConfig) -> Iterator[VendorStore]:
 
 @pytest.fixture
 def run_import(vendor: VendorConfig, store: VendorStore) -> Callable[..., ImportSummary]:
-    def run(*folders: Path, now: datetime) -> ImportSummary:
-        return VendorImport(vendor, store, now=now).run(list(folders) or [vendor.layout.inbox])
+    def run(*folders: Path, now: datetime, workers: int | None = None) -> ImportSummary:
+        return VendorImport(vendor, store, now=now, workers=workers).run(
+            list(folders) or [vendor.layout.inbox])
     return run
 
 
@@ -192,7 +204,7 @@ def test_three_customers_with_interleaved_days_are_imported_once(
         for m in masters:
             m.export(inbox)
         now = START + timedelta(days=4, hours=1)
-        second = VendorImport(vendor, store, now=now).run([inbox])
+        second = VendorImport(vendor, store, now=now, workers=2).run([inbox])  # read in parallel
         assert sorted((d.customer, d.day) for d in second.of("imported")) == [
             ("alpha", day(2)), ("beta", day(1)), ("beta", day(2)), ("gamma", day(1)),
             ("gamma", day(2))]
@@ -249,6 +261,28 @@ def test_a_licence_the_registry_did_not_issue_is_a_critical_finding(
     assert Findings(store.engine).watchlist()[0] == forged
 
 
+def test_an_installed_licence_is_checked_against_the_registry(
+        tmp_path: Path, vendor: VendorConfig, store: VendorStore,
+        run_import: Callable[..., ImportSummary]) -> None:
+    other = generate_signing_key(tmp_path / "other-vendor.key", tmp_path / "other-vendor.pub")
+
+    def self_made(signed: SignedLicence) -> SignedLicence:
+        terms = attrs.evolve(signed.terms, limits={"PRED": 5000})
+        return open_licence(sign_licence(terms, other).encode(), other.public_key_text)
+
+    honest = Master.create(tmp_path, "alpha", vendor, store, install=lambda s: s)
+    forger = Master.create(tmp_path, "beta", vendor, store, install=self_made)
+    for m in (honest, forger):
+        m.work(1)
+        m.export(vendor.layout.inbox)
+    summary = run_import(now=START + timedelta(days=1, hours=2))
+    assert {d.customer for d in summary.of("imported")} == {"alpha", "beta"}
+    assert not of_kind(summary.findings, Kind.UNISSUED_LICENCE, "alpha")
+    [forged] = of_kind(summary.findings, Kind.UNISSUED_LICENCE, "beta")
+    assert "LicenceInstalled BETA-0001 serial 1" in forged.detail
+    assert "is not in the registry (a forged or self-made licence)" in forged.detail
+
+
 def test_clock_set_back_and_a_grace_window_are_findings(
         tmp_path: Path, vendor: VendorConfig, store: VendorStore,
         run_import: Callable[..., ImportSummary]) -> None:
@@ -296,7 +330,7 @@ def test_a_restored_backup_is_a_fork_kept_aside_and_the_first_branch_stays_bille
         [fork] = of_kind(summary.findings, Kind.FORK, "alpha")
         assert fork.severity == 4 and fork.day == day(2)
         with store.engine.connect() as conn:
-            roots = dict(conn.execute(sa.text(
+            roots: dict[str, str] = dict(conn.execute(sa.text(
                 "SELECT status, end_root FROM vendor_days WHERE day = :d"), {"d": day(2)}).all())
         for root in roots.values():  # the finding names both roots
             assert base64.b64encode(bytes.fromhex(root)).decode() in fork.detail
@@ -308,10 +342,10 @@ def test_a_restored_backup_is_a_fork_kept_aside_and_the_first_branch_stays_bille
             [second_inbox])
         assert {d.status for d in again.days} == {"already"} and not of_kind(
             again.findings, Kind.FORK)
-        # The billed chain now lacks day 4: it is missing.
-        assert [f.day for f in of_kind(again.findings, Kind.MISSING_DAY)] == []
-        assert [f.day for f in of_kind(Findings(store.engine).all(), Kind.MISSING_DAY)] == [
-            day(4)]
+        # The billed chain lacks day 4: once it is overdue, it is missing.
+        assert not of_kind(again.findings, Kind.MISSING_DAY)
+        later = VendorImport(vendor, store, now=START + timedelta(days=7)).run([second_inbox])
+        assert [f.day for f in of_kind(later.findings, Kind.MISSING_DAY)] == [day(4)]
 
 
 def test_a_second_manifest_of_an_imported_day_is_a_fork(
@@ -382,7 +416,7 @@ def test_a_tampered_export_is_refused_and_not_imported(
     master.export(vendor.layout.inbox)
     data = next(vendor.layout.inbox.glob(f"*{day(1)}.jsonl.gz.age"))
     data.write_bytes(data.read_bytes()[:-1] + b"x")
-    summary = run_import(now=START + timedelta(days=2, hours=2))
+    summary = run_import(now=START + timedelta(days=2, hours=2), workers=2)
     assert [d.day for d in summary.of("imported")] == [day(0)]
     [refused] = summary.of("refused")
     assert refused.day == day(1) and "is not the file the manifest names" in refused.detail
@@ -435,7 +469,7 @@ def test_a_day_after_a_gap_waits_until_the_missing_day_arrives(
     assert [d.status for d in again.days if d.status != "already"] == ["waiting", "waiting"]
     assert not again.findings
 
-    arrived = START + timedelta(days=4, hours=4)  # 52 hours after day 1 ended
+    arrived = START + timedelta(days=4, hours=4)  # 61 hours after day 1 ended
     for path in held_back.iterdir():
         target = inbox / path.name
         path.rename(target)
@@ -444,7 +478,7 @@ def test_a_day_after_a_gap_waits_until_the_missing_day_arrives(
     assert [(d.day, d.status) for d in filled.days if d.status != "already"] == [
         (day(1), "imported"), (day(2), "imported"), (day(3), "imported")]
     [late] = of_kind(filled.findings, Kind.LATE_DAY)
-    assert late.day == day(1) and "52 hours after the day ended" in late.detail
+    assert late.day == day(1) and "61 hours after the day ended" in late.detail
     assert customer_days(store.engine)["alpha"] == [day(n) for n in range(4)]
     assert stored(vendor, store, "alpha") == master.records()[:len(stored(vendor, store,
                                                                           "alpha"))]
@@ -533,8 +567,9 @@ def test_the_command_imports_lists_and_acknowledges(
     assert err.startswith(f"seatledger: finding {finding.id} was acknowledged already")
     code, _, err = cli("import", *home, "--inbox", tmp_path / "nowhere")
     assert code == 1 and err == f"seatledger: the inbox {tmp_path / 'nowhere'} is not a folder\n"
-    code, _, err = cli("finding", "ack", "x", "--note", "n", *home)
-    assert code == 2 and "not a finding id" in err
+    with pytest.raises(SystemExit) as usage:
+        cli("finding", "ack", "x", "--note", "n", *home)
+    assert usage.value.code == 2
 
 
 def test_the_watchlist_ranks_by_severity_then_recency(
@@ -548,9 +583,11 @@ def test_the_watchlist_ranks_by_severity_then_recency(
     master.work(1)
     master.export(vendor.layout.inbox)
     run_import(now=START + timedelta(days=1, hours=2))
-    run_import(now=START + timedelta(days=3, hours=2))  # day 1 missing now
+    run_import(now=START + timedelta(days=3, hours=4))  # day 1 missing now
+    run_import(now=START + timedelta(days=4, hours=4))  # and day 2
     watch = Findings(store.engine).watchlist()
-    assert [f.kind for f in watch] == ["unissued_licence", "missing_day"]
+    assert [(f.kind, f.day) for f in watch] == [
+        ("unissued_licence", day(0)), ("missing_day", day(2)), ("missing_day", day(1))]
     assert [f.severity for f in watch] == sorted((f.severity for f in watch), reverse=True)
 
     parser = argparse.ArgumentParser()
@@ -600,27 +637,22 @@ def test_the_import_pulls_from_sftp_with_the_host_key_checked(
 
 
 def test_two_runs_cannot_import_a_day_twice(
-        tmp_path: Path, vendor: VendorConfig, store: VendorStore) -> None:
+        tmp_path: Path, vendor: VendorConfig, store: VendorStore,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from seatledger.vendor import imports
+
     master = Master.create(tmp_path, "alpha", vendor, store)
     master.work(1)
     master.export(vendor.layout.inbox)
     now = START + timedelta(days=1, hours=2)
-    racing = VendorImport(vendor, store, now=now)
-    VendorImport(vendor, store, now=now).run([vendor.layout.inbox])
-    # A run that read the store's state before the other one committed: the constraints hold.
-    original = racing._known_manifests
-    racing._known_manifests = lambda: {}  # type: ignore[method-assign]
-    try:
-        from seatledger.vendor import imports
-
-        load = imports._Chain.load
-        imports._Chain.load = classmethod(  # type: ignore[method-assign,assignment]
-            lambda cls, conn, customer: cls(customer, {}, {}, None))
-        try:
-            with pytest.raises(VendorImportError, match="imported by another run"):
-                racing.run([vendor.layout.inbox])
-        finally:
-            imports._Chain.load = load  # type: ignore[method-assign]
-    finally:
-        racing._known_manifests = original  # type: ignore[method-assign]
+    first = VendorImport(vendor, store, now=now).run([vendor.layout.inbox])
+    # A second run that read the store's state before the first one committed: the store's
+    # constraints still keep every record once.
+    monkeypatch.setattr(VendorImport, "_known_manifests", lambda self: {})
+    monkeypatch.setattr(imports._Chain, "load",
+                        classmethod(lambda cls, conn, customer: cls(customer, {}, {}, None)))
+    with pytest.raises(VendorImportError, match="another import run imported the same days"):
+        VendorImport(vendor, store, now=now).run([vendor.layout.inbox])
+    monkeypatch.undo()
     assert customer_days(store.engine) == {"alpha": [day(0)]}
+    assert len(stored(vendor, store, "alpha")) == first.records > 0
