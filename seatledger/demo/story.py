@@ -40,9 +40,14 @@ from seatledger.services.operator import DirectPort, install_licence, licence_re
 from seatledger.services.reports import closing_reports, compare_usage
 from seatledger.services.sites import enrol_site
 from seatledger.slave.connector import SeatRefusedError, SlaveSettings
+from seatledger.vendor.analytics import AnalyticsRunner
+from seatledger.vendor.findings import Findings, Severity
 from seatledger.vendor.home import VendorConfig, init_vendor_home, load_vendor_config
+from seatledger.vendor.imports import VendorImport
 from seatledger.vendor.licensing import issue_licence
+from seatledger.vendor.records import VendorRecords
 from seatledger.vendor.registry import VendorStore
+from seatledger.vendor.reports import billing_report
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 CUSTOMER = "Northwind Contact Centres"
@@ -76,7 +81,7 @@ def _where_to_look(root: Path) -> None:
     print(f"\nthe master's data directory: {root / 'master'}\n"
           f"  try: seatledger status --data-dir {root / 'master'}\n"
           f"the vendor's home (licence key, age identity, registry): {root / 'vendor'}\n"
-          f"  try: seatledger vendor licence list --vendor-dir {root / 'vendor'}")
+          f"  try: seatledger vendor report watchlist --vendor-dir {root / 'vendor'}")
     if first is not None:
         print(f"  decrypt an export with age: age -d -i {root / 'vendor/keys/age-identity.txt'} "
               f"{first} | gunzip | head -3")
@@ -339,7 +344,7 @@ def _reports(app: LedgerApp, root: Path, end: datetime, quiet: bool) -> bool:
 def _vendor(app: LedgerApp, config: Config, root: Path, end: datetime, quiet: bool) -> bool:
     """Export each day to a folder, import as the vendor, compare usage."""
     vendor = load_vendor_config(root / "vendor")
-    through: date = end.date() - timedelta(days=1)
+    through: date = end.date()  # the master exports it the next day (its clock, below)
     folder = vendor.layout.inbox
     master_app = open_ledger(config, clock=ManualClock(end + timedelta(days=1)))
     try:  # to where the licence directs: the vendor's inbox, to the vendor's age key
@@ -362,7 +367,36 @@ def _vendor(app: LedgerApp, config: Config, root: Path, end: datetime, quiet: bo
     if comparison.first_difference is not None and not quiet:
         mine, theirs = comparison.first_difference
         print(f"  master: {mine}\n  vendor: {theirs}")
-    return comparison.same
+    return comparison.same & _vendor_store(vendor, end, quiet)
+
+
+def _vendor_store(vendor: VendorConfig, end: datetime, quiet: bool) -> bool:
+    """``vendor import`` into the vendor's one store for all customers, then the billing line
+    and the watchlist (at the demo's time, so that what is late or missing is judged then)."""
+    with VendorStore.open(vendor) as store:
+        summary = VendorImport(vendor, store, now=end + timedelta(hours=12)).run(
+            [vendor.layout.inbox])
+        AnalyticsRunner(VendorRecords(vendor, store.engine)).run_once()
+        report = billing_report(store.engine, f"{START:%Y-%m}", as_of=end.date(),
+                                customer=CUSTOMER)
+        watch = Findings(store.engine).watchlist()
+    imported = summary.of("imported")
+    print(f"vendor import: {len(imported)} day(s) of {CUSTOMER} verified and imported into "
+          f"the vendor's store ({summary.records} records)")
+    for c in report.customers:
+        pred = next((p for p in c.pools if p.pool == "PRED"), None)
+        line = (f"vendor billing {c.month}: {c.customer}: {c.agent_hours:.1f} agent-hours, "
+                f"{c.over_limit_minutes:.0f} min over the limit on {c.over_limit_days} day(s)")
+        if pred is not None:
+            line += (f"; PRED peak {pred.peak}/{pred.limit}, {pred.overuse_agent_hours:.1f} "
+                     "over-use agent-hours")
+        print(line + f"; {c.refused} refused")
+    print(f"vendor watchlist: {len(watch)} open finding(s), most severe first")
+    for f in watch[:None if not quiet else 5]:
+        print(f"  #{f.id} {Severity(f.severity).name.lower()} {f.kind} {f.day or ''}: "
+              f"{f.detail}")
+    kinds = {f.kind for f in watch}
+    return bool(imported) and {"grace_opened", "enforcement", "refused_licence"} <= kinds
 
 
 __all__ = ["run_demo"]

@@ -55,6 +55,7 @@ class Kind(enum.StrEnum):
     OFFLINE_OVERUSE = "offline_overuse"  # seats granted offline beyond the limit
     GRACE_OPENED = "grace_opened"  # over-use started: a grace window opened
     ENFORCEMENT = "enforcement"  # grace expired and the limit is enforced
+    REFUSED_LICENCE = "refused_licence"  # the master refused a licence file: edited or forged
 
 
 # One place for how serious each kind is.
@@ -66,6 +67,7 @@ SEVERITY: dict[Kind, Severity] = {
     Kind.KEY_CHANGED: Severity.SERIOUS,
     Kind.EXPORT_OBLIGATION: Severity.SERIOUS,
     Kind.CLOCK_STEP_BACK: Severity.SERIOUS,
+    Kind.REFUSED_LICENCE: Severity.SERIOUS,
     Kind.MISSING_DAY: Severity.WARNING,
     Kind.OFFLINE_OVERUSE: Severity.WARNING,
     Kind.ENFORCEMENT: Severity.WARNING,
@@ -348,7 +350,7 @@ class Findings:
 #: hashed (decoding each of a day's records would cost more than importing them).
 WATCHED_TYPES = frozenset({
     "LicenceIssued", "LicenceAmended", "LicenceInstalled", "ExportOverdue", "ClockStepped",
-    "SeatGranted", "OveruseStarted", "EnforcementStarted",
+    "SeatGranted", "OveruseStarted", "EnforcementStarted", "LicenceRefused",
 })
 # Old-style terms the operator set itself: by definition not issued by the vendor.
 _SELF_ISSUED = frozenset({"LicenceIssued", "LicenceAmended"})
@@ -387,6 +389,7 @@ class DaySignals:
         self._found: list[NewFinding] = []
         self._offline: list[int] = []
         self._offline_sites: set[str] = set()
+        self._windows: set[tuple[str, str]] = set()  # (pool, deadline) of windows reported
 
     def _add(self, kind: Kind, record_id: int, detail: str) -> None:
         self._found.append(NewFinding.of(self.customer, kind, self.day,
@@ -426,7 +429,18 @@ class DaySignals:
             if get("offline") is True and get("overuse") is True:
                 self._offline.append(record_id)
                 self._offline_sites.add(str(get("site")))
+        elif type_ == "LicenceRefused":
+            reason = str(get("reason") or "?")
+            what = ("an edited, forged or self-made licence"
+                    if reason == "signature" else "a licence it may not install")
+            self._add(Kind.REFUSED_LICENCE, record_id,
+                      f"the master refused {what} (file sha256 {str(get('sha256'))[:16]}...): "
+                      f"{get('detail')}")
         elif type_ == "OveruseStarted":
+            window = (str(get("pool")), _stamp(get("deadline")))
+            if window in self._windows:
+                return  # over-use starting again inside a window already reported
+            self._windows.add(window)
             self._add(Kind.GRACE_OPENED, record_id,
                       f"over-use of {get('pool')}: {get('in_use')} in use, limit "
                       f"{get('limit')}; grace until {_stamp(get('deadline'))}")

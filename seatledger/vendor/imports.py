@@ -239,7 +239,9 @@ def _key_id_of_public_key(line: str) -> bytes | None:
     return raw[2:10] if len(raw) == 42 else None
 
 
-def _scan(folders: Iterable[Path]) -> tuple[list[_Arrival], list[str]]:
+def _scan(folders: Iterable[Path], now: datetime) -> tuple[list[_Arrival], list[str]]:
+    """The manifests in ``folders``; a file's time is when it arrived (never later than
+    ``now``: a file time ahead of the run is a clock's error, not a late delivery)."""
     arrivals: dict[Path, _Arrival] = {}
     incomplete: list[str] = []
     for folder in folders:
@@ -251,7 +253,7 @@ def _scan(folders: Iterable[Path]) -> tuple[list[_Arrival], list[str]]:
             try:
                 signature = files.manifest_signature.read_bytes()
                 data = path.read_bytes()
-                received = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+                received = min(datetime.fromtimestamp(path.stat().st_mtime, UTC), now)
             except FileNotFoundError:
                 incomplete.append(str(path))  # still being uploaded: the next run takes it
                 continue
@@ -573,7 +575,7 @@ class VendorImport:
             if not folder.is_dir():
                 raise VendorImportError(f"the inbox {folder} is not a folder")
         by_key, issued, tolerated, masters = self._registry()
-        arrivals, incomplete = _scan(self._folders(folders))
+        arrivals, incomplete = _scan(self._folders(folders), self.now)
         per_customer: dict[str, list[tuple[_Arrival, _Master]]] = defaultdict(list)
         known = self._known_manifests()
         for arrival in arrivals:

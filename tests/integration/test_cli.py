@@ -139,7 +139,13 @@ def test_demo_runs_end_to_end_and_verifies(tmp_path: Path) -> None:
     assert "(the destination the licence names)" in out
     demo = tmp_path / "demo"
     assert f"try: seatledger status --data-dir {demo / 'master'}" in out
-    assert f"try: seatledger vendor licence list --vendor-dir {demo / 'vendor'}" in out
+    assert f"try: seatledger vendor report watchlist --vendor-dir {demo / 'vendor'}" in out
+    # The vendor's store: imported through the vendor's import, billed, watched.
+    assert "vendor import: 3 day(s) of Northwind Contact Centres verified and imported" in out
+    assert "vendor billing 2026-03: Northwind Contact Centres:" in out
+    watchlist = out.split("vendor watchlist:")[1]
+    for kind in ("refused_licence", "enforcement", "grace_opened"):
+        assert f" {kind} " in watchlist, kind
     assert (demo / "vendor" / "keys" / "age-identity.txt").exists()
 
 

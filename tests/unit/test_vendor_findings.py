@@ -116,3 +116,21 @@ def test_a_finding_names_its_fact_so_it_opens_once() -> None:
     again = NewFinding.of("acme", Kind.MISSING_DAY, "2026-03-02", "other wording")
     other = NewFinding.of("acme", Kind.MISSING_DAY, "2026-03-03", "first wording")
     assert one.key == again.key != other.key
+
+
+def test_a_refused_licence_install_is_a_serious_finding() -> None:
+    found = signals(("LicenceRefused", {"sha256": "c" * 64, "reason": "signature",
+                                        "detail": "bad signature: the signature does not match"}))
+    assert [(f.kind, SEVERITY[f.kind]) for f in found] == [
+        (Kind.REFUSED_LICENCE, Severity.SERIOUS)]
+    assert "edited, forged or self-made licence" in found[0].detail
+    assert "cccccccccccccccc..." in found[0].detail
+
+
+def test_over_use_resuming_inside_one_window_is_one_grace_finding() -> None:
+    deadline = AT + timedelta(hours=48)
+    window = {"pool": "PRED", "in_use": 101, "limit": 100, "deadline": deadline}
+    later = {"pool": "PRED", "in_use": 101, "limit": 100, "deadline": deadline + timedelta(days=9)}
+    found = signals(("OveruseStarted", window), ("OveruseStarted", window),
+                    ("OveruseStarted", later))
+    assert [f.kind for f in found] == [Kind.GRACE_OPENED, Kind.GRACE_OPENED]
