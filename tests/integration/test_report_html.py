@@ -84,6 +84,29 @@ def near(counts: Counter[tuple[int, int, int]], colour: str, tolerance: int = 6)
                if all(abs(x - y) <= tolerance for x, y in zip(c, want, strict=True)))
 
 
+def screenshot_colours(page: Path, tmp_path: Path, width: int, height: int,
+                       what: str) -> Counter[tuple[int, int, int]]:
+    """Open ``page`` in headless Debian chromium; the screenshot's pixels counted by colour."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail(f"chromium is not installed (Debian package 'chromium'): {what} must be "
+                    "checked in a real browser", pytrace=False)
+    shot = tmp_path / "screenshot.png"
+    done = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}",
+         f"--screenshot={shot}", f"--window-size={width},{height}", page.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    shot_width, shot_height, rows = decode_png(shot.read_bytes())
+    assert (shot_width, shot_height) == (width, height)
+    counts: Counter[tuple[int, int, int]] = Counter()
+    for row in rows:
+        counts.update(zip(row[0::3], row[1::3], row[2::3], strict=True))
+    return counts
+
+
 @pytest.fixture
 def report(tmp_path: Path) -> Path:
     clock = ManualClock(at("06:00"))
@@ -106,25 +129,8 @@ def test_the_report_is_one_self_contained_file(report: Path) -> None:
 
 
 def test_the_report_renders_its_chart_in_headless_chromium(report: Path, tmp_path: Path) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.fail("chromium is not installed (Debian package 'chromium'): the HTML report "
-                    "must be checked in a real browser", pytrace=False)
-    shot = tmp_path / "report.png"
-    done = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}",
-         f"--screenshot={shot}", f"--window-size={WIDTH},{HEIGHT}", report.as_uri()],
-        capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
-
-    width, height, rows = decode_png(shot.read_bytes())
-    assert (width, height) == (WIDTH, HEIGHT)
-    counts: Counter[tuple[int, int, int]] = Counter()
-    for row in rows:
-        counts.update(zip(row[0::3], row[1::3], row[2::3], strict=True))
-    total = width * height
+    counts = screenshot_colours(report, tmp_path, WIDTH, HEIGHT, "the HTML report")
+    total = WIDTH * HEIGHT
     white = near(counts, "#ffffff", 3)
     assert total - white > total // 10, "the page is (nearly) blank"
     assert len(counts) > 50, "the page is (nearly) one colour"

@@ -9,9 +9,6 @@ over-use bars in their colours. Chromium missing is a failure, never a skip.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -32,7 +29,7 @@ from seatledger.vendor.dashboard import (
 from seatledger.vendor.findings import Findings, Kind, NewFinding
 from seatledger.vendor.home import init_vendor_home
 from seatledger.vendor.registry import VendorStore
-from tests.integration.test_report_html import decode_png, near
+from tests.integration.test_report_html import near, screenshot_colours
 from tests.integration.test_vendor_analytics import Shipper, small_month, vendor_records
 
 NOW = datetime(2026, 4, 2, 9, tzinfo=UTC)
@@ -95,25 +92,8 @@ def test_the_dashboard_command_writes_the_file(
 
 def test_the_dashboard_renders_its_charts_in_headless_chromium(
         dashboard: Path, tmp_path: Path) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.fail("chromium is not installed (Debian package 'chromium'): the dashboard "
-                    "must be checked in a real browser", pytrace=False)
-    shot = tmp_path / "dashboard.png"
-    done = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}",
-         f"--screenshot={shot}", f"--window-size={WIDTH},{HEIGHT}", dashboard.as_uri()],
-        capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
-
-    width, height, rows = decode_png(shot.read_bytes())
-    assert (width, height) == (WIDTH, HEIGHT)
-    counts: Counter[tuple[int, int, int]] = Counter()
-    for row in rows:
-        counts.update(zip(row[0::3], row[1::3], row[2::3], strict=True))
-    total = width * height
+    counts = screenshot_colours(dashboard, tmp_path, WIDTH, HEIGHT, "the dashboard")
+    total = WIDTH * HEIGHT
     assert total - near(counts, "#ffffff", 3) > total // 10, "the page is (nearly) blank"
     assert len(counts) > 50, "the page is (nearly) one colour"
     assert near(counts, PEAK_COLOUR) > 1000, "no peak lines"
