@@ -124,6 +124,17 @@ def cmd_expiring(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    config = load_vendor_config(vendor_dir_from(args.vendor_dir))
+    with VendorStore.open(config) as store:
+        runner = AnalyticsRunner(VendorRecords(config, store.engine))
+        with output.progress(args, runner.pending(), "rebuilding") as advance:
+            applied = runner.rebuild(advance)
+    output.say(args, {"records": applied},
+               f"rebuilt the reseller analytics from {applied} imported records")
+    return EXIT_OK
+
+
 def register(vsub: Any, vadd: Any) -> None:
     """Add ``customers`` and the ``report`` group (``vadd(vsub, name, fn, help)`` gives a
     parser with --vendor-dir, --data-dir and --json)."""
@@ -148,6 +159,6 @@ def register(vsub: Any, vadd: Any) -> None:
     p = vadd(rsub, "expiring", cmd_expiring, "licences expiring soon")
     p.add_argument("--days", type=_days_arg, default=EXPIRY_WINDOW_DAYS,
                    help=f"within this many days (default {EXPIRY_WINDOW_DAYS})")
-    watchlist = getattr(vendor_import, "register_watchlist", None)
-    if watchlist is not None:
-        watchlist(rsub, vadd)
+    vendor_import.register_watchlist(rsub, vadd)
+    vadd(rsub, "rebuild", cmd_rebuild,
+         "rebuild the reseller analytics from every imported record (they are disposable)")

@@ -146,3 +146,15 @@ def test_user_errors_are_one_line(home: Path, capsys: pytest.CaptureFixture[str]
     (home / "vendor.db").unlink()
     code, _, err = run(capsys, "vendor", "customers", "--vendor-dir", str(home))
     assert code == 1 and len(err.strip().splitlines()) == 1 and "is missing" in err
+
+
+def test_rebuilding_the_analytics_gives_the_same_billing(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    billing = ("vendor", "report", "billing", "--vendor-dir", str(home), "--month", "2026-03",
+               "--format", "csv")
+    code, before, _ = run(capsys, *billing)
+    assert code == 0 and "ACD" in before
+    code, out, _ = run(capsys, "vendor", "report", "rebuild", "--vendor-dir", str(home))
+    applied = int(out.split("from ")[1].split()[0])
+    assert code == 0 and applied > 0
+    assert run(capsys, *billing)[1] == before
