@@ -99,7 +99,7 @@ def open_licence(data: bytes, vendor_key_text: str) -> SignedLicence:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise LicenceFileError("the licence file is not UTF-8 text") from None
+        raise LicenceFileError("malformed licence: the file is not UTF-8 text") from None
     body, signature = split_licence(text)
     try:
         verify_signature(body.encode("utf-8"), signature.encode("ascii", "replace"),
@@ -107,7 +107,11 @@ def open_licence(data: bytes, vendor_key_text: str) -> SignedLicence:
     except EnvelopeError as e:
         reason = str(e).replace("the file", "the licence")
         raise LicenceSignatureError(f"bad signature: {reason}") from None
-    return SignedLicence(parse_terms(body), text, minisign_key_fingerprint(vendor_key_text))
+    try:
+        terms = parse_terms(body)
+    except LicenceFileError as e:
+        raise LicenceFileError(f"malformed licence: {e}") from None
+    return SignedLicence(terms, text, minisign_key_fingerprint(vendor_key_text))
 
 
 @attrs.frozen

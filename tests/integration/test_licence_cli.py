@@ -103,6 +103,11 @@ def test_the_whole_round_trip_through_the_command_line(
         installed = [e for _, e in app.events() if type(e).__name__ == "LicenceInstalled"]
     assert [e.licence_file for e in installed] == [licence.read_text()]
 
+    code, out, _ = run(capsys, "vendor", "customer", "list", *v, "--json")
+    assert json.loads(out)["customers"] == [{"customer": "Big Call", "serial": 1,
+                                             "expires_at": terms.expires_at.strftime(
+                                                 "%Y-%m-%dT%H:%M:%SZ"),
+                                             "master_origin": request["origin"]}]
     code, out, _ = run(capsys, "vendor", "licence", "list", *v, "--json")
     assert [(r["customer"], r["serial"]) for r in json.loads(out)["licences"]] == [("Big Call", 1)]
 
@@ -182,10 +187,10 @@ def test_signed_but_malformed_terms_are_refused(vendor: Vendor, master: Path, tm
     signature = key.sign(body.encode(), "licence").decode()
     path = tmp_path / "malformed.licence"
     path.write_text(f"{body}{BEGIN}\n{signature}{END}\n")
-    refused(capsys, master, path, "no [seats] table")
+    refused(capsys, master, path, "malformed licence: the licence has no [seats] table")
     garbage = tmp_path / "garbage.licence"
     garbage.write_bytes(b"\x00\xffnot a licence")
-    refused(capsys, master, garbage, "not UTF-8")
+    refused(capsys, master, garbage, "malformed licence: the file is not UTF-8")
     (tmp_path / "nosig.licence").write_text(body)
     refused(capsys, master, tmp_path / "nosig.licence", "no vendor signature")
 
