@@ -7,38 +7,70 @@ trio. The TLS side lives in the submodules :mod:`transport.pki` (private CA, cer
 and :mod:`transport.tls` (SSL contexts, peer identity).
 """
 
-from ._connection import CLOSED, DEFAULT_MAX_PENDING, NEED_DATA, Connection, Sentinel
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._errors import CertificateError, LocalProtocolError, ProtocolError, RemoteProtocolError
-from ._frames import (
-    DEFAULT_MAX_FRAME_SIZE,
-    HEADER_SIZE,
-    PROTOCOL_VERSION,
-    SUPPORTED_VERSIONS,
-    FrameReader,
-    frame,
-)
-from ._messages import (
-    MESSAGE_TYPES,
-    Acquire,
-    Error,
-    Goodbye,
-    Granted,
-    Heartbeat,
-    HeldSeat,
-    Hello,
-    Message,
-    Notice,
-    OfflineEvent,
-    Refused,
-    Release,
-    Released,
-    Sync,
-    SyncDone,
-    Welcome,
-    decode_message,
-    encode_message,
-)
-from ._state import PEER_TRANSITIONS, TRANSITIONS, Role, State
+
+if TYPE_CHECKING:
+    from ._connection import CLOSED, DEFAULT_MAX_PENDING, NEED_DATA, Connection, Sentinel
+    from ._frames import (
+        DEFAULT_MAX_FRAME_SIZE,
+        HEADER_SIZE,
+        PROTOCOL_VERSION,
+        SUPPORTED_VERSIONS,
+        FrameReader,
+        frame,
+    )
+    from ._messages import (
+        MESSAGE_TYPES,
+        Acquire,
+        Error,
+        Goodbye,
+        Granted,
+        Heartbeat,
+        HeldSeat,
+        Hello,
+        Message,
+        Notice,
+        OfflineEvent,
+        Refused,
+        Release,
+        Released,
+        Sync,
+        SyncDone,
+        Welcome,
+        decode_message,
+        encode_message,
+    )
+    from ._state import PEER_TRANSITIONS, TRANSITIONS, Role, State
+
+
+# The core's modules load on first use (PEP 562), so that what needs only the errors, or only
+# the stdlib local-socket client (the seat commands), does not pay for msgspec.
+_SUBMODULES = {
+    "._connection": ("CLOSED", "DEFAULT_MAX_PENDING", "NEED_DATA", "Connection", "Sentinel"),
+    "._frames": ("DEFAULT_MAX_FRAME_SIZE", "HEADER_SIZE", "PROTOCOL_VERSION",
+                 "SUPPORTED_VERSIONS", "FrameReader", "frame"),
+    "._messages": ("MESSAGE_TYPES", "Acquire", "Error", "Goodbye", "Granted", "Heartbeat",
+                   "HeldSeat", "Hello", "Message", "Notice", "OfflineEvent", "Refused",
+                   "Release", "Released", "Sync", "SyncDone", "Welcome", "decode_message",
+                   "encode_message"),
+    "._state": ("PEER_TRANSITIONS", "TRANSITIONS", "Role", "State"),
+}
+_LAZY = {name: module for module, names in _SUBMODULES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CLOSED",

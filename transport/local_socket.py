@@ -2,7 +2,9 @@
 its owner may use (mode 0600, and the peer's uid checked with ``SO_PEERCRED``).
 
 Used by the slave's dialler socket and by the master's admin socket. The server side runs
-on trio; :func:`request` is the blocking client a command-line tool uses.
+on trio; :func:`request` is the blocking client a command-line tool uses. That client lives
+in :mod:`transport.local_client` (standard library only, for a fast start) and is re-exported
+here.
 """
 
 from __future__ import annotations
@@ -18,13 +20,11 @@ from typing import Any
 
 import trio
 
+from .local_client import StaleSocketError, request
+
 MAX_LINE = 64 * 1024
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-class StaleSocketError(OSError):
-    """Nothing answers at the socket's path (its server was killed)."""
 
 
 def peer_uid(sock: socket.socket | trio.socket.SocketType) -> int:
@@ -111,35 +111,6 @@ async def _send(stream: trio.SocketStream, obj: dict[str, Any]) -> bool:
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         return False
     return True
-
-
-def request(path: Path, payload: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-    """Send one request and wait for its answer (blocking; for command-line tools).
-
-    Raises:
-        FileNotFoundError: nothing serves at ``path``.
-        StaleSocketError: the socket is there but its server is gone.
-        OSError: any other failure to reach it, or a timeout.
-    """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        try:
-            s.connect(str(path))
-        except ConnectionRefusedError:
-            raise StaleSocketError(111, "nothing answers (a stale socket)", str(path)) from None
-        s.sendall(json.dumps(payload).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    if not data:
-        raise OSError(104, "the server closed the connection without answering", str(path))
-    answer = json.loads(data)
-    if not isinstance(answer, dict):
-        raise OSError(71, "the server's answer is not a JSON object", str(path))
-    return answer
 
 
 __all__ = ["Handler", "StaleSocketError", "peer_uid", "request", "serve_json_lines"]

@@ -1,21 +1,29 @@
-"""``seatledger seat``: talk to a running slave through its local socket, as a dialler would."""
+"""``seatledger seat``: talk to a running slave through its local socket, as a dialler would.
+
+A dialler runs these once per agent log-on, so they start on the standard library alone:
+no ledger, no trio (``tests/integration/test_cli_startup.py`` checks it). That is why this
+module has its own copies of the agent classes and of the table layout instead of importing
+:mod:`ledger` and :mod:`seatledger.cli.output` (which imports the ledger); the same test pins
+both copies to the originals.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ledger import AGENT_CLASSES
-from seatledger.cli import output
 from seatledger.cli.common import (
     Add,
     add_common,
 )
 from seatledger.cli.exits import EXIT_OK
 from seatledger.services.errors import Refused
-from transport.local_socket import StaleSocketError, request
+from transport.local_client import StaleSocketError, request
+
+AGENT_CLASSES: tuple[str, ...] = ("PRED", "ACD", "PBX", "VIR")  # == ledger.AGENT_CLASSES
 
 
 def socket_path(args: argparse.Namespace) -> Path:
@@ -37,6 +45,21 @@ def _ask_slave(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, A
         raise Refused(f"cannot reach the slave at {path}: {e.strerror or e}") from None
 
 
+def _say(args: argparse.Namespace, answer: dict[str, Any], text: str) -> None:
+    """:func:`seatledger.cli.output.say` for a slave's answer (JSON already)."""
+    print(json.dumps(answer) if getattr(args, "json", False) else text)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """:func:`seatledger.cli.output.table`, the same layout."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def cmd_seat_acquire(args: argparse.Namespace) -> int:
     answer = _ask_slave(args, {"op": "acquire", "user": args.user, "class": args.agent_class,
                                "tenant": args.tenant, "campaign": args.campaign})
@@ -47,7 +70,7 @@ def cmd_seat_acquire(args: argparse.Namespace) -> int:
     text = f"seat {answer['seat']} for {answer['user']} ({answer['class']}): {answer['status']}"
     if answer.get("deadline"):
         text += f", grace until {answer['deadline']}"
-    output.say(args, answer, text)
+    _say(args, answer, text)
     return EXIT_OK
 
 
@@ -57,7 +80,7 @@ def cmd_seat_release(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(answer))
         raise Refused(f"refused: {answer.get('reason')}: {answer.get('detail', '')}".rstrip(": "))
-    output.say(args, answer, f"released {args.user}")
+    _say(args, answer, f"released {args.user}")
     return EXIT_OK
 
 
@@ -65,10 +88,11 @@ def cmd_seat_list(args: argparse.Namespace) -> int:
     answer = _ask_slave(args, {"op": "list"})
     rows = [(s["user"], s["class"], s["tenant"], s["campaign"], s["seat"], s["status"])
             for s in answer["seats"]]
-    output.say(args, answer, f"slave {answer['state']}"
-               + (f" (master {answer['master']})" if answer.get("master") else "") + "\n"
-               + output.table(("user", "class", "tenant", "campaign", "seat", "status"), rows))
+    _say(args, answer, f"slave {answer['state']}"
+         + (f" (master {answer['master']})" if answer.get("master") else "") + "\n"
+         + _table(("user", "class", "tenant", "campaign", "seat", "status"), rows))
     return EXIT_OK
+
 
 def register(sub: Any, add: Add, common: argparse.ArgumentParser) -> None:
     """Add ``seat acquire|release|list``."""
