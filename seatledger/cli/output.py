@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from ledger import AGENT_CLASSES
+# Stdlib only at import: the seat commands print through here and must start fast.
 
 
 def say(args: Any, data: Any, text: str) -> None:
@@ -69,6 +69,8 @@ def licence(args: Any, summary: dict[str, Any]) -> None:
               "without a delivery)" + ("  OVERDUE: over-use grace withdrawn"
                                       if export.get("overdue") else ""))
     pools = summary["pools"]
+    from ledger import AGENT_CLASSES
+
     order = [c for c in AGENT_CLASSES if c in pools] + [n for n in pools if n not in AGENT_CLASSES]
     rows = []
     for name in order:

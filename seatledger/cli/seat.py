@@ -2,19 +2,18 @@
 
 A dialler runs these once per agent log-on, so they start on the standard library alone:
 no ledger, no trio (``tests/integration/test_cli_startup.py`` checks it). That is why this
-module has its own copies of the agent classes and of the table layout instead of importing
-:mod:`ledger` and :mod:`seatledger.cli.output` (which imports the ledger); the same test pins
-both copies to the originals.
+module keeps its own copy of the agent classes instead of importing :mod:`ledger`; the same
+test pins the copy to the original.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from seatledger.cli import output
 from seatledger.cli.common import (
     Add,
     add_common,
@@ -45,21 +44,6 @@ def _ask_slave(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, A
         raise Refused(f"cannot reach the slave at {path}: {e.strerror or e}") from None
 
 
-def _say(args: argparse.Namespace, answer: dict[str, Any], text: str) -> None:
-    """:func:`seatledger.cli.output.say` for a slave's answer (JSON already)."""
-    print(json.dumps(answer) if getattr(args, "json", False) else text)
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """:func:`seatledger.cli.output.table`, the same layout."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def cmd_seat_acquire(args: argparse.Namespace) -> int:
     answer = _ask_slave(args, {"op": "acquire", "user": args.user, "class": args.agent_class,
                                "tenant": args.tenant, "campaign": args.campaign})
@@ -70,7 +54,7 @@ def cmd_seat_acquire(args: argparse.Namespace) -> int:
     text = f"seat {answer['seat']} for {answer['user']} ({answer['class']}): {answer['status']}"
     if answer.get("deadline"):
         text += f", grace until {answer['deadline']}"
-    _say(args, answer, text)
+    output.say(args, answer, text)
     return EXIT_OK
 
 
@@ -80,7 +64,7 @@ def cmd_seat_release(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(answer))
         raise Refused(f"refused: {answer.get('reason')}: {answer.get('detail', '')}".rstrip(": "))
-    _say(args, answer, f"released {args.user}")
+    output.say(args, answer, f"released {args.user}")
     return EXIT_OK
 
 
@@ -88,9 +72,9 @@ def cmd_seat_list(args: argparse.Namespace) -> int:
     answer = _ask_slave(args, {"op": "list"})
     rows = [(s["user"], s["class"], s["tenant"], s["campaign"], s["seat"], s["status"])
             for s in answer["seats"]]
-    _say(args, answer, f"slave {answer['state']}"
+    output.say(args, answer, f"slave {answer['state']}"
          + (f" (master {answer['master']})" if answer.get("master") else "") + "\n"
-         + _table(("user", "class", "tenant", "campaign", "seat", "status"), rows))
+         + output.table(("user", "class", "tenant", "campaign", "seat", "status"), rows))
     return EXIT_OK
 
 

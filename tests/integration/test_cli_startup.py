@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from seatledger.cli import output, seat
+from seatledger.cli import seat
 
 cli_main = importlib.import_module("seatledger.cli.main")  # the package's ``main`` is the function
 
@@ -185,10 +185,6 @@ def test_the_seat_module_s_copies_match_the_originals() -> None:
     from ledger import AGENT_CLASSES
 
     assert seat.AGENT_CLASSES == AGENT_CLASSES
-    rows = [("ann", "PRED", "", None, "s-1", "normal"), ("bartholomew", "ACD", "t", "c", 2, "")]
-    headers = ("user", "class", "tenant", "campaign", "seat", "status")
-    assert seat._table(headers, rows) == output.table(headers, rows)
-    assert seat._table(headers, []) == output.table(headers, [])
 
 
 def test_the_blocking_client_is_still_importable_from_local_socket() -> None:
