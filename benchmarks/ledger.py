@@ -1,7 +1,11 @@
 """Ledger benchmark: commit rate by batch size, bytes per event, verification and replay rates.
 
 Prints one JSON object. SQLite file store, AES-GCM at rest, durable commits (WAL, the
-library's synchronous=FULL default). Usage: python benchmarks/ledger.py [--events N]
+library's synchronous=FULL default). Two stores are measured for size and verification: one
+written at batch 100, and one written one record per commit a second of ledger time apart
+(what a lightly loaded master writes: every real one). Then the longest commit while a
+snapshot is taken with 10,000 seats held. Usage:
+python benchmarks/ledger.py [--events N] [--batch-one-events N] [--seats N]
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import json
 import os
 import platform
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -68,10 +73,83 @@ def fresh(tmp: Path, name: str, keys: dict[str, object]) -> tuple[LedgerApp, Man
     return app, clock
 
 
+def store_bytes(db: Path) -> int:
+    return sum(p.stat().st_size for p in (db, Path(f"{db}-wal"), db.with_suffix(".cp"))
+               if p.exists())
+
+
+def timed_verify(app: LedgerApp) -> int:
+    start = time.perf_counter()
+    report = app.verify()
+    seconds = time.perf_counter() - start
+    assert report.ok, report.problem
+    return round(report.records / seconds)
+
+
+def batch_one_store(tmp: Path, keys: dict[str, object], events: int) -> dict[str, object]:
+    """A store written one record per commit: its size all-in and its verification rate."""
+    app, clock = fresh(tmp, "batch1-store", keys)
+    workload(app, clock, events, 1)
+    app.close()
+    db = tmp / "batch1-store.db"
+    app = open_app(db, clock, keys)
+    total = app.max_id()
+    size = store_bytes(db)
+    with sqlite3.connect(db) as conn:
+        signed = conn.execute("SELECT COUNT(*) FROM seal_checkpoints").fetchone()[0]
+    result = {"events": total, "bytes_per_event_all_in": round(size / total, 1),
+              "mb_per_agent_6_months_at_10_events_per_day": round(size / total * 10 * 182 / 1e6, 4),
+              "signed_checkpoint_rows": signed,
+              "verify_records_per_second": timed_verify(app)}
+    app._app.close()
+    return result
+
+
+def snapshot_commits(tmp: Path, keys: dict[str, object], seats: int,
+                     when_idle: bool) -> dict[str, object]:
+    """Commit latencies at batch 1 with ``seats`` seats held, across several snapshots (one
+    every 1,000 events). A master's timer ticks in between (every 100 commits here); with
+    ``when_idle`` the snapshot is taken by a tick that records nothing."""
+    clock = ManualClock()
+    db = tmp / f"snapshots-{when_idle}.db"
+    app = LedgerApp(f"sqlite:///{db}", clock=clock, checkpoint_file=db.with_suffix(".cp"),
+                    snapshot_every=1000, snapshot_when_idle=when_idle,
+                    **keys)  # type: ignore[arg-type]
+    app.issue_licence(customer="Bench", limits={"PRED": seats + 100, "ACD": 100})
+    app.enrol_site("north")
+    for first in range(0, seats, 500):
+        app.execute([AcquireSeat("north", f"held{i}", "PRED")
+                     for i in range(first, min(seats, first + 500))])
+    app.tick()
+    times, ticks = [], []
+    for i in range(3000):
+        clock.advance(seconds=1)
+        command = (AcquireSeat("north", f"x{i // 2}", "PRED") if i % 2 == 0
+                   else ReleaseSeat("north", f"x{i // 2}"))
+        start = time.perf_counter()
+        app.execute([command])
+        times.append(time.perf_counter() - start)
+        if i % 100 == 99:
+            start = time.perf_counter()
+            app.tick()
+            ticks.append(time.perf_counter() - start)
+    app.close()
+    times.sort()
+    return {"seats_held": seats, "commits": len(times),
+            "median_commit_ms": round(times[len(times) // 2] * 1000, 2),
+            "p99_commit_ms": round(times[int(len(times) * 0.99)] * 1000, 2),
+            "longest_commit_ms": round(times[-1] * 1000, 2),
+            "longest_idle_tick_ms": round(max(ticks) * 1000, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000,
                         help="events in the store used for size, verification and replay")
+    parser.add_argument("--batch-one-events", type=int, default=50_000,
+                        help="events in the store written one per commit")
+    parser.add_argument("--seats", type=int, default=10_000,
+                        help="seats held while snapshots are taken")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="seatledger-bench-"))
     keys = {"key": os.urandom(32), "signing_key": Ed25519PrivateKey.generate()}
@@ -92,17 +170,12 @@ def main() -> None:
         db = tmp / "size.db"
         app = open_app(db, clock, keys)
         total = app.max_id()
-        size = sum(p.stat().st_size for p in (db, Path(f"{db}-wal"), db.with_suffix(".cp"))
-                   if p.exists())
+        size = store_bytes(db)
         result["store_events"] = total
         result["bytes_per_event_all_in"] = round(size / total, 1)
         result["mb_per_agent_6_months_at_10_events_per_day"] = round(size / total * 10 * 182 / 1e6, 4)
 
-        start = time.perf_counter()
-        report = app.verify()
-        seconds = time.perf_counter() - start
-        assert report.ok, report.problem
-        result["verify_records_per_second"] = round(report.records / seconds)
+        result["verify_records_per_second"] = timed_verify(app)
 
         start = time.perf_counter()
         licence = app.replay()
@@ -115,9 +188,16 @@ def main() -> None:
         app = open_app(db, clock, keys)
         result["open_with_snapshot_seconds"] = round(time.perf_counter() - start, 3)
         app._app.close()
+        result["batch_1_store"] = batch_one_store(tmp, keys, args.batch_one_events)
+        result["commits_while_snapshotting"] = {
+            "snapshot_after_commit": snapshot_commits(tmp, keys, args.seats, False),
+            "snapshot_when_idle": snapshot_commits(tmp, keys, args.seats, True)}
         result["targets"] = {"events_per_second_batch_100": 40_000, "bytes_per_event": 140,
                              "verify_records_per_second": 250_000,
-                             "replay_events_per_second": 60_000}
+                             "replay_events_per_second": 150_000,
+                             "batch_1_store": {"bytes_per_event_all_in": 120,
+                                               "verify_records_per_second": 200_000},
+                             "longest_commit_ms_while_snapshotting": 5}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(result))

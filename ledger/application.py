@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
@@ -16,6 +17,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import CanMutateAggregate, OriginatorVersionError
 from eventsourcing.persistence import (
     MapperDeserialisationError,
     Notification,
@@ -31,9 +33,18 @@ from ledger.domain.terms import LicenceTerms
 from ledger.domain.values import DEFAULT_CUTOFF_SECONDS, DEFAULT_POLICY, GracePolicy
 from ledger.errors import KeyFileError, LedgerError, LicenceError, LicenceNotFoundError, StoreError
 from ledger.persistence.codec import CompactTranscoder, RowCipher, SealedMapper
+from ledger.persistence.fencing import Fence, attach_fence, fenced_env
 from ledger.persistence.store import CompactSQLiteRecorder, persistence_env
 from ledger.seal.merkle import Frontier
-from ledger.seal.seal import Problem, Sealer, VerifyReport, open_payload, verify_records
+from ledger.seal.seal import (
+    DEFAULT_SIGN_EVERY_RECORDS,
+    DEFAULT_SIGN_EVERY_SECONDS,
+    Problem,
+    Sealer,
+    VerifyReport,
+    open_payload,
+    verify_records,
+)
 
 _T = TypeVar("_T")
 
@@ -87,13 +98,29 @@ class LedgerApp:
         checkpoint_file: Path | None = None,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+        sign_every_records: int = DEFAULT_SIGN_EVERY_RECORDS,
+        sign_every_seconds: float = DEFAULT_SIGN_EVERY_SECONDS,
         compress: bool = True,
         read_only: bool = False,
+        snapshot_when_idle: bool = False,
         note_key: Ed25519PublicKey | None = None,
+        fence: Fence | None = None,
     ):
         """Open the store. ``read_only`` (for audits) skips loading the licence and the
-        seal's consistency check, so that a damaged store can still be examined."""
-        env = persistence_env(url)
+        seal's consistency check, so that a damaged store can still be examined.
+
+        The seal signs a checkpoint row in the store every ``sign_every_records`` records,
+        and the file outside the store at most ``sign_every_seconds`` of ledger time after a
+        commit (see ledger.seal.seal). Raises ValueError for a cadence below one record.
+
+        ``snapshot_when_idle`` takes a due snapshot (every ``snapshot_every`` events) not
+        right after the commit that made it due but when the ledger is next idle (a command
+        that records nothing, such as a master's tick finding nothing due) or closes, so that
+        no command waits for it; past twice ``snapshot_every`` it is taken after a commit
+        anyway."""
+        # ``fence`` (PostgreSQL only) runs inside every commit's transaction: see
+        # ledger.persistence.fencing.
+        env = persistence_env(url) if fence is None else fenced_env(url)
         env["IS_SNAPSHOTTING_ENABLED"] = "y"
         self.url = url
         self.origin = origin
@@ -106,6 +133,9 @@ class LedgerApp:
         self.checkpoint_file = checkpoint_file
         self.snapshot_every = snapshot_every
         self.checkpoint_every = checkpoint_every
+        self.sign_every_records = sign_every_records
+        self.sign_every_seconds = sign_every_seconds
+        self.snapshot_when_idle = snapshot_when_idle
         self.timekeeper = TimeKeeper(clock or SystemClock())
         self._needs_reload = False
         self._clock_steps: list[tuple[datetime, datetime]] = []
@@ -119,6 +149,8 @@ class LedgerApp:
         except (PersistenceError, OSError) as e:
             raise StoreError(f"cannot open store {_redact(url)}: {_first_line(e)}") from e
         self.recorder: Any = self._app.recorder
+        if fence is not None:
+            attach_fence(self.recorder, fence)
         self.mapper: SealedMapper = self._app.mapper  # type: ignore[assignment]
         self.contiguous_ids = isinstance(self.recorder, CompactSQLiteRecorder)
         self._licence: Licence | None = None
@@ -154,9 +186,15 @@ class LedgerApp:
             if not lost.exists():
                 lost.write_text(f"{frontier.size}\n")
         self.sealer = Sealer(frontier, self.signing_key, self.origin, self.checkpoint_file,
-                             cipher=self.cipher, contiguous_ids=self.contiguous_ids)
+                             cipher=self.cipher, contiguous_ids=self.contiguous_ids,
+                             sign_every_records=self.sign_every_records,
+                             sign_every_seconds=self.sign_every_seconds,
+                             clock=self._ledger_seconds)
         self.recorder.seal_hook = self.sealer
         self.mapper.recent_payloads = self.sealer.recent_payloads
+
+    def _ledger_seconds(self) -> float:
+        return self.now().timestamp()
 
     def _load(self) -> None:
         try:
@@ -179,11 +217,13 @@ class LedgerApp:
             raise StoreError(f"cannot read store: {_first_line(e)}") from e
 
     def close(self) -> None:
-        """Seal the tail with a recorded checkpoint, then close the store."""
+        """Seal the tail with a recorded checkpoint (its row signed), then close the store."""
         try:
             if (self._wrote and self._licence is not None
                     and self.sealer.frontier.size > self._licence.last_checkpoint_size):
                 self._record_checkpoint()
+            if self._wrote and self._events_since_snapshot >= self.snapshot_every:
+                self.take_snapshot()
             self.sealer.flush()
         finally:
             self._app.close()
@@ -230,6 +270,11 @@ class LedgerApp:
             raise StoreError("this ledger was opened read-only (for an audit)")
         pending = len(licence.pending_events)
         if not pending:
+            # Nothing to commit (an idle master's tick): time may still have come to sign
+            # the tail into the file outside the store.
+            self.sealer.note_if_due()
+            if self._events_since_snapshot >= self.snapshot_every:
+                self.take_snapshot()
             return
         try:
             # What Application.save does, minus the recordings and notifications we do not
@@ -251,7 +296,9 @@ class LedgerApp:
         self._licence = licence
         self._wrote = True
         self._events_since_snapshot += pending
-        if self._events_since_snapshot >= self.snapshot_every:
+        # A snapshot is taken after the events' transaction, never inside it.
+        if self._events_since_snapshot >= self.snapshot_every * (
+                2 if self.snapshot_when_idle else 1):
             self.take_snapshot()
         if self.sealer.frontier.size - licence.last_checkpoint_size >= self.checkpoint_every:
             self._record_checkpoint()
@@ -261,6 +308,7 @@ class LedgerApp:
         frontier = self.sealer.frontier
         licence.record_checkpoint(self._time(licence), frontier.size, frontier.root(),
                                   self.sealer.signed_note())
+        self.sealer.sign_next_commit()
         self._save(licence)
 
     def take_snapshot(self) -> None:
@@ -396,12 +444,54 @@ class LedgerApp:
         return int(self.recorder.max_notification_id() or 0)
 
     def replay(self) -> Licence | None:
-        """Rebuild the licence from every stored event, ignoring snapshots."""
+        """Rebuild the licence from every stored event, ignoring snapshots.
+
+        Raises:
+            eventsourcing's OriginatorVersionError: the licence's events are out of order.
+            MapperDeserialisationError: a record cannot be read.
+        """
+        if not isinstance(self.recorder, CompactSQLiteRecorder):
+            licence: Licence | None = None
+            for n in self.notifications():
+                if n.originator_id == LICENCE_ID:
+                    licence = self.mapper.to_domain_event(n).mutate(licence)
+            return licence
+        return self._replay_pages(self.recorder)
+
+    def _replay_pages(self, recorder: CompactSQLiteRecorder) -> Licence | None:
+        """replay() on the compact store: its pages as read, records of other originators
+        skipped before they are decoded, one row view reused for every record, and
+        eventsourcing's mutate() done inline where an event class keeps the library's (the
+        same checks: the aggregate's id holds by the originator filter, the version is
+        checked here)."""
         licence: Licence | None = None
-        for n in self.notifications():
-            event = self.mapper.to_domain_event(n)
-            if n.originator_id == LICENCE_ID:
-                licence = event.mutate(licence)
+        row = _RowView()
+        to_domain_event = self.mapper.to_domain_event
+        plain_mutate = CanMutateAggregate.mutate
+        topics: dict[int, str] = {}
+        licence_keys: dict[int, bool] = {}
+        version = 0
+        for rows in recorder.iter_keyed_pages():
+            for _, okey, row_version, tkey, stored in rows:
+                ours = licence_keys.get(okey)
+                if ours is None:
+                    ours = licence_keys[okey] = recorder.originator_of(okey) == LICENCE_ID
+                if not ours:
+                    continue
+                topic = topics.get(tkey)
+                if topic is None:
+                    topic = topics[tkey] = recorder.topic_of(tkey)
+                row.originator_version, row.topic, row.state = row_version, topic, stored
+                event = to_domain_event(row)  # type: ignore[arg-type]
+                if licence is None or type(event).mutate is not plain_mutate:
+                    licence = event.mutate(licence)
+                    version = licence.version if licence is not None else 0
+                    continue
+                if row_version != version + 1:
+                    raise OriginatorVersionError(row_version, version + 1)
+                event.apply(licence)
+                version = licence.version = row_version
+                licence.modified_on = event.timestamp
         return licence
 
     def records(self, start: int = 1, stop: int | None = None
@@ -448,6 +538,7 @@ class LedgerApp:
             count += 1
             if len(batch) >= 1000:
                 flush()
+        self.sealer.sign_next_commit()  # the imported history ends on a signed row
         flush()
         self._licence = None
         self._load()
@@ -462,8 +553,11 @@ class LedgerApp:
         note = None
         if self.checkpoint_file is not None and self.checkpoint_file.exists():
             note = self.checkpoint_file.read_text()
+        keyed = isinstance(self.recorder, CompactSQLiteRecorder)
+        records = (chain.from_iterable(self.recorder.iter_keyed_pages()) if keyed
+                   else self.recorder.iter_rows())
         report = verify_records(
-            self.recorder.iter_rows(),
+            records,
             rows,
             frontier,
             public_key=self.public_key,
@@ -474,6 +568,8 @@ class LedgerApp:
             checkpoint_note=note,
             contiguous_ids=self.contiguous_ids,
             progress=progress,
+            originator_of=self.recorder.originator_of if keyed else None,
+            topic_of=self.recorder.topic_of if keyed else None,
         )
         return self._check_external_checkpoint(report)
 
@@ -495,6 +591,18 @@ class LedgerApp:
         if reason is None:
             return report
         return attrs.evolve(report, problem=Problem(report.records, reason))
+
+
+class _RowView:
+    """What the mapper reads of a stored event, reused for every row replay() decodes."""
+
+    __slots__ = ("originator_id", "originator_version", "state", "topic")
+
+    def __init__(self) -> None:
+        self.originator_id = LICENCE_ID
+        self.originator_version = 0
+        self.topic = ""
+        self.state = b""
 
 
 def key_fingerprint(public_key: Ed25519PublicKey) -> str:

@@ -6,7 +6,7 @@
 * ``postgresql://user:password@host:port/dbname`` - eventsourcing's PostgreSQL recorder.
 
 Both recorders call a :class:`ledger.seal.Sealer` inside the transaction that inserts the
-events, so that the events and the signed Merkle checkpoint covering them commit together.
+events, so that the events and the Merkle checkpoint covering them commit together.
 """
 
 from __future__ import annotations
@@ -119,6 +119,8 @@ SEAL_TABLES_SQLITE = (
     "signed_at REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS seal_state (id INTEGER PRIMARY KEY CHECK (id = 1), "
     "frontier BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS seal_frontiers (tree_size INTEGER PRIMARY KEY, "
+    "root BLOB NOT NULL)",
 )
 SEAL_TABLES_POSTGRES = (
     "CREATE TABLE IF NOT EXISTS seal_checkpoints (seq BIGSERIAL PRIMARY KEY, "
@@ -126,7 +128,12 @@ SEAL_TABLES_POSTGRES = (
     "signed_at DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE IF NOT EXISTS seal_state (id INTEGER PRIMARY KEY CHECK (id = 1), "
     "frontier BYTEA NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS seal_frontiers (tree_size BIGINT PRIMARY KEY, "
+    "root BYTEA NOT NULL)",
 )
+"""The seal's tables. ``seal_checkpoints`` holds the signed checkpoint rows (every row, in a
+store written before signatures were spaced out); ``seal_frontiers`` the unsigned roots of the
+commits since the latest signed row; ``seal_state`` the frontier after the latest commit."""
 
 
 class NotificationPaging:
@@ -332,17 +339,31 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=False) as c:
             self._load_lookups(c)
         origin, topic = self._originators, self._topics
+        for rows in self.iter_keyed_pages(page):
+            for r in rows:
+                yield r[0], origin[r[1]], r[2], topic[r[3]], r[4]
+
+    def iter_keyed_pages(self, page: int = 50000) -> Iterator[list[tuple[int, int, int, int, bytes]]]:
+        """Every stored record as (id, originator key, version, topic key, state), in order,
+        a page at a time; :meth:`originator_of` and :meth:`topic_of` resolve the keys."""
         start = 0
         while True:
             with self.datastore.transaction(commit=False) as c:
                 c.execute("SELECT id, originator, version, topic, state FROM events "
                           "WHERE id > ? ORDER BY id LIMIT ?", (start, page))
-                rows = c.fetchall()
-            for r in rows:
-                yield r[0], origin[r[1]], r[2], topic[r[3]], r[4]
+                rows: list[tuple[int, int, int, int, bytes]] = c.fetchall()
+            yield rows
             if len(rows) < page:
                 return
             start = rows[-1][0]
+
+    def originator_of(self, key: int) -> UUID:
+        """The originator id stored under ``key``."""
+        return self._originator(key)
+
+    def topic_of(self, key: int) -> str:
+        """The topic stored under ``key``."""
+        return self._topic(key)
 
     def read_frontier(self) -> bytes | None:
         """The seal's frontier (what opening needs; the checkpoint rows are for audits)."""
@@ -352,9 +373,13 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
         return bytes(row[0]) if row else None
 
     def read_seal(self) -> tuple[list[tuple[int, bytes, bytes, float]], bytes | None]:
+        """The checkpoint rows (tree size, root, signature, signed at; an unsigned row has an
+        empty signature), then the frontier."""
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT tree_size, root, signature, signed_at FROM seal_checkpoints ORDER BY rowid")
             rows = [(r[0], bytes(r[1]), bytes(r[2]), r[3]) for r in c.fetchall()]
+            c.execute("SELECT tree_size, root FROM seal_frontiers ORDER BY tree_size")
+            rows += [(r[0], bytes(r[1]), b"", 0.0) for r in c.fetchall()]
             c.execute("SELECT frontier FROM seal_state WHERE id = 1")
             row = c.fetchone()
         return rows, (bytes(row[0]) if row else None)
@@ -407,6 +432,8 @@ class SealedPostgresRecorder(NotificationPaging, PostgresApplicationRecorder):
             curs.execute("SELECT tree_size, root, signature, signed_at FROM seal_checkpoints ORDER BY seq")
             rows = [(r["tree_size"], bytes(r["root"]), bytes(r["signature"]), r["signed_at"])
                     for r in curs.fetchall()]
+            curs.execute("SELECT tree_size, root FROM seal_frontiers ORDER BY tree_size")
+            rows += [(r["tree_size"], bytes(r["root"]), b"", 0.0) for r in curs.fetchall()]
             curs.execute("SELECT frontier FROM seal_state WHERE id = 1")
             row = curs.fetchone()
         return rows, (bytes(row["frontier"]) if row else None)

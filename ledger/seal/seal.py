@@ -1,16 +1,44 @@
 """The audit seal: a Merkle tree over the stored records, signed checkpoints, verification.
 
 Every commit extends an RFC 9162 Merkle tree whose leaves are the stored records in
-notification order, and writes, in the same transaction, a checkpoint row (tree size, root,
-Ed25519 signature over the C2SP checkpoint body) and the tree's frontier. After the commit
-the latest checkpoint is also written as a signed note to a file outside the store, so a
-truncated store cannot pass for a complete one. Every ``checkpoint_every`` records the
-application records an AuditCheckpointSigned event holding a signed note; those travel in
-the daily export.
+notification order, and writes, in the same transaction, the tree's frontier and a checkpoint
+row (tree size, root). Not every checkpoint row is signed: an Ed25519 signature over the C2SP
+checkpoint body costs more than a lightly loaded master's whole commit, and its 64 bytes more
+than the record it covers. A row is signed
+
+* every ``sign_every_records`` records (default 1,000),
+* on the first commit after opening, on the commit recording an AuditCheckpointSigned event,
+  and at the end of an import;
+
+the rows in between carry the root without a signature (an empty one), and are deleted when
+the next signed row is written, so that the store keeps one signed row per
+``sign_every_records`` records plus at most that many unsigned rows. Separately, at most
+``sign_every_seconds`` (default 1 s) of ledger time after a commit, the latest tree is signed
+into the file outside the store (``seal/latest.checkpoint``): at the next commit or idle tick
+once that time passed, the file rewritten at most every FILE_INTERVAL (0.5 s) of wall time,
+and at close. That file stores nothing per record, so it can be signed by time whatever the
+load. A crash between signatures
+loses nothing: the frontier and the unsigned rows were committed with the records.
+
+Every ``checkpoint_every`` records the application records an AuditCheckpointSigned event
+holding a signed note; those travel in the daily export.
 
 Verification re-reads every record and checks, in one pass: ids without gaps, each
 originator's versions in order, each state's AES-GCM tag (which binds the state to its row),
-and the Merkle root at every checkpoint. It names the first bad record and why.
+and the Merkle root at every stored checkpoint row, signed or not, and at the checkpoint file.
+It names the first bad record and why.
+
+What an unsigned tail leaves open. Anyone who can write the store can also rewrite its
+unsigned rows. Changing one makes verification fail: the root recomputed from the records is
+compared with it, and with the next signed checkpoint (a later signed row or the file), which
+decides which was altered. Record-level edits stay named exactly by the per-record checks, and
+a record replaced by a key holder is named by the first unsigned row whose root disagrees.
+What such a person can do undetected locally is remove the records after the last signature
+together with their unsigned rows and a matching older frontier: the file outside the store
+pins the tree only up to its own size, and that size is at most ``sign_every_seconds`` of
+ledger time (and ``sign_every_records`` records) behind the last commit. This window is the
+price of not signing every commit; a re-sealed store is caught only by the vendor in any case
+(docs/threat-model.md).
 """
 
 from __future__ import annotations
@@ -32,11 +60,14 @@ from ledger.errors import CheckpointError, StoreError
 from ledger.persistence.codec import RowCipher, unpack_payload
 from ledger.persistence.store import SealHook
 from ledger.seal.checkpoint import Checkpoint, note_with_signature, open_checkpoint, sign_checkpoint
-from ledger.seal.merkle import Frontier, leaf_hash
+from ledger.seal.merkle import EMPTY_ROOT, Frontier, leaf_hash, node_hash
 
 CHECKPOINT_TOPIC_SUFFIX = "Licence.AuditCheckpointSigned"
-FILE_INTERVAL = 0.5  # seconds between rewrites of the latest-checkpoint file
+DEFAULT_SIGN_EVERY_RECORDS = 1000
+DEFAULT_SIGN_EVERY_SECONDS = 1.0
+FILE_INTERVAL = 0.5  # wall-clock seconds between rewrites of the latest-checkpoint file
 _Q = struct.Struct(">Q")
+_BQ = struct.Struct(">BQ")
 
 
 def leaf_bytes(record_id: int, originator_id: Any, version: int, topic: str,
@@ -61,16 +92,32 @@ def open_payload(cipher: RowCipher | None, n: Notification) -> bytes:
 
 
 class Sealer(SealHook):
-    """Extends the tree inside each insert transaction; see the module docstring."""
+    """Extends the tree inside each insert transaction; see the module docstring.
+
+    ``clock`` reads ledger time in seconds (the file outside the store is re-signed when
+    ``sign_every_seconds`` of it passed since the last signature).
+    """
 
     def __init__(self, frontier: Frontier, signing_key: Ed25519PrivateKey, origin: str,
                  checkpoint_file: Path | None, *, cipher: RowCipher | None,
-                 contiguous_ids: bool = True):
+                 contiguous_ids: bool = True,
+                 sign_every_records: int = DEFAULT_SIGN_EVERY_RECORDS,
+                 sign_every_seconds: float = DEFAULT_SIGN_EVERY_SECONDS,
+                 clock: Callable[[], float] = time.time):
+        if sign_every_records < 1 or sign_every_seconds < 0:
+            raise ValueError("sign_every_records must be at least 1, sign_every_seconds >= 0")
         self.cipher = cipher
         self._public_key = signing_key.public_key()
+        # The latest signed note and the tree size it covers.
         self._note: str | None = None
-        self._file_stale = False
+        self._note_size = -1
+        self._noted_at: float | None = None  # ledger time of the latest signature
+        self._file_stale = False  # this sealer committed records no signature covers
+        self._file_behind = False  # a signed note the file outside the store lags
         self._file_written = -FILE_INTERVAL
+        # The first commit after opening is signed: it closes a crashed session's tail.
+        self._sign_next = True
+        self._signed_size = frontier.size
         # Plaintexts the mapper just encrypted, so sealing need not decrypt them again.
         self.recent_payloads: dict[tuple[Any, int], bytes] = {}
         self.frontier = frontier
@@ -78,6 +125,13 @@ class Sealer(SealHook):
         self.origin = origin
         self.checkpoint_file = checkpoint_file
         self.contiguous_ids = contiguous_ids
+        self.sign_every_records = sign_every_records
+        self.sign_every_seconds = sign_every_seconds
+        self.clock = clock
+
+    def sign_next_commit(self) -> None:
+        """Sign the checkpoint row of the next commit, whatever the cadence."""
+        self._sign_next = True
 
     def seal_in_transaction(self, execute: Callable[..., Any],
                             rows: Sequence[tuple[int, Any, int, str, bytes]]) -> Any:
@@ -97,12 +151,20 @@ class Sealer(SealHook):
             f.append(leaf_hash(leaf_bytes(record_id, originator_id, version, topic, payload)))
         recent.clear()
         root = f.root()
-        body = Checkpoint(self.origin, f.size, root).body()
-        signature = self.signing_key.sign(body.encode())
-        execute(
-            "INSERT INTO seal_checkpoints (tree_size, root, signature, signed_at) VALUES (?, ?, ?, ?)",
-            (f.size, root, signature, time.time()),
-        )
+        body: str | None = None
+        signature: bytes | None = None
+        if self._sign_next or f.size - self._signed_size >= self.sign_every_records:
+            body = Checkpoint(self.origin, f.size, root).body()
+            signature = self.signing_key.sign(body.encode())
+            execute(
+                "INSERT INTO seal_checkpoints (tree_size, root, signature, signed_at) "
+                "VALUES (?, ?, ?, ?)",
+                (f.size, root, signature, time.time()),
+            )
+            # The signed row binds every record before it: the unsigned rows are spent.
+            execute("DELETE FROM seal_frontiers WHERE tree_size < ?", (f.size,))
+        else:
+            execute("INSERT INTO seal_frontiers (tree_size, root) VALUES (?, ?)", (f.size, root))
         execute(
             "INSERT INTO seal_state (id, frontier) VALUES (1, ?) "
             "ON CONFLICT (id) DO UPDATE SET frontier = excluded.frontier",
@@ -112,27 +174,62 @@ class Sealer(SealHook):
 
     def committed(self, token: Any) -> None:
         self.frontier, body, signature = token
-        self._note = note_with_signature(body, self.origin, self._public_key, signature)
-        self._file_stale = True
-        # The file outside the store is rewritten at most every FILE_INTERVAL seconds (and
-        # at close): a rename per commit would cost more than the commit's own work. After
-        # a crash it may lag the store by that much, which verification accepts (a file
-        # behind the store is normal; a file ahead of it means records were removed).
-        if time.monotonic() - self._file_written >= FILE_INTERVAL:
-            self.flush()
+        if signature is not None:
+            self._sign_next = False
+            self._signed_size = self.frontier.size
+            self._take_note(note_with_signature(body, self.origin, self._public_key, signature))
+        else:
+            self._file_stale = True
+        self.note_if_due()
+
+    def note_if_due(self) -> None:
+        """Sign the latest tree into the file outside the store if ``sign_every_seconds`` of
+        ledger time passed since the last signature, and write a signed note the file lags
+        (cheap when neither is due). The file is rewritten at most every FILE_INTERVAL
+        seconds: a rename costs more than a lightly loaded master's whole commit."""
+        if not (self._file_stale or self._file_behind):
+            return
+        if time.monotonic() - self._file_written < FILE_INTERVAL:
+            return
+        if self._file_stale:
+            noted_at = self._noted_at
+            if noted_at is None or self.clock() - noted_at >= self.sign_every_seconds:
+                self.signed_note()
+        if self._file_behind:
+            self._write_file()
 
     def flush(self) -> None:
-        """Write the latest checkpoint to the file outside the store, if it changed."""
-        if self.checkpoint_file is not None and self._file_stale and self._note is not None:
+        """Sign the latest tree, if this sealer committed records no signature covers, and
+        write it to the file outside the store if the file lags (at close)."""
+        if self._file_stale:
+            self.signed_note()
+        if self._file_behind:
+            self._write_file()
+
+    def _take_note(self, note: str) -> None:
+        self._note = note
+        self._note_size = self.frontier.size
+        self._noted_at = self.clock()
+        self._file_stale = False
+        self._file_behind = True
+
+    def _write_file(self) -> None:
+        if self.checkpoint_file is not None and self._note is not None:
             write_atomic(self.checkpoint_file, self._note.encode())
-            self._file_written = time.monotonic()
-            self._file_stale = False
+        self._file_written = time.monotonic()
+        self._file_behind = False
 
     def signed_note(self) -> str:
-        """The latest checkpoint as a C2SP signed note."""
-        if self._note is None:
+        """The latest checkpoint as a C2SP signed note (signed now if the tree grew since the
+        latest signature)."""
+        if self._note is None or self._note_size != self.frontier.size:
             cp = Checkpoint(self.origin, self.frontier.size, self.frontier.root())
-            self._note = sign_checkpoint(cp, self.origin, self.signing_key)
+            note = sign_checkpoint(cp, self.origin, self.signing_key)
+            if self._file_stale:
+                self._take_note(note)
+            else:  # nothing new was committed here: another process keeps the file
+                self._note, self._note_size = note, self.frontier.size
+        assert self._note is not None
         return self._note
 
 
@@ -179,7 +276,7 @@ class _Found(Exception):
         self.problem = Problem(record, reason)
 
 
-Row = tuple[int, Any, int, str, bytes]  # id, originator id, version, topic, stored state
+Row = tuple[int, Any, int, Any, bytes]  # id, originator, version, topic, stored state
 
 
 def verify_records(
@@ -195,115 +292,212 @@ def verify_records(
     checkpoint_note: str | None = None,
     contiguous_ids: bool = True,
     progress: Callable[[int], None] | None = None,
+    originator_of: Callable[[Any], Any] | None = None,
+    topic_of: Callable[[Any], str] | None = None,
 ) -> VerifyReport:
-    """Check every record against the seal. Never raises for a bad store: it reports."""
-    by_size: dict[int, list[tuple[bytes, bytes]]] = {}
-    for size, root, sig, _ in seal_rows:
-        by_size.setdefault(size, []).append((root, sig))
-    roots: dict[int, bytes] = {0: Frontier().root()}
-    frontier = Frontier()
+    """Check every record against the seal. Never raises for a bad store: it reports.
+
+    ``seal_rows`` are the stored checkpoint rows (an empty signature marks an unsigned one).
+    A row's originator and topic may be keys that ``originator_of`` and ``topic_of`` turn
+    into the originator id and topic (a store's lookup tables); by default they are those.
+    """
+    signed: dict[int, list[tuple[bytes, bytes]]] = {}
+    unsigned: dict[int, bytes] = {}
+    for size, sealed_root, sig, _ in seal_rows:
+        if sig:
+            signed.setdefault(size, []).append((sealed_root, sig))
+        else:
+            unsigned[size] = sealed_root
+    file_cp: Checkpoint | None = None
+    file_error: str | None = None
+    if checkpoint_note is not None:
+        try:
+            file_cp = open_checkpoint(checkpoint_note, origin, public_key)
+        except CheckpointError as e:
+            file_error = str(e)
+    stops = sorted(set(signed) | set(unsigned) | ({file_cp.size} if file_cp else set()))
+    stops.append(-1)  # a sentinel no tree size equals
+    stop_index = 0
+    next_stop = stops[0]
+    roots: dict[int, bytes] = {0: EMPTY_ROOT}
+    check = _Checker(signed, unsigned, file_cp, roots, public_key, origin)
     last_version: dict[Any, int] = {}
-    last_good = 0
-    checkpoints = notes = 0
+    notes = 0
     expected = 1
-    count = 0
-    # The hot loop: locals only, per-originator and per-topic bytes computed once. The leaf
-    # is leaf_bytes() inlined, hashed as merkle.leaf_hash() does.
-    oid_bytes: dict[Any, bytes] = {}
-    topic_bytes: dict[str, bytes] = {}
+    # The hot loop: locals only; per-originator and per-topic bytes computed once. The leaf
+    # is leaf_bytes() inlined, hashed as merkle.leaf_hash() does, and the frontier is
+    # merkle.Frontier.append() inlined (a list of subtree hashes, largest first).
+    originators: dict[Any, bytes] = {}
+    topics: dict[Any, tuple[bytes, bool]] = {}
     pack = _Q.pack
+    leaf_prefix = _BQ.pack  # 0x00 || id, the leaf's first bytes
     sha256 = hashlib.sha256
-    append = frontier.append
+    hashes: list[bytes] = []
+    pop, push = hashes.pop, hashes.append
+    size = 0
     decrypt = cipher._aead.decrypt if cipher is not None else None
     nonce = RowCipher.NONCE
+    next_progress = 10000 if progress is not None else -1
+    record_id = 0
     try:
-        for record_id, originator_id, version, topic, stored in rows:
-            count += 1
+        for record_id, okey, version, tkey, stored in rows:
             if contiguous_ids and record_id != expected:
                 if record_id > expected:
                     raise _Found(expected, f"missing (the next stored record is {record_id})")
                 raise _Found(record_id, f"out of order: follows record {expected - 1}")
-            prev = last_version.get(originator_id, 0)
+            prev = last_version.get(okey, 0)
             if version != prev + 1:
-                raise _Found(record_id, f"version {version} of {originator_id} "
+                oid = originator_of(okey) if originator_of is not None else okey
+                raise _Found(record_id, f"version {version} of {oid} "
                                         f"follows version {prev}: reordered, removed or re-used")
-            last_version[originator_id] = version
-            ob = oid_bytes.get(originator_id)
+            last_version[okey] = version
+            ob = originators.get(okey)
             if ob is None:
-                ob = oid_bytes[originator_id] = (
-                    originator_id.bytes if hasattr(originator_id, "bytes")
-                    else str(originator_id).encode())
-            tb = topic_bytes.get(topic)
-            if tb is None:
-                tb = topic_bytes[topic] = topic.encode()
-            packed_version = pack(version)
+                oid = originator_of(okey) if originator_of is not None else okey
+                ob = originators[okey] = (oid.bytes if hasattr(oid, "bytes")
+                                          else str(oid).encode())
+            topic = topics.get(tkey)
+            if topic is None:
+                name = topic_of(tkey) if topic_of is not None else tkey
+                topic = topics[tkey] = (name.encode(), name.endswith(CHECKPOINT_TOPIC_SUFFIX))
+            tb, is_note = topic
+            head = ob + pack(version) + tb  # also the cipher's associated data
             if decrypt is not None:
                 try:
-                    state = decrypt(stored[:nonce], stored[nonce:], ob + packed_version + tb)
+                    state = decrypt(stored[:nonce], stored[nonce:], head)
                 except (InvalidTag, ValueError):
                     raise _Found(record_id, "state fails authentication: altered, or moved from "
                                             "another record") from None
             else:
                 state = stored
-            if topic.endswith(CHECKPOINT_TOPIC_SUFFIX):
+            if is_note:
                 notes += 1
                 _check_note(record_id, decode_state(unpack_payload(state)), roots,
                             note_key or public_key, origin)
-            append(sha256(b"\x00" + pack(record_id) + ob + packed_version + tb + b"\n"
-                          + state).digest())
+            carry = sha256(leaf_prefix(0, record_id) + head + b"\n" + state).digest()
+            n = size
+            while n & 1:
+                carry = sha256(b"\x01" + pop() + carry).digest()
+                n >>= 1
+            push(carry)
+            size += 1
             expected = record_id + 1
-            size = frontier.size
-            seals = by_size.get(size)
-            if seals:
-                root = frontier.root()
-                roots[size] = root
-                for sealed_root, sig in seals:
-                    checkpoints += 1
-                    body = Checkpoint(origin, size, sealed_root).body().encode()
-                    try:
-                        public_key.verify(sig, body)
-                    except InvalidSignature:
-                        raise _Found(record_id, f"the checkpoint for {size} records has a bad "
-                                           "signature") from None
-                    if sealed_root != root:
-                        first = last_good + 1
-                        where = f"record {first}" if first == size else f"records {first}-{size}"
-                        raise _Found(first, f"does not match the checkpoint signed for {size} "
-                                            f"records ({where} altered, replaced or re-used)")
-                last_good = size
-            if progress is not None and count % 10000 == 0:
-                progress(count)
-        size = frontier.size
+            if size == next_stop:
+                stop_index += 1
+                next_stop = stops[stop_index]
+                check.at(size, record_id, _root(hashes))
+            if size == next_progress:
+                next_progress += 10000
+                progress(size)  # type: ignore[misc]
+        root = _root(hashes)
+        check.finish()
         if seal_rows:
             top = max(r[0] for r in seal_rows)
             if top > size:
                 raise _Found(size + 1, f"missing: the seal covers {top} records but the store "
                                        f"ends at {size} (truncated)")
-        if size > last_good:
-            raise _Found(last_good + 1, "not covered by any checkpoint: written outside the ledger")
-        if frontier_state is not None:
+        if size > check.last_good:
+            raise _Found(check.last_good + 1,
+                         "not covered by any checkpoint: written outside the ledger")
+        if frontier_state is None:
+            if size:
+                raise _Found(size + 1, "the seal state is missing")
+        else:
             try:
                 state_frontier = Frontier.from_bytes(frontier_state)
             except ValueError as e:
                 raise _Found(size + 1, f"the seal state is damaged: {e}") from None
-            if state_frontier.size != size or state_frontier.root() != frontier.root():
+            if state_frontier.size != size or state_frontier.root() != root:
                 raise _Found(min(state_frontier.size, size) + 1,
                              f"the seal state covers {state_frontier.size} records, "
                              f"the store holds {size}")
-        if checkpoint_note is not None:
-            try:
-                cp = open_checkpoint(checkpoint_note, origin, public_key)
-            except CheckpointError as e:
-                raise _Found(size + 1, f"latest checkpoint file: {e}") from None
-            if cp.size > size:
-                raise _Found(size + 1, f"missing: the latest checkpoint covers {cp.size} records "
-                                       f"but the store ends at {size} (truncated)")
-            if roots.get(cp.size) not in (None, cp.root) or (
-                    cp.size == size and cp.root != frontier.root()):
-                raise _Found(cp.size, "does not match the latest checkpoint file")
+        if file_error is not None:
+            raise _Found(size + 1, f"latest checkpoint file: {file_error}")
+        if file_cp is not None and file_cp.size > size:
+            raise _Found(size + 1, f"missing: the latest checkpoint covers {file_cp.size} "
+                                   f"records but the store ends at {size} (truncated)")
     except _Found as found:
-        return VerifyReport(count, checkpoints, notes, frontier.root(), found.problem)
-    return VerifyReport(count, checkpoints, notes, frontier.root(), None)
+        return VerifyReport(size, check.checkpoints, notes, _root(hashes), found.problem)
+    return VerifyReport(size, check.checkpoints, notes, root, None)
+
+
+def _root(hashes: Sequence[bytes]) -> bytes:
+    """The root of a frontier held as its subtree hashes, largest first (Frontier.root)."""
+    if not hashes:
+        return EMPTY_ROOT
+    root = hashes[-1]
+    for left in reversed(hashes[:-1]):
+        root = node_hash(left, root)
+    return root
+
+
+class _Checker:
+    """The comparisons at tree sizes the seal recorded a root for.
+
+    A signed root (a signed row, or the file outside the store) binds the records before it.
+    An unsigned row could have been rewritten by anyone who can write the store, so a
+    mismatch there is held as a suspicion until the next signed root decides: if the
+    records match it, the unsigned row was altered; if not, the records were, from the
+    first one after the last size that matched.
+    """
+
+    def __init__(self, signed: dict[int, list[tuple[bytes, bytes]]], unsigned: dict[int, bytes],
+                 file_cp: Checkpoint | None, roots: dict[int, bytes],
+                 public_key: Ed25519PublicKey, origin: str):
+        self.signed = signed
+        self.unsigned = unsigned
+        self.file_cp = file_cp
+        self.roots = roots
+        self.public_key = public_key
+        self.origin = origin
+        self.last_good = 0
+        self.checkpoints = 0
+        self.suspect: _Found | None = None
+        self.suspect_size = 0
+
+    def _mismatch(self, size: int, what: str) -> _Found:
+        first = self.last_good + 1
+        where = f"record {first}" if first == size else f"records {first}-{size}"
+        return _Found(first, f"does not match {what} ({where} altered, replaced or re-used)")
+
+    def at(self, size: int, record_id: int, root: bytes) -> None:
+        self.roots[size] = root
+        anchored = False
+        sealed = self.unsigned.get(size)
+        if sealed is not None:
+            self.checkpoints += 1
+            if sealed != root and self.suspect is None:
+                self.suspect = self._mismatch(size, f"the checkpoint stored for {size} records")
+                self.suspect_size = size
+        for sealed, sig in self.signed.get(size, ()):
+            self.checkpoints += 1
+            body = Checkpoint(self.origin, size, sealed).body().encode()
+            try:
+                self.public_key.verify(sig, body)
+            except InvalidSignature:
+                raise _Found(record_id, f"the checkpoint for {size} records has a bad "
+                                        "signature") from None
+            if sealed != root:
+                raise self.suspect or self._mismatch(
+                    size, f"the checkpoint signed for {size} records")
+            anchored = True
+        cp = self.file_cp
+        if cp is not None and cp.size == size:
+            if cp.root != root:
+                raise self.suspect or self._mismatch(size, "the latest checkpoint file")
+            anchored = True
+        if self.suspect is not None:
+            if anchored:
+                raise _Found(self.suspect_size, f"the unsigned checkpoint stored for "
+                                                f"{self.suspect_size} records was altered: the "
+                                                f"records match the checkpoint signed for {size}")
+            return
+        self.last_good = size
+
+    def finish(self) -> None:
+        """After the last record: a suspicion no signed root decided is reported as found."""
+        if self.suspect is not None:
+            raise self.suspect
 
 
 def _check_note(record: int, state: dict[str, Any], roots: dict[int, bytes],

@@ -93,6 +93,9 @@ class Config:
     origin: str
     checkpoint_every: int = 10_000
     snapshot_every: int = 20_000
+    sign_every_records: int = 1000
+    sign_every_seconds: float = 1.0
+    snapshot_when_idle: bool = True
     listen: str = "127.0.0.1:7600"
     heartbeat_seconds: float = 10.0
     missed_heartbeats: int = 3
@@ -129,6 +132,11 @@ def load_config(root: Path) -> Config:
         # name and make the seal fail to verify for good once the real file is back.
         raise ConfigError(f"{layout.config}: [seal] origin is missing (every data directory "
                           "has one: restore the file written by 'seatledger init')")
+    sign_every_records = _get(seal, "sign_every_records", int, 1000, "seal")
+    sign_every_seconds = float(_get(seal, "sign_every_seconds", (int, float), 1.0, "seal"))
+    if sign_every_records < 1 or sign_every_seconds < 0:
+        raise ConfigError(f"{layout.config}: [seal] sign_every_records must be at least 1 and "
+                          "sign_every_seconds not negative")
     url = _get(store, "url", str, "", "store")
     if not url:
         url = f"sqlite:///{layout.ledger_db}"
@@ -138,6 +146,9 @@ def load_config(root: Path) -> Config:
         origin=_get(seal, "origin", str, "seatledger", "seal"),
         checkpoint_every=_get(seal, "checkpoint_every", int, 10_000, "seal"),
         snapshot_every=_get(seal, "snapshot_every", int, 20_000, "seal"),
+        sign_every_records=sign_every_records,
+        sign_every_seconds=sign_every_seconds,
+        snapshot_when_idle=_get(seal, "snapshot_when_idle", bool, True, "seal"),
         listen=_get(master, "listen", str, "127.0.0.1:7600", "master"),
         heartbeat_seconds=float(_get(master, "heartbeat_seconds", (int, float), 10.0, "master")),
         missed_heartbeats=_get(master, "missed_heartbeats", int, 3, "master"),
@@ -177,6 +188,13 @@ origin = "{origin}"
 # Record a signed checkpoint in the log every this many records (and at shutdown).
 checkpoint_every = 10000
 snapshot_every = 20000
+# Sign the store's checkpoint every this many records, and the checkpoint file outside the
+# store at most this many seconds after a commit: records after the last signature can be
+# removed unnoticed by someone who can write the store (docs/threat-model.md).
+sign_every_records = 1000
+sign_every_seconds = 1
+# Take a due snapshot when the master is next idle, not while a command waits for it.
+snapshot_when_idle = true
 
 [master]
 listen = "127.0.0.1:7600"

@@ -5,13 +5,14 @@ from __future__ import annotations
 from ledger.application import LedgerApp
 from ledger.clock import Clock
 from ledger.errors import StoreError
+from ledger.persistence.fencing import Fence
 from ledger.persistence.store import load_key_file, sqlite_path
 from seatledger.config.keys import load_public_key, load_signing_key
 from seatledger.config.settings import Config
 
 
 def open_ledger(config: Config, clock: Clock | None = None, *, read_only: bool = False,
-                create: bool = False) -> LedgerApp:
+                create: bool = False, fence: Fence | None = None) -> LedgerApp:
     """Open the data directory's ledger with its keys; ``create`` only for a new data
     directory. Raises LedgerError subclasses (StoreError for a missing or damaged store)."""
     layout = config.layout
@@ -34,6 +35,10 @@ def open_ledger(config: Config, clock: Clock | None = None, *, read_only: bool =
         checkpoint_file=layout.checkpoint,
         snapshot_every=config.snapshot_every,
         checkpoint_every=config.checkpoint_every,
+        sign_every_records=config.sign_every_records,
+        sign_every_seconds=config.sign_every_seconds,
+        snapshot_when_idle=config.snapshot_when_idle,
         read_only=read_only,
         note_key=note_key,
+        fence=fence,
     )
