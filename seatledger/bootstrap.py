@@ -14,6 +14,7 @@ import attrs
 
 from exporters import DayResult
 from ledger import LedgerApp, ManualClock
+from ledger.persistence.fencing import Fence
 from seatledger.config.bundle import Bundle
 from seatledger.config.ca import crl_path, load_crl
 from seatledger.config.settings import Config, ConfigError
@@ -40,6 +41,21 @@ def master_context(config: Config, app: LedgerApp) -> ssl.SSLContext:
     ca_dir = config.layout.ca_dir
     return server_context(ca_dir / "ca.crt", ca_dir / "master.crt", ca_dir / "master.key",
                           revoked=admission_check(app), crl_pem=load_crl(ca_dir))
+
+
+def standby_context(config: Config) -> ssl.SSLContext:
+    """A standby master's TLS context: the same certificate and CA, and the CA's revocation
+    list; no ledger is loaded, so enrolment is not checked (a standby serves no site)."""
+    ca_dir = config.layout.ca_dir
+    return server_context(ca_dir / "ca.crt", ca_dir / "master.crt", ca_dir / "master.key",
+                          crl_pem=load_crl(ca_dir))
+
+
+def open_fenced_ledger(config: Config, fence: Fence, clock: ManualClock) -> LedgerApp:
+    """The data directory's (PostgreSQL) ledger for an active master: every commit runs
+    ``fence`` in its transaction (the lease's term; see :mod:`seatledger.master.lease`).
+    Raises LedgerError."""
+    return open_ledger(config, clock=clock, fence=fence)
 
 
 def context_refresher(config: Config, app: LedgerApp) -> Callable[[], ssl.SSLContext | None]:
@@ -129,4 +145,5 @@ def export_schedule(config: Config) -> ExportSchedule | None:
 
 
 __all__ = ["ConfigError", "ExportSchedule", "build_master", "build_slave", "export_schedule",
-           "follower_command", "master_context", "master_settings", "wall_clock"]
+           "follower_command", "master_context", "master_settings", "open_fenced_ledger",
+           "standby_context", "wall_clock"]

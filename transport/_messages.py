@@ -32,6 +32,7 @@ __all__ = [
     "Refused",
     "Release",
     "Released",
+    "STANDBY",
     "Sync",
     "SyncDone",
     "Welcome",
@@ -236,10 +237,18 @@ class Goodbye(_Tagged, frozen=True):
 
 
 class Error(_Tagged, frozen=True):
-    """Either way: the sender hit an error (``code``, ``text``) and closes the connection."""
+    """Either way: the sender hit an error (``code``, ``text``) and closes the connection.
+
+    A master that is a standby (another master is active on the same ledger) answers a
+    connection with ``code`` :data:`STANDBY`: the slave tries its other master at once.
+    """
 
     code: Name
     text: Text = ""
+
+
+STANDBY = "standby"
+"""The Error code of a standby master: not serving sites now; try the other master."""
 
 
 Message: TypeAlias = (

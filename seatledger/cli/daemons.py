@@ -25,8 +25,10 @@ def cmd_master(args: argparse.Namespace) -> int:
 
     config = load_config(data_dir_from(args.data_dir))
     listen = args.listen or config.listen
-    trio.run(lambda: run_master(config, listen, ready=lambda where: print(
-        f"seatledger master serving {where}", flush=True)))
+    trio.run(lambda: run_master(
+        config, listen, force_standby=args.standby,
+        ready=lambda where: print(f"seatledger master serving {where}", flush=True),
+        standby=lambda where: print(f"seatledger master standby {where}", flush=True)))
     return EXIT_OK
 
 
@@ -47,6 +49,9 @@ def register(sub: Any, add: Add, common: argparse.ArgumentParser) -> None:
     """Add this group's commands to the parser."""
     p = add(sub, "master", cmd_master, "run the master daemon (until SIGINT/SIGTERM)")
     p.add_argument("--listen", metavar="HOST:PORT", help="address (default: [master] listen)")
+    p.add_argument("--standby", action="store_true",
+                   help="stay a standby (PostgreSQL store shared with another master): never "
+                        "take the lease, e.g. for maintenance")
 
     slave_help = "the slave's state directory (journal and socket; default ./seatledger-slave)"
     p = add(sub, "slave", cmd_slave, "run a slave connector with its local socket")

@@ -20,7 +20,8 @@ from seatledger.services.storage import measure
 def cmd_init(args: argparse.Namespace) -> int:
     root = data_dir_from(args.data_dir)
     config = init_data_dir(root, origin=args.origin, store_url=args.store_url,
-                           vendor_key=Path(args.vendor_key) if args.vendor_key else None)
+                           vendor_key=Path(args.vendor_key) if args.vendor_key else None,
+                           also_names=args.also_name)
     layout = config.layout
     output.say(args, {"data_dir": str(root), "store": config.store_url, "origin": config.origin},
                f"initialised {root}\n  store   {config.store_url}\n  keys    {layout.keys} (0600)"
@@ -43,6 +44,9 @@ def register(sub: Any, add: Add, common: argparse.ArgumentParser) -> None:
     p.add_argument("--vendor-key", metavar="FILE",
                    help="the vendor's licence key ('seatledger vendor key'), pinned here: only "
                         "licences it signed can be installed")
+    p.add_argument("--also-name", action="append", default=[], metavar="HOST",
+                   help="another host name or IP address for the master's certificate (a "
+                        "standby master's; repeatable)")
 
     add(sub, "storage", cmd_storage,
         "bytes used, per event, and projected per agent over six months")

@@ -39,6 +39,7 @@ from seatledger.config.store import open_ledger
 from seatledger.daemons.follower import run_follower
 from seatledger.daemons.master import read_children
 from seatledger.services.errors import UsageError
+from seatledger.services.operator import active_master
 
 Add = Callable[[Any, str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 FORMATS = ("table", "csv", "json", "html")
@@ -111,10 +112,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         while True:
             status = runner.status()
             now = app.now()
-            children = read_children(load_config(data_dir_from(args.data_dir)))
+            config = load_config(data_dir_from(args.data_dir))
+            children = read_children(config)
+            lease = active_master(config)  # a PostgreSQL ledger shared by several masters
             if args.json:
                 data = status.as_dict() if status is not None else None
-                print(to_json({"as_of": now, "status": data, "daemons": children}), flush=True)
+                document = {"as_of": now, "status": data, "daemons": children}
+                if lease is not None:
+                    document["active_master"] = lease.as_dict()
+                print(to_json(document), flush=True)
             else:
                 if args.watch and sys.stdout.isatty():
                     sys.stdout.write("\x1b[H\x1b[2J")
@@ -122,6 +128,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 for name, child in children.items():
                     print(f"{name}: {child['state']} (restarts {child['restarts']}, "
                           f"last exit {child['last_exit']})")
+                if lease is not None:
+                    print(f"active master: {lease.describe()}")
             if not args.watch:
                 return EXIT_OK
             try:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from seatledger.config.keys import write_replacing
@@ -19,16 +20,55 @@ from transport.pki import (
 )
 
 
-def create_ca(ca_dir: Path, origin: str) -> CertifiedKey:
-    """Create the CA and the master's server certificate (for 127.0.0.1 and this host)."""
+def create_ca(ca_dir: Path, origin: str, also_names: Sequence[str] = ()) -> CertifiedKey:
+    """Create the CA and the master's server certificate (for 127.0.0.1, this host, and
+    ``also_names``: e.g. a standby master's host name or address)."""
     ca_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ca = new_ca(f"seatledger CA {origin}")
     ca.write(ca_dir / "ca.crt", ca_dir / "ca.key")
-    names = sorted({"localhost", socket.gethostname()})
-    master = issue_master_certificate(ca, dns_names=names, ip_addresses=("127.0.0.1",))
-    master.write(ca_dir / "master.crt", ca_dir / "master.key")
+    _write_master_certificate(ca_dir, ca, also_names)
     write_crl(ca_dir, ca, [])
     return ca
+
+
+def reissue_master_certificate(ca_dir: Path, also_names: Sequence[str]) -> list[str]:
+    """Replace the master's certificate (and key) with one from the same CA that also names
+    ``also_names`` (DNS names or IP addresses): what a standby master needs when it joins an
+    existing data directory. Sites' bundles stay valid (they trust the CA, not the
+    certificate). Returns every name the new certificate holds.
+
+    Raises:
+        ValueError: a name is neither a DNS name nor an IP address.
+    """
+    return _write_master_certificate(ca_dir, load_ca(ca_dir), also_names)
+
+
+def master_names(also_names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The DNS names and IP addresses a master certificate holds: localhost, 127.0.0.1,
+    this host's name, and ``also_names``.
+
+    Raises:
+        ValueError: a name is neither a DNS name nor an IP address.
+    """
+    dns = {"localhost", socket.gethostname()}
+    ips = {"127.0.0.1"}
+    for name in also_names:
+        name = name.strip()
+        try:
+            ips.add(str(ipaddress.ip_address(name)))
+        except ValueError:
+            if not name or any(c.isspace() or c in "/:@[]" for c in name):
+                raise ValueError(f"{name!r} is neither a host name nor an IP address") from None
+            dns.add(name)
+    return sorted(dns), sorted(ips)
+
+
+def _write_master_certificate(ca_dir: Path, ca: CertifiedKey,
+                              also_names: Sequence[str]) -> list[str]:
+    dns, ips = master_names(also_names)
+    master = issue_master_certificate(ca, dns_names=dns, ip_addresses=ips)
+    master.write(ca_dir / "master.crt", ca_dir / "master.key")
+    return dns + ips
 
 
 def crl_path(ca_dir: Path) -> Path:

@@ -2,28 +2,55 @@
 
 Its nursery holds the server, the signal watcher, the read-model follower (a supervised
 child process) and the daily export schedule.
+
+On a PostgreSQL store several masters may share the ledger (a hot standby): each starts as a
+standby (listening, answering ``standby``; its admin socket refusing operations) and watches
+the lease (:mod:`seatledger.master.lease`). The one that takes it loads the ledger, serves,
+runs the follower and the daily export, and renews the lease; every commit is fenced by its
+term. A master that loses the lease (a fenced commit, or a renewal that failed until the
+lease ran out) stops at once, committing nothing more, and is a standby again.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import signal
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
 from exporters import ExportError
-from ledger import LedgerError
-from seatledger.bootstrap import ExportSchedule, build_master, export_schedule, follower_command
+from ledger import LedgerError, ManualClock, StoreError
+from ledger.persistence.fencing import FencedError
+from seatledger.bootstrap import (
+    ExportSchedule,
+    build_master,
+    export_schedule,
+    follower_command,
+    open_fenced_ledger,
+    standby_context,
+    wall_clock,
+)
 from seatledger.config.bundle import parse_address
 from seatledger.config.keys import write_replacing
 from seatledger.config.lock import DataDirBusyError, DataDirLock
 from seatledger.config.settings import Config, ConfigError
 from seatledger.daemons.supervisor import ChildStatus, Supervisor
-from seatledger.master.admin import describe_process, serve_admin
-from seatledger.master.server import Master
+from seatledger.master.admin import AdminRoles, describe_process, serve_admin
+from seatledger.master.lease import (
+    HaSettings,
+    Lease,
+    LeaseError,
+    SteppedDownError,
+    ha_settings,
+    is_postgres,
+)
+from seatledger.master.server import Master, Standby
+from seatledger.master.writer import OperatorFailed
 
 log = logging.getLogger("seatledger")
 
@@ -31,10 +58,33 @@ CHILDREN_STATE = "run/children.json"
 
 
 async def run_master(config: Config, listen: str, *,
-                     ready: Callable[[str], None] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM; then finish in-flight requests and close cleanly."""
+                     ready: Callable[[str], None] | None = None,
+                     standby: Callable[[str], None] | None = None,
+                     force_standby: bool = False) -> None:
+    """Serve until SIGINT/SIGTERM; then finish in-flight requests and close cleanly.
+
+    ``ready(address)`` is called each time this master starts serving sites; on a PostgreSQL
+    store, ``standby(address)`` each time it is a standby. ``force_standby`` keeps it a
+    standby (maintenance).
+
+    Raises:
+        ConfigError: ``force_standby`` on a store that is not PostgreSQL, or bad ``[ha]``.
+    """
     host, port = parse_address(listen)
     schedule = export_schedule(config)
+    if is_postgres(config.store_url):
+        settings = ha_settings(config)
+        lock = await _lock_data_dir(config)
+        try:
+            daemon = HaMaster(config, host, port, settings, schedule, ready=ready,
+                              standby=standby, force_standby=force_standby)
+            await daemon.run()
+        finally:
+            lock.release()
+        return
+    if force_standby:
+        raise ConfigError("--standby needs a PostgreSQL store shared with another master "
+                          "([store] url = \"postgresql://...\")")
     lock = await _lock_data_dir(config)
     try:
         master = build_master(config)
@@ -129,8 +179,235 @@ async def daily_exports(master: Master, schedule: ExportSchedule) -> None:
                     await trio.to_thread.run_sync(schedule.run, master.app, days)
                 else:  # on trio's MockClock a thread looks idle: the clock would jump
                     schedule.run(master.app, days)
+        except FencedError as e:  # another master is active: it runs the exports now
+            master.step_down(e)
+            return
         except (ConfigError, ExportError, LedgerError, OSError) as e:
             log.error("daily export failed (retried at the next run): %s", e)
 
 
-__all__ = ["daily_exports", "read_children", "run_master", "write_children"]
+class HaMaster:
+    """A master on a PostgreSQL ledger shared with other masters: standby until it holds the
+    lease, then active until it stops or loses the lease (see the module docstring)."""
+
+    def __init__(self, config: Config, host: str, port: int, settings: HaSettings,
+                 schedule: ExportSchedule | None, *,
+                 ready: Callable[[str], None] | None = None,
+                 standby: Callable[[str], None] | None = None, force_standby: bool = False):
+        self.config = config
+        self.host = host
+        self.port = port
+        self.settings = settings
+        self.schedule = schedule
+        self.ready = ready
+        self.on_standby = standby
+        self.force_standby = force_standby
+        self.lease = Lease(config.store_url, settings.holder(f"{host}:{port}", os.getpid()),
+                           lease_seconds=settings.lease_seconds)
+        self.roles = AdminRoles(self.describe_active)
+        self.master: Master | None = None
+        self.stopping = trio.Event()
+        self._waiting: trio.CancelScope | None = None
+        self._active_name = "unknown"
+        self._left_active = trio.Event()
+        self._lost_because = ""
+
+    async def describe_active(self) -> str:
+        """The active master, as the lease names it, for a standby's refusals."""
+        try:
+            state = await trio.to_thread.run_sync(self.lease.read)
+        except LeaseError as e:
+            return f"unknown ({e})"
+        return state.describe() if state is not None else "none yet"
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.master is not None:
+            self.master.stop()
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+    async def run(self) -> None:
+        await trio.to_thread.run_sync(self.lease.prepare)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(_watch_signals, self.stop)
+                await nursery.start(self.roles.serve, self.config.layout.admin_socket)
+                while not self.stopping.is_set():
+                    listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+                    if not await self._standby(listeners):
+                        for listener in listeners:
+                            await trio.aclose_forcefully(listener)
+                        break
+                    await self._active(listeners)
+                nursery.cancel_scope.cancel()
+        finally:
+            self.lease.close()
+
+    async def _standby(self, listeners: list[trio.SocketListener]) -> bool:
+        """Answer ``standby`` on ``listeners`` until this master holds the lease (True) or
+        is stopped (False)."""
+        self.roles.become_standby()
+        server = Standby(standby_context(self.config), lambda: self._active_name)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.serve, listeners)
+            if self.on_standby is not None:
+                self.on_standby(_bound(listeners))
+            with trio.CancelScope() as self._waiting:
+                if self.stopping.is_set():
+                    self._waiting.cancel()
+                await self._wait_for_lease()
+            self._waiting = None
+            nursery.cancel_scope.cancel()
+        return not self.stopping.is_set()
+
+    async def _wait_for_lease(self) -> None:
+        warned = False
+        while True:
+            try:
+                if not self.force_standby:
+                    state = await trio.to_thread.run_sync(self.lease.try_acquire)
+                    if state is not None:
+                        log.warning("took the lease: active master, term %s", state.term)
+                        return
+                current = await trio.to_thread.run_sync(self.lease.read)
+                self._active_name = current.describe() if current else "none yet"
+                warned = False
+            except LeaseError as e:
+                if not warned:
+                    log.error("standby cannot see the lease (retrying): %s", e)
+                    warned = True
+            await trio.sleep(self.settings.poll_seconds)
+
+    async def _active(self, listeners: list[trio.SocketListener]) -> None:
+        """Load the ledger and serve until stopped (then release the lease) or until the
+        lease is lost (then stop at once, committing nothing more). The lease is renewed
+        from the moment it was taken: loading a long ledger must not let it expire."""
+        self._left_active = trio.Event()
+        self._lost_because = ""
+        master: Master | None = None
+        app = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keep_lease)
+                app = await trio.to_thread.run_sync(
+                    lambda: open_fenced_ledger(self.config, self.lease.fence,
+                                               ManualClock(wall_clock())))
+                master = self.master = build_master(self.config, app=app)
+                if self._lost_because:  # lost while loading: never serve
+                    master.step_down(self._lost_because)
+                else:
+                    await self._serve(nursery, master, listeners)
+                nursery.cancel_scope.cancel()
+        finally:
+            self.master = None
+            self._left_active.set()
+            self.roles.become_standby()
+            for listener in listeners:  # closed by the master once it ran; else here
+                await trio.aclose_forcefully(listener)
+            if master is None or master.stepping_down.is_set():
+                # Ending our session lets a standby take over at once (a failed load
+                # propagates from here; a lost lease makes this master a standby again).
+                self.lease.step_down()
+                if master is not None:
+                    log.critical("lost the lease (%s): stepped down, committing nothing "
+                                 "more; now a standby", master.step_down_reason)
+                if app is not None:
+                    try:
+                        await trio.to_thread.run_sync(app.close)
+                    except StoreError as e:  # the closing checkpoint is fenced off too
+                        log.info("closing the ledger after stepping down: %s", e)
+        assert app is not None and master is not None
+        if master.stepping_down.is_set():
+            return
+        try:
+            await trio.to_thread.run_sync(app.close)
+        finally:
+            try:
+                await trio.to_thread.run_sync(self.lease.release)
+            except LeaseError as e:
+                log.error("could not release the lease (it expires by itself): %s", e)
+
+    async def _serve(self, nursery: trio.Nursery, master: Master,
+                     listeners: list[trio.SocketListener]) -> None:
+        """Run ``master`` (and the follower and the daily export) until it stops or steps
+        down."""
+        follower = Supervisor("read-model follower", follower_command(self.config, os.getpid()),
+                              on_change=lambda s: write_children(self.config, s))
+        nursery.start_soon(follower.run)
+        await nursery.start(functools.partial(master.run, self.host, self.port,
+                                              listeners=listeners))
+        self.roles.become_active(self._submit)
+        if self.schedule is not None:
+            nursery.start_soon(daily_exports, master, self.schedule)
+        if self.stopping.is_set():
+            master.stop()
+        if self.ready is not None:
+            self.ready(_bound(listeners))
+        async with trio.open_nursery() as first:
+            first.start_soon(_set_when, master.stopped, first.cancel_scope)
+            first.start_soon(_set_when, master.stepping_down, first.cancel_scope)
+
+    def _lost(self, why: str) -> None:
+        self._lost_because = why
+        if self.master is not None:
+            self.master.step_down(why)
+
+    async def _submit(self, command: Any) -> Any:
+        """An operator's command, to the active master's writer; refused if this master
+        steps down before it is committed (a fenced writer answers nothing more)."""
+        master, left = self.master, self._left_active
+        outcome: Any = OperatorFailed(SteppedDownError(
+            "this master lost its lease before the command was committed: nothing was "
+            "recorded; run it on the active master"))
+        if master is None:
+            return outcome
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_set_when, left, nursery.cancel_scope)
+            outcome = await master.submit(command)
+            nursery.cancel_scope.cancel()
+        return outcome
+
+    async def _keep_lease(self) -> None:
+        """Renew the lease every ``renew_seconds``; step down when it is no longer ours, or
+        when it could not be renewed for so long that it may have expired."""
+        settings = self.settings
+        renewed = trio.current_time()
+        while True:
+            await trio.sleep(settings.renew_seconds)
+            try:
+                with trio.move_on_after(settings.lease_seconds / 2):
+                    ours = await trio.to_thread.run_sync(self.lease.renew,
+                                                         abandon_on_cancel=True)
+                    if not ours:
+                        self._lost("another master took the lease, or it expired")
+                        return
+                    renewed = trio.current_time()
+            except LeaseError as e:
+                log.error("cannot renew the lease: %s", e)
+            if trio.current_time() - renewed >= settings.lease_seconds - settings.renew_seconds:
+                self._lost(f"the lease could not be renewed for "
+                           f"{trio.current_time() - renewed:.1f}s")
+                return
+
+
+async def _set_when(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+async def _watch_signals(stop: Callable[[], None], *,
+                         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            log.info("signal %s: stopping", signum)
+            stop()
+
+
+def _bound(listeners: list[trio.SocketListener]) -> str:
+    bound = listeners[0].socket.getsockname()
+    return f"{bound[0]}:{bound[1]}"
+
+
+__all__ = ["HaMaster", "daily_exports", "read_children", "run_master", "write_children"]

@@ -5,6 +5,10 @@ operator's commands (licence, sites) come to it here and are committed by its wr
 Requests name an ``op`` and its arguments; answers are ``{"ok": true, ...}`` or
 ``{"ok": false, "reason": ..., "detail": ...}``. The operations and their arguments are the
 :class:`AdminOp` table below; :mod:`seatledger.services.operator` is the client.
+
+A standby master (another master is active on the same PostgreSQL ledger) serves the socket
+too, through :class:`AdminRoles`: ``ping`` answers role ``standby``, and every operation is
+refused (reason ``standby``) with one line naming the active master.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from seatledger.master.writer import OperatorCall, OperatorFailed
 from transport.local_socket import serve_json_lines
 
 Submit = Callable[[Any], Awaitable[Any]]
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+STANDBY = "standby"
 
 
 def _install(app: LedgerApp, a: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +104,43 @@ def handler(submit: Submit,
     return handle
 
 
+def standby_handler(active: Callable[[], Awaitable[str]]) -> Handler:
+    """A standby's request handler: ``ping`` says so; operations are refused, naming the
+    active master (``active()`` describes it: ``HOLDER since TIME (term N)``)."""
+    async def handle(request: dict[str, Any]) -> dict[str, Any]:
+        who = await active()
+        if request.get("op") == "ping":
+            return {"ok": True, **describe_process(STANDBY), "active": who}
+        return {"ok": False, "reason": STANDBY,
+                "detail": f"this master is a standby: the active master is {who}; "
+                          "run operator commands on its host"}
+
+    return handle
+
+
+class AdminRoles:
+    """The admin socket of a master that may be standby or active in turn (a PostgreSQL
+    ledger shared with other masters): requests go to whichever role it has now."""
+
+    def __init__(self, active: Callable[[], Awaitable[str]]):
+        self._standby = standby_handler(active)
+        self._handle = self._standby
+
+    def become_active(self, submit: Submit) -> None:
+        self._handle = handler(submit, describe_process)
+
+    def become_standby(self) -> None:
+        self._handle = self._standby
+
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self._handle(request)
+
+    async def serve(self, path: Path, *,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the admin socket at ``path`` until cancelled."""
+        await serve_json_lines(path, self.handle, task_status=task_status)
+
+
 def _refusal(error: BaseException) -> dict[str, Any]:
     return {"ok": False, "reason": type(error).__name__, "detail": str(error)}
 
@@ -109,8 +152,9 @@ async def serve_admin(path: Path, submit: Submit,
     await serve_json_lines(path, handler(submit, describe), task_status=task_status)
 
 
-def describe_process() -> dict[str, Any]:
-    return {"pid": os.getpid(), "role": "active"}
+def describe_process(role: str = "active") -> dict[str, Any]:
+    return {"pid": os.getpid(), "role": role}
 
 
-__all__ = ["OPERATIONS", "describe_process", "handler", "serve_admin"]
+__all__ = ["OPERATIONS", "STANDBY", "AdminRoles", "describe_process", "handler", "serve_admin",
+           "standby_handler"]

@@ -8,7 +8,10 @@ site; the rest lives beside it:
 * :mod:`seatledger.master.writer`: the single ledger writer (group commit: a grant is
   acknowledged only after its batch is durable; operator calls from the admin socket);
 * :mod:`seatledger.master.timer`: a Tick when the licence's next deadline falls due;
-* :mod:`seatledger.master.handshakes`: the cap on connections not yet authenticated.
+* :mod:`seatledger.master.handshakes`: the cap on connections not yet authenticated;
+* :mod:`seatledger.master.lease`: which of several masters on one PostgreSQL ledger is
+  active. A standby listens too (:class:`Standby`): it completes the TLS handshake and
+  answers ``standby``, so that a site tries its other master at once.
 
 The accept loop follows trio's ``serve_listeners``: only "system overloaded" errors from
 ``accept`` are retried (after a pause); any other error propagates and stops the master;
@@ -35,6 +38,7 @@ import trio
 
 from ledger import DisconnectSite, Grant, LedgerApp, ManualClock, Notice, SyncResult
 from ledger.domain.licence import CONNECTED
+from ledger.persistence.fencing import FencedError
 from seatledger.master.handshakes import PendingHandshakes, Place
 from seatledger.master.session import CONNECTION_LOST, Sessions
 from seatledger.master.settings import MasterSettings
@@ -42,6 +46,7 @@ from seatledger.master.timer import DeadlineTimer
 from seatledger.master.translate import STORE_UNAVAILABLE, clock_notice, notice_message
 from seatledger.master.writer import Writer
 from transport import CertificateError, Connection, Error, Role
+from transport._messages import STANDBY
 from transport.pki import SiteIdentity
 from transport.tls import peer_identity
 
@@ -87,7 +92,8 @@ class Master:
         self.writer = Writer(app, ledger_clock, self.now, max_batch=settings.max_batch,
                              queue_size=settings.queue_size, worker_thread=settings.worker_thread,
                              after_batch=self._after_batch,
-                             retry_interval=settings.store_retry_interval)
+                             retry_interval=settings.store_retry_interval,
+                             on_fenced=self.step_down)
         self.sessions = Sessions(app, self.writer, settings)
         self.timer = DeadlineTimer(app, self.submit, refresh_interval=settings.refresh_interval)
         self.handshakes = PendingHandshakes(
@@ -97,6 +103,10 @@ class Master:
         self._store_recovered = trio.Event()
         self._stopping = trio.Event()
         self.stopped = trio.Event()
+        self.stepping_down = trio.Event()
+        """Set when this master may no longer write (its lease is gone): the daemon then
+        cancels it at once, committing nothing more."""
+        self.step_down_reason = ""
         self.listening: list[trio.SocketListener] = []
 
     # ------------------------------------------------------------------ inspection
@@ -126,10 +136,13 @@ class Master:
 
     # ------------------------------------------------------------------ running
     async def run(self, host: str, port: int, *,
+                  listeners: list[trio.SocketListener] | None = None,
                   task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
                   ) -> None:
-        """Serve until cancelled or :meth:`stop` is called; then close cleanly."""
-        listeners = await trio.open_tcp_listeners(port, host=host)
+        """Serve until cancelled or :meth:`stop` is called; then close cleanly. ``listeners``
+        (a standby's, on taking over) are used instead of opening new ones, and closed too."""
+        if listeners is None:
+            listeners = await trio.open_tcp_listeners(port, host=host)
         self.listening = listeners
         try:
             await self._run(listeners, task_status)
@@ -172,6 +185,13 @@ class Master:
     def stop(self) -> None:
         self._stopping.set()
 
+    def step_down(self, why: FencedError | str) -> None:
+        """This master's lease is gone (a fenced commit, or a renewal that failed): it must
+        not write again. The daemon cancels it (see :attr:`stepping_down`)."""
+        if not self.stepping_down.is_set():
+            self.step_down_reason = str(why)
+            self.stepping_down.set()
+
     async def submit(self, command: Any) -> Any:
         """Submit one command and wait until its batch has been committed."""
         return await self.writer.submit(command)
@@ -184,36 +204,11 @@ class Master:
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as loops:
                 for listener in listeners:
-                    loops.start_soon(self._serve_listener, listener, handlers)
+                    loops.start_soon(serve_listener, listener, self.handshakes,
+                                     self._serve_connection, handlers)
                 task_status.started(scope)
         for listener in listeners:  # refuse new connections while the sessions finish
             await trio.aclose_forcefully(listener)
-
-    async def _serve_listener(self, listener: trio.SocketListener,
-                              handlers: trio.Nursery) -> None:
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
-                    raise
-                log.error("accept returned %s (%s); retrying in %s seconds",
-                          errno.errorcode[exc.errno], os.strerror(exc.errno), ACCEPT_RETRY_DELAY)
-                await trio.sleep(ACCEPT_RETRY_DELAY)
-                continue
-            place = self._place_for(stream)
-            if place is None:
-                _close_at_once(stream)
-                continue
-            handlers.start_soon(self._serve_connection, stream, place)
-
-    def _place_for(self, stream: trio.SocketStream) -> Place | None:
-        """A place among the pending handshakes, or None (the stream must be closed)."""
-        try:
-            address = str(stream.socket.getpeername()[0])
-        except OSError:  # the peer has already gone (ENOTCONN): nothing to serve
-            return None
-        return self.handshakes.admit(address)
 
     async def _serve_connection(self, tcp: trio.SocketStream, place: Place) -> None:
         """One accepted connection: handshake, admission, the site's session. Always closes
@@ -222,7 +217,8 @@ class Master:
             if self.refresh_context is not None:
                 self.context = self.refresh_context() or self.context
             tls = trio.SSLStream(tcp, self.context, server_side=True)
-            identity = await self._handshake(tls, place)
+            identity = await handshake(tls, place, self.handshakes,
+                                       self.settings.handshake_timeout)
             if identity is None:
                 return
             refusal = self._refusal(identity)
@@ -232,22 +228,6 @@ class Master:
             await self.sessions.serve(tls, identity.name)
         finally:
             await trio.aclose_forcefully(tcp)
-
-    async def _handshake(self, tls: trio.SSLStream[trio.SocketStream],
-                         place: Place) -> SiteIdentity | None:
-        """The TLS handshake, within the connection's place; the peer's identity, or None if
-        the handshake failed, took too long, or its place was given to another connection."""
-        try:
-            with place.scope, trio.fail_after(self.settings.handshake_timeout):
-                await tls.do_handshake()
-            if place.evicted:
-                return None
-            return peer_identity(tls)
-        except (trio.BrokenResourceError, trio.TooSlowError, CertificateError) as e:
-            log.info("handshake refused: %s", _cause(e))
-            return None
-        finally:
-            self.handshakes.release(place)
 
     def _refusal(self, identity: SiteIdentity) -> Error | None:
         """Why an authenticated peer may not open a session, or None if it may. (The
@@ -299,6 +279,91 @@ class Master:
                     await self.submit(DisconnectSite(name, CONNECTION_LOST))
 
 
+class Standby:
+    """A standby master's listeners: every site that connects completes the TLS handshake
+    and is told ``standby`` (with the active master's name), then the connection closes.
+    Run :meth:`serve` in a nursery; cancel it to take over the same listeners."""
+
+    def __init__(self, context: ssl.SSLContext, active: Callable[[], str], *,
+                 settings: MasterSettings = DEFAULT_SETTINGS):
+        self.context = context
+        self.active = active
+        self.settings = settings
+        self.handshakes = PendingHandshakes(
+            total=settings.max_pending_handshakes,
+            per_address=settings.max_pending_handshakes_per_address)
+        self.refused = 0
+
+    async def serve(self, listeners: list[trio.SocketListener]) -> None:
+        """Answer on ``listeners`` until cancelled (they stay open, for the active phase)."""
+        async with trio.open_nursery() as handlers:
+            for listener in listeners:
+                handlers.start_soon(serve_listener, listener, self.handshakes, self._answer,
+                                    handlers)
+
+    async def _answer(self, tcp: trio.SocketStream, place: Place) -> None:
+        try:
+            tls = trio.SSLStream(tcp, self.context, server_side=True)
+            identity = await handshake(tls, place, self.handshakes,
+                                       self.settings.handshake_timeout)
+            if identity is None:
+                return
+            self.refused += 1
+            await _refuse(tls, Error(STANDBY, f"this master is a standby; the active master "
+                                              f"is {self.active()}"[:4000]))
+        finally:
+            await trio.aclose_forcefully(tcp)
+
+
+# ---------------------------------------------------------------------- shared by both roles
+async def serve_listener(listener: trio.SocketListener, handshakes: PendingHandshakes,
+                         handle: Callable[[trio.SocketStream, Place], Any],
+                         handlers: trio.Nursery) -> None:
+    """Accept on ``listener`` until cancelled, handing each stream (with its place among the
+    pending handshakes) to ``handle`` in ``handlers``; ``handle`` must close it."""
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                raise
+            log.error("accept returned %s (%s); retrying in %s seconds",
+                      errno.errorcode[exc.errno], os.strerror(exc.errno), ACCEPT_RETRY_DELAY)
+            await trio.sleep(ACCEPT_RETRY_DELAY)
+            continue
+        place = _place_for(stream, handshakes)
+        if place is None:
+            _close_at_once(stream)
+            continue
+        handlers.start_soon(handle, stream, place)
+
+
+def _place_for(stream: trio.SocketStream, handshakes: PendingHandshakes) -> Place | None:
+    """A place among the pending handshakes, or None (the stream must be closed)."""
+    try:
+        address = str(stream.socket.getpeername()[0])
+    except OSError:  # the peer has already gone (ENOTCONN): nothing to serve
+        return None
+    return handshakes.admit(address)
+
+
+async def handshake(tls: trio.SSLStream[trio.SocketStream], place: Place,
+                    handshakes: PendingHandshakes, timeout: float) -> SiteIdentity | None:
+    """The TLS handshake, within the connection's place; the peer's identity, or None if
+    the handshake failed, took too long, or its place was given to another connection."""
+    try:
+        with place.scope, trio.fail_after(timeout):
+            await tls.do_handshake()
+        if place.evicted:
+            return None
+        return peer_identity(tls)
+    except (trio.BrokenResourceError, trio.TooSlowError, CertificateError) as e:
+        log.info("handshake refused: %s", _cause(e))
+        return None
+    finally:
+        handshakes.release(place)
+
+
 async def _refuse(tls: trio.SSLStream[trio.SocketStream], error: Error) -> None:
     """Tell an authenticated peer why it is refused, then close the TLS stream cleanly (a
     close_notify, not a bare EOF)."""
@@ -336,4 +401,5 @@ def trio_now(start: datetime) -> Callable[[], datetime]:
     return now
 
 
-__all__ = ["ACCEPT_CAPACITY_ERRNOS", "Master", "MasterSettings", "trio_now"]
+__all__ = ["ACCEPT_CAPACITY_ERRNOS", "Master", "MasterSettings", "Standby", "handshake",
+           "serve_listener", "trio_now"]

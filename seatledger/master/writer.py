@@ -13,6 +13,11 @@ from then on answers at once with :class:`StoreUnavailable` until ``retry_interv
 passed; the next batch after that is tried for real, and the first that commits ends the
 outage. So nothing is acknowledged that is not durable, and the master recovers by itself
 when space returns.
+
+A commit refused by its fence (:class:`~ledger.persistence.fencing.FencedError`: a standby
+master took the lease) is no outage: this master may not write any more. The writer calls
+``on_fenced`` and stops there, answering nothing more, so that the daemon steps down; the
+requests it holds were not recorded and are never acknowledged.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ import logging
 import math
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 import trio
 
 from ledger import LedgerApp, LedgerError, ManualClock, StoreError, Tick
+from ledger.persistence.fencing import FencedError
 
 log = logging.getLogger("seatledger.master")
 
@@ -80,8 +86,12 @@ class Writer:
 
     def __init__(self, app: LedgerApp, ledger_clock: ManualClock, now: Callable[[], datetime], *,
                  max_batch: int, queue_size: int, worker_thread: bool,
-                 after_batch: Callable[[list[Any]], None], retry_interval: float = 5.0):
+                 after_batch: Callable[[list[Any]], None], retry_interval: float = 5.0,
+                 on_fenced: Callable[[FencedError], None] | None = None):
         self.app = app
+        self.on_fenced = on_fenced
+        self.fenced: FencedError | None = None
+        """Why this writer stopped writing for good (its lease is gone), once it has."""
         self.ledger_clock = ledger_clock
         self.now = now
         self.max_batch = max_batch
@@ -181,12 +191,23 @@ class Writer:
             else:
                 outcomes = self._execute(commands)
                 await trio.lowlevel.checkpoint()
+        except FencedError as e:
+            await self._stop_fenced(e)
         except StoreError as e:
             self._store_failed(e)
             return self._unavailable(commands, e)
         if self.store_error is not None and not operator:
             self._store_recovered()
         return outcomes
+
+    async def _stop_fenced(self, error: FencedError) -> NoReturn:
+        """Another master is active: write nothing more, answer nothing more; wait to be
+        cancelled by the daemon stepping down."""
+        log.critical("a commit was fenced off (%s): this master steps down", error)
+        self.fenced = error
+        if self.on_fenced is not None:
+            self.on_fenced(error)
+        await trio.sleep_forever()
 
     def _unavailable(self, commands: list[Any], error: StoreError) -> list[Any]:
         self.unavailable_answers += len(commands)
@@ -215,6 +236,8 @@ class Writer:
         if len(commands) == 1 and isinstance(commands[0], OperatorCall):
             try:
                 return [commands[0].run(self.app)]
+            except FencedError:
+                raise  # not the operator's failure: this master may no longer write
             except LedgerError as e:  # refused before anything was recorded
                 return [OperatorFailed(e)]
         if not self.app.has_licence:
@@ -224,6 +247,8 @@ class Writer:
         self.app.refresh()
         try:
             return self.app.execute(commands)
+        except FencedError:
+            raise  # not a race with another process of ours: the lease is gone
         except StoreError:
             # Another process committed between our refresh and our commit (a store shared
             # with an older tool). Nothing of this batch was recorded and the ledger has

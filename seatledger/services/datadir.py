@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from ledger import create_key_file
-from seatledger.config.ca import create_ca
+from seatledger.config.ca import create_ca, master_names
 from seatledger.config.keys import create_signing_key, ensure_export_keys, write_private
 from seatledger.config.licence_file import LicenceSignatureError, minisign_key_fingerprint
 from seatledger.config.settings import Config, Layout, load_config, render_config
@@ -15,7 +16,8 @@ from seatledger.services.errors import Refused
 
 
 def init_data_dir(root: Path, *, origin: str | None = None, store_url: str | None = None,
-                  vendor_key: Path | None = None, history: bool = True) -> Config:
+                  vendor_key: Path | None = None, history: bool = True,
+                  also_names: Sequence[str] = ()) -> Config:
     """Create the data directory ``root`` (0700) and everything in it; returns its config.
 
     ``vendor_key`` is the vendor's licence-signing public key, pinned here: only licences it
@@ -23,9 +25,17 @@ def init_data_dir(root: Path, *, origin: str | None = None, store_url: str | Non
     licence is installed); a recipient's data directory, which imports another master's
     history, begins none.
 
+    ``also_names``: more host names or IP addresses for the master's certificate (a standby
+    master's, see docs/standby.md).
+
     Raises:
-        Refused: ``root`` already holds a data directory, or ``vendor_key`` is not a key.
+        Refused: ``root`` already holds a data directory, ``vendor_key`` is not a key, or a
+            name in ``also_names`` is neither a host name nor an IP address.
     """
+    try:
+        master_names(also_names)
+    except ValueError as e:
+        raise Refused(f"--also-name: {e}") from None
     pinned = None
     if vendor_key is not None:
         try:
@@ -46,7 +56,7 @@ def init_data_dir(root: Path, *, origin: str | None = None, store_url: str | Non
     create_key_file(layout.at_rest_key)
     layout.keys.chmod(0o700)
     create_signing_key(layout.signing_key, layout.signing_pub)
-    create_ca(layout.ca_dir, origin)
+    create_ca(layout.ca_dir, origin, also_names)
     ensure_export_keys(layout)
     if pinned is not None:
         write_private(layout.vendor_key, pinned.encode("ascii"))

@@ -3,6 +3,10 @@
 While a master runs it is the store's only writer, so a command goes to it over its admin
 socket and is committed in its batches; with no master running the command takes the data
 directory's lock and writes the store itself. Either way the caller gets the same answers.
+
+On a PostgreSQL ledger shared by several masters, the active master (the lease's holder) is
+the writer: a standby's admin socket refuses, naming it, and with no master on this host a
+command still refuses while another host's master holds the lease.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from seatledger.config.licence_file import LicenceRequest
 from seatledger.config.lock import DataDirBusyError, DataDirLock
 from seatledger.config.settings import Config
 from seatledger.config.store import open_ledger
-from seatledger.master.admin import OPERATIONS
+from seatledger.master.admin import OPERATIONS, STANDBY
+from seatledger.master.lease import LeaseError, LeaseState, is_postgres, read_lease
 from seatledger.services.errors import Refused
 from transport.local_socket import StaleSocketError, request
 
@@ -60,6 +65,8 @@ class AdminPort:
         except OSError as e:
             raise Refused(f"cannot reach the master's admin socket {self.path}: "
                           f"{e.strerror or e}") from None
+        if not answer.get("ok") and answer.get("reason") == STANDBY:
+            raise Refused(str(answer.get("detail")))
         if not answer.get("ok"):
             raise OperatorError(str(answer.get("detail") or answer.get("reason")))
         return answer
@@ -75,11 +82,30 @@ def operator_port(config: Config) -> Iterator[LedgerPort]:
         yield AdminPort(config, e.holder)
         return
     try:
+        active = active_master(config)
+        if active is not None and active.live and active.holder:
+            raise Refused(f"the active master is {active.describe()}: run operator commands "
+                          "on its host")
         with open_ledger(config) as app:
             app.start_trial()  # a data directory of an earlier version may hold no history
             yield DirectPort(app)
     finally:
         lock.release()
+
+
+def active_master(config: Config) -> LeaseState | None:
+    """The lease of a PostgreSQL ledger (who is active, since when); None for another store
+    or when no master ever held it.
+
+    Raises:
+        Refused: the database cannot be reached.
+    """
+    if not is_postgres(config.store_url):
+        return None
+    try:
+        return read_lease(config.store_url)
+    except LeaseError as e:
+        raise Refused(str(e)) from None
 
 
 def install_licence(port: LedgerPort, config: Config, path: Path) -> dict[str, Any]:
@@ -134,6 +160,6 @@ def revoke_site(port: LedgerPort, name: str) -> int:
     return int(port.call("site.revoke", name=name)["released"])
 
 
-__all__ = ["AdminPort", "DirectPort", "LedgerPort", "OperatorError", "install_licence",
+__all__ = ["AdminPort", "active_master", "DirectPort", "LedgerPort", "OperatorError", "install_licence",
            "licence_request", "list_sites", "operator_port", "pinned_vendor_key", "revoke_site",
            "show_licence"]

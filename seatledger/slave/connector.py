@@ -37,7 +37,14 @@ from ledger import ReleaseReason
 from seatledger.config.bundle import Bundle
 from seatledger.slave.errors import LinkLostError, MasterUnreachableError, SeatRefusedError
 from seatledger.slave.journal import Journal, LocalSeat, held_by_class
-from seatledger.slave.link import Answer, MasterLink, SyncPayload, open_tls_stream, run_session
+from seatledger.slave.link import (
+    Answer,
+    MasterLink,
+    StandbyMasterError,
+    SyncPayload,
+    open_tls_stream,
+    run_session,
+)
 from seatledger.slave.policy import (
     Alert,
     AlertSeverity,
@@ -70,6 +77,11 @@ class SlaveSettings:
     answer_timeout: float = 3.0
     """Seconds an acquire or release waits for the master before the offline rules decide."""
     missed_heartbeats: int = 3
+    standby_retry: float = 0.5
+    """Seconds before trying again after a round in which a master answered ``standby``
+    (a failover is under way: the standby takes over within its lease's time)."""
+    failover_wait: float = 60.0
+    """For how long such rounds are retried quickly, without counting as failed rounds."""
 
     def rules(self) -> OfflineRules:
         return OfflineRules(cutoff_attempts=self.cutoff_attempts, demo_limit=self.demo_limit,
@@ -111,6 +123,7 @@ class SlaveConnector:
         self._stopping = False
         self._stopped = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._standby_since: float | None = None
 
     @property
     def state(self) -> SlaveState:
@@ -257,6 +270,7 @@ class SlaveConnector:
     async def _run(self) -> None:
         try:
             while not self._stopping:
+                standby = False
                 for address in self.bundle.addresses():
                     self._connecting = True
                     try:
@@ -268,6 +282,10 @@ class SlaveConnector:
                             on_notice=self._notice,
                             handshake_timeout=self.settings.connect_timeout,
                             missed_heartbeats=self.settings.missed_heartbeats)
+                    except StandbyMasterError as e:
+                        log.info("%s; trying the other master", e)
+                        standby = True
+                        continue
                     except MasterUnreachableError as e:
                         log.info("%s", e)
                         continue
@@ -278,10 +296,21 @@ class SlaveConnector:
                     log.info("session ended: %s", reason.value if reason else "aborted")
                     break
                 else:
+                    if standby and self._failing_over():
+                        await trio.sleep(self.settings.standby_retry)
+                        continue
                     self._round_failed()
                     await trio.sleep(self.policy.retry_delay)
         finally:
             self._stopped.set()
+
+    def _failing_over(self) -> bool:
+        """Whether a round in which a master answered ``standby`` is retried soon without
+        counting as failed: for ``failover_wait`` seconds after the first such round."""
+        now = trio.current_time()
+        if self._standby_since is None:
+            self._standby_since = now
+        return now - self._standby_since < self.settings.failover_wait
 
     def _sync_payload(self) -> SyncPayload:
         return SyncPayload(tuple(offline_event(e) for e in self.journal.pending()),
@@ -294,6 +323,7 @@ class SlaveConnector:
         self._alerts(self.policy.synced(link.limits, self._now(), done.applied, done.skipped))
         self.journal.remember(self.policy.remembered())
         self._connecting = False
+        self._standby_since = None
         self._link = link
         self.connected_to = link.address
         self._online.set()

@@ -43,6 +43,7 @@ from transport import (
     SyncDone,
     Welcome,
 )
+from transport._messages import STANDBY
 from transport.shell import CloseReason, Link
 
 log = logging.getLogger("seatledger.slave")
@@ -50,6 +51,10 @@ log = logging.getLogger("seatledger.slave")
 SYNC_CHUNK = 500  # offline events per Sync message, well inside the frame limit
 
 Answer = Granted | Refused | Released
+
+
+class StandbyMasterError(MasterUnreachableError):
+    """The master answered ``standby``: another master is (or is about to be) active."""
 
 
 @attrs.frozen
@@ -182,6 +187,7 @@ async def run_session(stream: trio.abc.Stream, address: str, site: str, *,
     Returns why the synced session ended.
 
     Raises:
+        StandbyMasterError: the master is a standby (try the other one now).
         MasterUnreachableError: no synced session was established (the cause is chained).
     """
     master: MasterLink | None = None
@@ -195,6 +201,8 @@ async def run_session(stream: trio.abc.Stream, address: str, site: str, *,
                 for message in sync_messages(sent, chunk):
                     await link.send(message)
                 done = await _expect(link, SyncDone, on_notice)
+        except _StandbyAnswer as e:
+            raise StandbyMasterError(f"{address} is a standby master: {e}") from e
         except (trio.TooSlowError, trio.EndOfChannel, trio.ClosedResourceError,
                 _UnexpectedError) as e:
             raise MasterUnreachableError(f"no session with {address}: {e}") from e
@@ -211,6 +219,10 @@ class _UnexpectedError(Exception):
     """The master answered the handshake with something else (an Error, usually)."""
 
 
+class _StandbyAnswer(_UnexpectedError):
+    """The master answered the handshake with Error ``standby``."""
+
+
 M = TypeVar("M", bound=Message)
 
 
@@ -221,6 +233,9 @@ async def _expect(link: Link, kind: type[M], on_notice: Callable[[Notice], None]
         try:
             message = await link.receive()
         except trio.EndOfChannel:
+            farewell = link.farewell
+            if isinstance(farewell, Error) and farewell.code == STANDBY:
+                raise _StandbyAnswer(farewell.text) from None
             reason = link.close_reason.value if link.close_reason else "closed"
             detail = f" ({link.remote_error})" if link.remote_error else ""
             raise _UnexpectedError(f"the master closed the connection: {reason}{detail}"
@@ -231,9 +246,11 @@ async def _expect(link: Link, kind: type[M], on_notice: Callable[[Notice], None]
     if isinstance(message, kind):
         return message
     if isinstance(message, Error):
+        if message.code == STANDBY:
+            raise _StandbyAnswer(message.text)
         raise _UnexpectedError(f"master refused: {message.code}: {message.text}")
     raise _UnexpectedError(f"expected {kind.__name__}, got {type(message).__name__}")
 
 
-__all__ = ["SYNC_CHUNK", "Answer", "MasterLink", "SyncPayload", "open_tls_stream", "run_session",
+__all__ = ["SYNC_CHUNK", "Answer", "MasterLink", "StandbyMasterError", "SyncPayload", "open_tls_stream", "run_session",
            "sync_messages"]
