@@ -15,6 +15,7 @@ import attrs
 from exporters import DayResult
 from ledger import LedgerApp, ManualClock
 from ledger.persistence.fencing import Fence
+from seatledger.alerts import Dispatcher, load_alert_settings
 from seatledger.config.bundle import Bundle
 from seatledger.config.ca import crl_path, load_crl
 from seatledger.config.settings import Config, ConfigError
@@ -105,6 +106,12 @@ def build_master(config: Config, *, now: Callable[[], datetime] = wall_clock,
     return master
 
 
+def build_alerts(config: Config) -> Dispatcher:
+    """The alert dispatcher for ``[alerts]`` (no channel, so nothing sent, without it).
+    Raises ConfigError."""
+    return load_alert_settings(config).dispatcher(master=config.origin)
+
+
 def build_slave(bundle: Bundle, state_dir: Path, *, settings: SlaveSettings | None = None,
                 now: Callable[[], datetime] | None = None) -> SlaveConnector:
     return SlaveConnector(bundle, state_dir, settings=settings or SlaveSettings(), now=now)
@@ -144,6 +151,6 @@ def export_schedule(config: Config) -> ExportSchedule | None:
     return ExportSchedule(config)
 
 
-__all__ = ["ConfigError", "ExportSchedule", "build_master", "build_slave", "export_schedule",
+__all__ = ["ConfigError", "ExportSchedule", "build_alerts", "build_master", "build_slave", "export_schedule",
            "follower_command", "master_context", "master_settings", "open_fenced_ledger",
            "standby_context", "wall_clock"]

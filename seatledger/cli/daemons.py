@@ -14,6 +14,7 @@ from seatledger.cli.exits import EXIT_OK
 from seatledger.cli.seat import socket_path
 from seatledger.config.bundle import Bundle
 from seatledger.config.settings import data_dir_from, load_config
+from seatledger.daemons.logs import LOG_FORMATS, configure_logging
 from seatledger.daemons.master import run_master
 from seatledger.daemons.slave import run_slave
 from seatledger.slave.connector import SlaveSettings
@@ -23,6 +24,7 @@ def cmd_master(args: argparse.Namespace) -> int:
     import trio
 
 
+    configure_logging(args.log_format)
     config = load_config(data_dir_from(args.data_dir))
     listen = args.listen or config.listen
     trio.run(lambda: run_master(
@@ -36,11 +38,13 @@ def cmd_slave(args: argparse.Namespace) -> int:
     import trio
 
 
+    configure_logging(args.log_format)
     bundle = Bundle.read(Path(args.bundle))
     state = Path(args.state_dir).absolute()
     settings = SlaveSettings(retry_interval=args.retry, cutoff_attempts=args.attempts,
                              cutoff_retry=args.cutoff_retry)
     trio.run(lambda: run_slave(bundle, state, socket_path=socket_path(args), settings=settings,
+                               log_alerts=args.log_format == "json",
                                ready=lambda where: print(f"seatledger slave {bundle.site}: "
                                                          f"socket {where}", flush=True)))
     return EXIT_OK
@@ -52,6 +56,7 @@ def register(sub: Any, add: Add, common: argparse.ArgumentParser) -> None:
     p.add_argument("--standby", action="store_true",
                    help="stay a standby (PostgreSQL store shared with another master): never "
                         "take the lease, e.g. for maintenance")
+    _log_format(p)
 
     slave_help = "the slave's state directory (journal and socket; default ./seatledger-slave)"
     p = add(sub, "slave", cmd_slave, "run a slave connector with its local socket")
@@ -62,3 +67,10 @@ def register(sub: Any, add: Add, common: argparse.ArgumentParser) -> None:
                    help="interval between reconnection attempts")
     p.add_argument("--attempts", type=int, default=3, help="failed attempts before cut-off")
     p.add_argument("--cutoff-retry", type=duration_arg, default=900, metavar="15m")
+    _log_format(p)
+
+
+def _log_format(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                   help="text (plain lines) or json (one JSON object a line: time, level, "
+                        "event, site, ...)")

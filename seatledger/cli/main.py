@@ -45,6 +45,8 @@ _GROUPS: tuple[_Group, ...] = (
                        ("report", "usage statements (table, csv, json, html)"),
                        ("projections", "the read models fed from the ledger"))),
     _Group("export", (("export", "the daily audit export and the recipient's side"),)),
+    _Group("doctor", (("doctor", "check a data directory: config, key and file modes, disk, "
+                                 "seal, export, licence, clock"),)),
     _Group("daemons", (("master", "run the master daemon (until SIGINT/SIGTERM)"),
                        ("slave", "run a slave connector with its local socket"))),
     _Group("seat", (("seat", "talk to a running slave, as a dialler would"),)),

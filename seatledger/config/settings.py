@@ -171,6 +171,61 @@ def _get(table: dict[str, Any], key: str, kind: Any, default: Any, section: str)
     return value
 
 
+# Addresses an HTTP listener (``[web]``, ``[metrics]``) may serve on in plain HTTP without a
+# login; anywhere else (127.0.0.2 included) it needs HTTPS and a token.
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@attrs.frozen
+class HttpListener:
+    """An HTTP listener of ``[web]`` (the dashboard) or ``[metrics]`` (Prometheus)."""
+
+    section: str
+    host: str
+    port: int
+    tls: bool = False
+    cert_file: Path | None = None  # None with tls: issued from the data directory's CA
+    key_file: Path | None = None
+    token_file: Path | None = None  # a bearer token (0600); required off 127.0.0.1
+
+    @property
+    def local(self) -> bool:
+        return self.host in LOCAL_HOSTS
+
+
+def http_listener(raw: dict[str, Any], section: str, default_listen: str,
+                  root: Path) -> HttpListener | None:
+    """The ``[section]`` listener, or None when the table is absent (not served). Relative
+    paths are under ``root``.
+
+    Raises:
+        ConfigError: a wrong value, or an address other than 127.0.0.1 without ``tls = true``
+            and a ``token_file``.
+    """
+    if section not in raw:
+        return None
+    table = _table(raw, section)
+    listen = _get(table, "listen", str, default_listen, section)
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{CONFIG_NAME}: [{section}] listen {listen!r}: use HOST:PORT")
+
+    def path(key: str) -> Path | None:
+        value = _get(table, key, str, "", section)
+        return (root / value) if value else None
+
+    listener = HttpListener(section, host.strip("[]"), int(port),
+                            tls=_get(table, "tls", bool, False, section),
+                            cert_file=path("cert_file"), key_file=path("key_file"),
+                            token_file=path("token_file"))
+    if (listener.cert_file is None) != (listener.key_file is None):
+        raise ConfigError(f"{CONFIG_NAME}: [{section}] cert_file and key_file go together")
+    if not listener.local and not (listener.tls and listener.token_file is not None):
+        raise ConfigError(f"{CONFIG_NAME}: [{section}] listens on {listen}, beyond this host: "
+                          "it needs tls = true and a token_file")
+    return listener
+
+
 def render_config(origin: str, store_url: str | None) -> str:
     """The initial seatledger.toml written by ``seatledger init``."""
     store_line = (

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import trio
@@ -26,8 +27,10 @@ import trio
 from exporters import ExportError
 from ledger import LedgerError, ManualClock, StoreError
 from ledger.persistence.fencing import FencedError
+from seatledger.alerts import Dispatcher, child_alert, export_failed_alert, observed_alert
 from seatledger.bootstrap import (
     ExportSchedule,
+    build_alerts,
     build_master,
     export_schedule,
     follower_command,
@@ -49,8 +52,9 @@ from seatledger.master.lease import (
     ha_settings,
     is_postgres,
 )
-from seatledger.master.server import Master, Standby
+from seatledger.master.server import Master, Observed, Standby
 from seatledger.master.writer import OperatorFailed
+from seatledger.web import master_listeners, serve_master_web
 
 log = logging.getLogger("seatledger")
 
@@ -72,12 +76,14 @@ async def run_master(config: Config, listen: str, *,
     """
     host, port = parse_address(listen)
     schedule = export_schedule(config)
+    master_listeners(config)  # a wrong [web] or [metrics] fails before anything starts
+    alerts = build_alerts(config)
     if is_postgres(config.store_url):
         settings = ha_settings(config)
         lock = await _lock_data_dir(config)
         try:
             daemon = HaMaster(config, host, port, settings, schedule, ready=ready,
-                              standby=standby, force_standby=force_standby)
+                              standby=standby, force_standby=force_standby, alerts=alerts)
             await daemon.run()
         finally:
             lock.release()
@@ -93,15 +99,19 @@ async def run_master(config: Config, listen: str, *,
         raise
     try:
         follower = Supervisor("read-model follower", follower_command(config, os.getpid()),
-                              on_change=lambda s: write_children(config, s))
+                              on_change=child_changed(config, alerts, master.now))
+        alert_on(master, alerts)
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(alerts.run)
             nursery.start_soon(follower.run)
             await nursery.start(_stop_on_signal, master)
             listeners = await nursery.start(master.run, host, port)
             await nursery.start(serve_admin, config.layout.admin_socket, master.submit,
                                 describe_process)
+            await nursery.start(serve_master_web, config, master, *master_listeners(config))
             if schedule is not None:
-                nursery.start_soon(daily_exports, master, schedule)
+                nursery.start_soon(functools.partial(daily_exports, master, schedule,
+                                                     alerts=alerts))
             bound = listeners[0].socket.getsockname()
             if ready is not None:
                 ready(f"{bound[0]}:{bound[1]}")
@@ -144,6 +154,32 @@ def write_children(config: Config, status: ChildStatus) -> None:
         log.error("cannot record %s's state (%s): %s", status.name, status.state, e)
 
 
+def alert_on(master: Master, alerts: Dispatcher) -> None:
+    """Send what ``master`` observes (notices, sites cut off and back) to ``alerts``."""
+    if not alerts.active:  # no channel: the master need not observe anything
+        return
+
+    def observe(what: Observed) -> None:
+        alert = observed_alert(what, master.now())
+        if alert is not None:
+            alerts.submit(alert)
+
+    master.observers.append(observe)
+
+
+def child_changed(config: Config, alerts: Dispatcher,
+                  now: Callable[[], datetime]) -> Callable[[ChildStatus], None]:
+    """A supervised child's new state: recorded for ``status``, and alerted on failure."""
+    def changed(status: ChildStatus) -> None:
+        write_children(config, status)
+        alert = child_alert(status.name, str(status.state), status.last_exit, status.restarts,
+                            now())
+        if alert is not None:
+            alerts.submit(alert)
+
+    return changed
+
+
 def read_children(config: Config) -> dict[str, dict[str, object]]:
     """What the running (or last) master reported about its children; {} if nothing."""
     try:
@@ -163,9 +199,10 @@ async def _stop_on_signal(master: Master, *,
             return
 
 
-async def daily_exports(master: Master, schedule: ExportSchedule) -> None:
+async def daily_exports(master: Master, schedule: ExportSchedule, *,
+                        alerts: Dispatcher | None = None) -> None:
     """Run the audit export at the configured UTC time, catching up missed days. A failed
-    run is logged and retried at the next run: licensing goes on meanwhile."""
+    run is logged (and alerted) and retried at the next run: licensing goes on meanwhile."""
     while True:
         at = schedule.next_run(master.now())
         await trio.sleep(max(0.0, (at - master.now()).total_seconds()))
@@ -184,6 +221,8 @@ async def daily_exports(master: Master, schedule: ExportSchedule) -> None:
             return
         except (ConfigError, ExportError, LedgerError, OSError) as e:
             log.error("daily export failed (retried at the next run): %s", e)
+            if alerts is not None:
+                alerts.submit(export_failed_alert(str(e), master.now()))
 
 
 class HaMaster:
@@ -193,8 +232,10 @@ class HaMaster:
     def __init__(self, config: Config, host: str, port: int, settings: HaSettings,
                  schedule: ExportSchedule | None, *,
                  ready: Callable[[str], None] | None = None,
-                 standby: Callable[[str], None] | None = None, force_standby: bool = False):
+                 standby: Callable[[str], None] | None = None, force_standby: bool = False,
+                 alerts: Dispatcher | None = None):
         self.config = config
+        self.alerts = alerts or Dispatcher(())
         self.host = host
         self.port = port
         self.settings = settings
@@ -233,6 +274,7 @@ class HaMaster:
             async with trio.open_nursery() as nursery:
                 await nursery.start(_watch_signals, self.stop)
                 await nursery.start(self.roles.serve, self.config.layout.admin_socket)
+                nursery.start_soon(self.alerts.run)
                 while not self.stopping.is_set():
                     listeners = await trio.open_tcp_listeners(self.port, host=self.host)
                     if not await self._standby(listeners):
@@ -333,13 +375,17 @@ class HaMaster:
         """Run ``master`` (and the follower and the daily export) until it stops or steps
         down."""
         follower = Supervisor("read-model follower", follower_command(self.config, os.getpid()),
-                              on_change=lambda s: write_children(self.config, s))
+                              on_change=child_changed(self.config, self.alerts, master.now))
+        alert_on(master, self.alerts)
         nursery.start_soon(follower.run)
         await nursery.start(functools.partial(master.run, self.host, self.port,
                                               listeners=listeners))
         self.roles.become_active(self._submit)
+        await nursery.start(serve_master_web, self.config, master,
+                            *master_listeners(self.config))
         if self.schedule is not None:
-            nursery.start_soon(daily_exports, master, self.schedule)
+            nursery.start_soon(functools.partial(daily_exports, master, self.schedule,
+                                                 alerts=self.alerts))
         if self.stopping.is_set():
             master.stop()
         if self.ready is not None:
@@ -410,4 +456,5 @@ def _bound(listeners: list[trio.SocketListener]) -> str:
     return f"{bound[0]}:{bound[1]}"
 
 
-__all__ = ["HaMaster", "daily_exports", "read_children", "run_master", "write_children"]
+__all__ = ["HaMaster", "alert_on", "child_changed", "daily_exports", "read_children",
+           "run_master", "write_children"]

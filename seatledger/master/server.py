@@ -34,6 +34,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import attrs
 import trio
 
 from ledger import DisconnectSite, Grant, LedgerApp, ManualClock, Notice, SyncResult
@@ -62,6 +63,25 @@ DEFAULT_SETTINGS = MasterSettings()
 _LINGER_RESET = struct.pack("ii", 1, 0)  # close with a reset: nothing lingers in the kernel
 
 
+@attrs.frozen
+class NoticeIssued:
+    """Observed: a notice the master broadcast (over-use, grace, enforcement, expiry, export)."""
+
+    notice: Notice
+
+
+@attrs.frozen
+class SiteStateChanged:
+    """Observed: a site's recorded state changed in a batch (``previous`` None: new)."""
+
+    site: str
+    state: str
+    previous: str | None
+
+
+Observed = NoticeIssued | SiteStateChanged
+
+
 class Master:
     """The master daemon's state and tasks. Run :meth:`run` in a nursery or trio.run."""
 
@@ -83,6 +103,12 @@ class Master:
         self.settings = settings
         self._now = now
         self.on_commit = on_commit
+        # Set by the daemon for its metrics: every batch's outcomes, after the batch.
+        self.observe_outcomes: Callable[[list[Any]], None] | None = None
+        # Observers (alerts, ...): told in the event loop, after each batch, of its notices
+        # and of sites whose state changed. They must not block or wait.
+        self.observers: list[Callable[[Observed], None]] = []
+        self._site_states: dict[str, str] | None = None
         # Recorded time follows trio's clock (monotonic; MockClock in tests) from the last
         # recorded time: a wall-clock step is recorded, never followed.
         # The wall clock is read live, beside each monotonic reading, so that a step is told
@@ -250,6 +276,10 @@ class Master:
         if available and not self._store_was_available:
             self._store_recovered.set()
         self._store_was_available = available
+        if self.observe_outcomes is not None:
+            self.observe_outcomes(outcomes)
+        if self.observers and self.app.has_licence:
+            self._observe_sites()
         if self.on_commit is not None:
             self.on_commit()
 
@@ -262,11 +292,25 @@ class Master:
                 notices += outcome.notices
         for notice in notices:
             self.sessions.broadcast(notice_message(notice))
+            self._observe(NoticeIssued(notice))
         for wall, expected in self.app.take_clock_steps():
             log.critical("wall clock stepped: reads %s, expected %s", wall, expected)
             stepped = clock_notice(wall, expected)
             self.sessions.standing = [stepped]
             self.sessions.broadcast(stepped)
+
+    def _observe(self, what: Observed) -> None:
+        for observer in self.observers:
+            observer(what)
+
+    def _observe_sites(self) -> None:
+        states = {name: str(site.status) for name, site in self.app.licence.sites.items()}
+        if self._site_states is not None:  # the first batch sets the baseline
+            for name, state in states.items():
+                previous = self._site_states.get(name)
+                if state != previous:
+                    self._observe(SiteStateChanged(name, state, previous))
+        self._site_states = states
 
     async def _after_store_outages(self) -> None:
         """After the store comes back, record the sites that left while it could not be
@@ -401,5 +445,5 @@ def trio_now(start: datetime) -> Callable[[], datetime]:
     return now
 
 
-__all__ = ["ACCEPT_CAPACITY_ERRNOS", "Master", "MasterSettings", "Standby", "handshake",
-           "serve_listener", "trio_now"]
+__all__ = ["ACCEPT_CAPACITY_ERRNOS", "Master", "MasterSettings", "NoticeIssued", "Observed",
+           "SiteStateChanged", "Standby", "handshake", "serve_listener", "trio_now"]

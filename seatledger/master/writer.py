@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NoReturn
@@ -110,6 +111,8 @@ class Writer:
         self._outage_started = 0.0
         self.outages = 0
         self.unavailable_answers = 0
+        self.observer: Callable[[int, float], None] | None = None
+        """Called after each batch with its size and the seconds its commit took (metrics)."""
 
     @property
     def available(self) -> bool:
@@ -167,13 +170,17 @@ class Writer:
                     break
             outcomes: list[Any] = []
             async with self._lock:
+                began = time.perf_counter()
                 for segment in _segments(batch):
                     outcomes += await self._commit([r.command for r in segment])
+                took = time.perf_counter() - began
             self.batches += 1
             self.committed += len(batch)
             self.largest_batch = max(self.largest_batch, len(batch))
             for request, outcome in zip(batch, outcomes, strict=True):
                 request.reply(outcome)
+            if self.observer is not None:
+                self.observer(len(batch), took)
             self.after_batch(outcomes)
 
     async def _commit(self, commands: list[Any]) -> list[Any]:
