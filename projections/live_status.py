@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, inspect, select
 
+from ledger.domain.hours import Balance, HoursEventKind, apply_hours_event
 from ledger.domain.licence import Licence
 from ledger.domain.pools import Pool, PoolEventKind, PoolState, apply_pool_event, pool_limits
 from ledger.domain.values import AGENT_CLASSES, ReleaseReason, SiteState
@@ -24,12 +25,19 @@ from ledger.domain.values import AGENT_CLASSES, ReleaseReason, SiteState
 from .base import Handler, Projection
 from .engine import upsert, write_rows
 from .labels import Labels, LabelSeal, labels_for
-from .schema import TABLES_BY_PROJECTION, status_licence, status_pools, status_sites
-from .timestamps import from_us, maybe_from_us, maybe_to_us, to_us
+from .schema import (
+    TABLES_BY_PROJECTION,
+    status_hours,
+    status_licence,
+    status_pools,
+    status_sites,
+)
+from .timestamps import US_PER_HOUR, from_us, maybe_from_us, maybe_to_us, to_us
 
 # Releases the site itself asked for; the others are the master's doing.
 _SITE_RELEASES = frozenset({ReleaseReason.LOGOFF, ReleaseReason.RECONCILED})
 _GRANTED, _RELEASED = PoolEventKind.SEAT_GRANTED, PoolEventKind.SEAT_RELEASED
+_HOURS_GRANTED, _HOURS_RELEASED = HoursEventKind.GRANTED, HoursEventKind.RELEASED
 
 
 # ------------------------------------------------------------------ answers
@@ -79,10 +87,19 @@ class Status:
     serial: int = 0
     notice: str = ""  # the latest warning about the licence or the export obligation
     export_overdue: bool = False
+    # Agent-hours of the classes with an hours allowance, as of their own ``as_of``: a
+    # balance's ``left_at(now)`` is what is left now (the seats held keep burning).
+    hours: tuple[Balance, ...] = ()
 
     @property
     def seats_in_use(self) -> int:
         return sum(s.seats for s in self.sites)
+
+    @property
+    def cut_off_seats(self) -> tuple[SiteStatus, ...]:
+        """The sites cut off that still hold seats: the master keeps counting them until the
+        site reconnects and syncs, an operator releases them, or the site is revoked."""
+        return tuple(s for s in self.sites if s.status == SiteState.CUT_OFF and s.seats)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for JSON (datetimes left as datetimes)."""
@@ -98,6 +115,21 @@ def _pool_row(p: Pool) -> tuple[Any, ...]:
     return (p.name, p.limit, p.in_use, str(p.state), maybe_to_us(p.deadline),
             maybe_to_us(p.opened_at), maybe_to_us(p.closed_at), p.overuse, p.severity,
             p.enforced)
+
+
+def _hours_row(b: Balance) -> tuple[Any, ...]:
+    """As a ``view_status_hours`` row (column order)."""
+    return (b.agent_class, to_us(b.as_of), b.left_us, b.held, b.base_us, b.added_us,
+            b.notified, b.exhausted)
+
+
+def _hours_from_row(r: Any) -> Balance:
+    return Balance(r["agent_class"], from_us(r["as_of_us"]), r["left_us"], r["held"],
+                   r["base_us"], r["added_us"], r["notified"], bool(r["exhausted"]))
+
+
+def _hours_order(b: Balance) -> int:
+    return AGENT_CLASSES.index(b.agent_class)
 
 
 def _pool_view(p: Pool) -> PoolStatus:
@@ -145,6 +177,7 @@ class LiveStatusProjection(Projection):
         self.licence: dict[str, Any] | None = None
         self.pools: dict[str, Pool] = {}
         self.sites: dict[str, _Site] = {}
+        self.hours: dict[str, Balance] = {}
         self._pools_for: dict[str, tuple[str, ...]] = {}
         self._dirty_licence = False
         self._dirty_pools: set[str] = set()
@@ -175,6 +208,8 @@ class LiveStatusProjection(Projection):
             site.last_seen = maybe_from_us(r["last_seen_us"])
             site.seats = json.loads(r["seats_by_class"])
             self.sites[site.name] = site
+        for r in conn.execute(select(status_hours)).mappings():
+            self.hours[r["agent_class"]] = _hours_from_row(r)
         self._index_pools()
         self._site_views = {name: site.view() for name, site in self.sites.items()}
         self.published = self.current()
@@ -191,6 +226,8 @@ class LiveStatusProjection(Projection):
         if self._dropped_pools:
             conn.execute(delete(status_pools).where(status_pools.c.pool.in_(self._dropped_pools)))
         write_rows(conn, status_pools, [_pool_row(p) for p in self.pools.values()], mode="upsert")
+        write_rows(conn, status_hours, [_hours_row(b) for b in self.hours.values()],
+                   mode="upsert")
         dirty = [self.sites[n] for n in sorted(self._dirty_sites)]
         write_rows(conn, status_sites, [site.row(self.labels.site) for site in dirty],
                    mode="upsert")
@@ -221,6 +258,8 @@ class LiveStatusProjection(Projection):
             L.EnforcementStarted: self._pool_changed, L.GraceRearmed: self._pool_changed,
             L.ClockStepped: self._touch, L.AuditCheckpointSigned: self._touch,
             L.AuditTrailExported: self._touch,
+            L.HoursNoticeIssued: self._hours_changed, L.HoursExhausted: self._hours_changed,
+            L.HoursCharged: self._hours_changed, L.HoursOverdrawn: self._touch,
         }
 
     def _touch(self, _nid: int, e: Any) -> None:
@@ -255,6 +294,20 @@ class LiveStatusProjection(Projection):
         self._pools_for = {c: tuple(p.name for p in self.pools.values() if c in p.members)
                            for c in AGENT_CLASSES}
 
+    def _add_hours(self, e: Any) -> None:
+        """A licence added agent-hours (none in events of earlier versions)."""
+        for cls, n in (getattr(e, "hours", None) or {}).items():
+            balance = self.hours.get(cls)
+            if balance is None:
+                held = sum(site.seats.get(cls, 0) for site in self.sites.values())
+                balance = Balance(cls, e.timestamp, held=held)
+            self.hours[cls] = apply_hours_event(balance, HoursEventKind.ADDED, e.timestamp,
+                                                added_us=n * US_PER_HOUR)
+
+    def _hours_changed(self, nid: int, e: Any) -> None:
+        self.hours[e.agent_class] = e.apply_to(self.hours[e.agent_class])
+        self._touch(nid, e)
+
     def _issued(self, nid: int, e: Any) -> None:
         # Terms set directly are in force only if the event says so (earlier versions'
         # operator-issued licences do not: they run in trial).
@@ -263,6 +316,7 @@ class LiveStatusProjection(Projection):
                         "licensed": bool(getattr(e, "in_force", False)), "serial": 0,
                         "notice": "", "export_overdue": False}
         self._terms(e)
+        self._add_hours(e)
         self._touch(nid, e)
 
     def _trial(self, nid: int, e: Any) -> None:
@@ -277,6 +331,7 @@ class LiveStatusProjection(Projection):
     def _installed(self, nid: int, e: Any) -> None:
         assert self.licence is not None
         self._terms(e)
+        self._add_hours(e)
         in_force = e.expires_at > e.timestamp
         self.licence.update(licence_id=e.licence_id, customer=e.customer, serial=e.serial,
                             licensed=in_force, expired=not in_force, notice="")
@@ -339,6 +394,8 @@ class LiveStatusProjection(Projection):
         pools, at = self.pools, e.occurred_at
         for name in self._pools_for.get(cls, ()):
             pools[name] = apply_pool_event(pools[name], _GRANTED, at)
+        if self.hours and cls in self.hours:
+            self.hours[cls] = apply_hours_event(self.hours[cls], _HOURS_GRANTED, e.timestamp)
         self._dirty_sites.add(e.site)
         self._last_event = e.timestamp
         if not e.offline:
@@ -356,6 +413,8 @@ class LiveStatusProjection(Projection):
         pools, at = self.pools, e.occurred_at
         for name in self._pools_for.get(cls, ()):
             pools[name] = apply_pool_event(pools[name], _RELEASED, at)
+        if self.hours and cls in self.hours:
+            self.hours[cls] = apply_hours_event(self.hours[cls], _HOURS_RELEASED, e.timestamp)
         self._dirty_sites.add(e.site)
         self._last_event = e.timestamp
         if not e.offline and e.reason in _SITE_RELEASES:
@@ -389,7 +448,8 @@ class LiveStatusProjection(Projection):
                                key=lambda p: _pool_order(p.pool))),
             sites=tuple(self._site_views[n] for n in sorted(self._site_views)),
             licensed=bool(lic["licensed"]), serial=lic["serial"], notice=lic["notice"],
-            export_overdue=bool(lic["export_overdue"]))
+            export_overdue=bool(lic["export_overdue"]),
+            hours=tuple(sorted(self.hours.values(), key=_hours_order)))
 
 
 def read_status(conn: Connection) -> Status | None:
@@ -399,7 +459,16 @@ def read_status(conn: Connection) -> Status | None:
         return None
     pools = conn.execute(select(status_pools)).mappings().all()
     sites = conn.execute(select(status_sites)).mappings().all()
-    return _status(lic, pools, sites, labels_for(conn))
+    return attrs.evolve(_status(lic, pools, sites, labels_for(conn)), hours=read_hours(conn))
+
+
+def read_hours(conn: Connection) -> tuple[Balance, ...]:
+    """The agent-hours balances as the live-status view stores them (none if the view has no
+    tables here)."""
+    if not inspect(conn).has_table(status_hours.name):
+        return ()
+    return tuple(sorted((_hours_from_row(r) for r in
+                         conn.execute(select(status_hours)).mappings()), key=_hours_order))
 
 
 def _pool_order(name: str) -> tuple[int, str]:
@@ -435,4 +504,5 @@ def _status(lic: Any, pools: Any, sites: Any, labels: Labels) -> Status:
     )
 
 
-__all__ = ["LiveStatusProjection", "PoolStatus", "SiteStatus", "Status", "read_status"]
+__all__ = ["LiveStatusProjection", "PoolStatus", "SiteStatus", "Status", "read_hours",
+           "read_status"]

@@ -331,7 +331,7 @@ def user_history(conn: Connection, user: str, site: str | None = None) -> tuple[
 _RELEASE_TEXT = {
     "logoff": "the agent logged off",
     "reconciled": "the site no longer held it when it reconnected",
-    "site_cut_off": "the site stayed disconnected past its cut-off time",
+    "site_cut_off": "the site dropped it itself when it was cut off from the master",
     "operator": "released by an operator (site revoked)",
     "expired": "the licence expired",
 }
@@ -346,6 +346,7 @@ _REFUSAL_TEXT = {
     RefusalReason.CLASS_NOT_LICENSED: "the licence does not cover this agent class",
     RefusalReason.UNKNOWN_SITE: "the site was not enrolled",
     RefusalReason.SITE_REVOKED: "the site had been revoked",
+    RefusalReason.HOURS_EXHAUSTED: "the class's pre-paid agent-hours were used up",
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 
+from ledger.domain.hours import US_PER_HOUR, Balance
 from ledger.domain.values import RefusalReason
 
 from .live_status import Status
@@ -20,7 +21,7 @@ from .usage import UsageReport
 REFUSAL_REASONS: tuple[str, ...] = (
     RefusalReason.LIMIT_ENFORCED, RefusalReason.OVERUSE_CEILING, RefusalReason.SITE_LIMIT,
     RefusalReason.LICENCE_EXPIRED, RefusalReason.CLASS_NOT_LICENSED, RefusalReason.UNKNOWN_SITE,
-    RefusalReason.SITE_REVOKED,
+    RefusalReason.SITE_REVOKED, RefusalReason.HOURS_EXHAUSTED,
 )
 
 
@@ -102,10 +103,34 @@ def render_status_table(status: Status | None, now: datetime | None = None) -> s
              for s in status.sites]
     parts = [head, table(("pool", "in use", "limit", "over", "grace", "deadline"), pools,
                          right=(1, 2, 3))]
+    if status.hours:
+        parts.append(hours_table(status.hours, now))
     if sites:
         parts.append(table(("site", "status", "seats", "by class", "local limits", "since",
                             "last seen"), sites, right=(2,)))
+    cut_off = status.cut_off_seats
+    if cut_off:
+        parts.append("held by cut-off sites (still counted until the site reconnects and "
+                     "syncs, an operator releases them, or the site is revoked):\n" + "\n".join(
+                         f"  {s.site}: {s.seats} seat(s) ({_counts(s.seats_by_class)}), "
+                         f"cut off since {when(s.since, '%Y-%m-%d %H:%MZ')}" for s in cut_off))
     return "\n\n".join(parts)
+
+
+def hours_table(balances: Sequence[Balance], now: datetime) -> str:
+    """Agent-hours of the classes licensed by hours, as of ``now`` (ledger time)."""
+    rows = []
+    for b in balances:
+        left = b.left_at(now)
+        state = ("exhausted" if left <= 0 else
+                 f"{b.notified} % notice sent" if b.notified < 100 else "")
+        if left < 0:
+            state += f", {-left / US_PER_HOUR:.2f} overdrawn"
+        rows.append((b.agent_class, f"{b.used_at(now) / US_PER_HOUR:.2f}",
+                     f"{max(left, 0) / US_PER_HOUR:.2f}", f"{b.added_us / US_PER_HOUR:.0f}",
+                     b.held, state))
+    return table(("hours", "used", "left", "licensed", "seats burning", "state"), rows,
+                 right=(1, 2, 3, 4))
 
 
 # ------------------------------------------------------------------ usage
@@ -130,8 +155,11 @@ def usage_table(report: UsageReport) -> str:
     title = (f"usage by {report.by}, {when(report.start, '%Y-%m-%d %H:%M')}Z to "
              f"{when(report.end, '%Y-%m-%d %H:%M')}Z, per {report.period}"
              + (f" (seats held counted up to {when(report.as_of)})" if report.as_of else ""))
+    hours = "".join(f"\n{c} hours licence: {used:.2f} agent-hours used, "
+                    + (f"{left:.2f} left" if left >= 0 else f"none left ({-left:.2f} overdrawn)")
+                    for c, used, left in report.hours_at())
     if not rows:
-        return f"{title}\nno usage recorded in this period"
+        return f"{title}\nno usage recorded in this period{hours}"
     headers: tuple[str, ...]
     right: tuple[int, ...]
     if pools:
@@ -142,7 +170,7 @@ def usage_table(report: UsageReport) -> str:
         headers = ("hour" if hourly else "day", report.by, "class", "agent-h", "peak",
                    "peak at", "over-use seat-h", "grants", "refused", "by reason")
         right = (3, 4, 6, 7, 8)
-    return title + "\n" + table(headers, rows, right=right)
+    return title + "\n" + table(headers, rows, right=right) + hours
 
 
 def usage_csv(report: UsageReport) -> str:

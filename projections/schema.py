@@ -104,6 +104,22 @@ status_sites = Table(
     sqlite_with_rowid=False,
 )
 
+# Agent-hours per class with an hours allowance: the balance as of ``as_of_us`` (see
+# ledger.domain.hours.Balance, whose fields these are).
+status_hours = Table(
+    "view_status_hours",
+    METADATA,
+    Column("agent_class", String(16), primary_key=True),
+    Column("as_of_us", BigInteger, nullable=False),
+    Column("left_us", BigInteger, nullable=False),  # seat-microseconds; negative: overdrawn
+    Column("held", Integer, nullable=False),
+    Column("base_us", BigInteger, nullable=False),
+    Column("added_us", BigInteger, nullable=False),
+    Column("notified", Integer, nullable=False),
+    Column("exhausted", Boolean, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 # ------------------------------------------------------------------ usage
 # One row per (dimension, key, class, hour). dim is site | tenant | campaign | class; for
 # dim "class" the key is the class, or "PRED+ACD" for the two counted together. The row whose
@@ -241,7 +257,7 @@ def fingerprint(tables: tuple[Table, ...], dialect: Dialect, labels_check: str) 
 
 
 TABLES_BY_PROJECTION: dict[str, tuple[Table, ...]] = {
-    "status": (status_licence, status_pools, status_sites),
+    "status": (status_licence, status_pools, status_sites, status_hours),
     "usage": (usage_hours, usage_refusals, usage_held),
     "point_in_time": (pit_seats, pit_refusals, pit_pool_events),
 }

@@ -8,8 +8,10 @@ which gives the combined peak whether or not the licence caps it.
 Time. Usage is the master's count, bucketed by the ledger's record time (``timestamp``),
 which never runs backwards. A site's offline seat events carry their original times in
 ``occurred_at`` (the point-in-time view uses those); here they count from the moment they
-were recorded, because the master counted the site's seats until its cut-off and the hours
-already written cannot change without re-deriving them. So a statement never shifts after it
+were recorded, because the master kept counting the site's seats while it was silent (also
+once cut off) and the hours already written cannot change without re-deriving them. (An
+hours licence's balance, in the live-status view, also charges a synced site's offline
+grants for the time before they were recorded: ``HoursCharged``.) So a statement never shifts after it
 was issued, and replaying the log gives the same numbers every time.
 
 Over-use. For a class (a pool), ``over_limit_us`` is the time its seats in use were above
@@ -32,6 +34,7 @@ from typing import Any
 import attrs
 from sqlalchemy import Connection, select, text
 
+from ledger.domain.hours import Balance
 from ledger.domain.licence import Licence
 from ledger.domain.values import COMBINED_MEMBERS, COMBINED_POOL
 
@@ -39,6 +42,7 @@ from .base import Handler, Projection
 from .engine import execute_many, write_rows
 from .errors import ProjectionError
 from .labels import Labels, labels_for
+from .live_status import read_hours
 from .schema import TABLES_BY_PROJECTION, usage_held, usage_hours, usage_refusals
 from .timestamps import US_PER_HOUR, from_us, maybe_from_us, to_us
 from .tracking import read_event_time
@@ -416,11 +420,25 @@ class UsageReport:
     period: str
     as_of: datetime | None
     rows: tuple[UsageRow, ...]
+    # The hours licences' balances (from the live-status view); :meth:`hours_at` says what
+    # was used and is left at ``as_of``.
+    hours: tuple[Balance, ...] = ()
+
+    def hours_at(self) -> list[tuple[str, float, float]]:
+        """(class, agent-hours used, agent-hours left; negative: overdrawn) at ``as_of``,
+        for each class licensed by hours."""
+        out = []
+        for b in self.hours:
+            at = max(self.as_of or b.as_of, b.as_of)
+            out.append((b.agent_class, b.used_at(at) / US_PER_HOUR, b.left_at(at) / US_PER_HOUR))
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         return {"start": self.start, "end": self.end, "by": self.by, "period": self.period,
                 "as_of": self.as_of,
-                "rows": [dict(attrs.asdict(r), refused=r.refused) for r in self.rows]}
+                "rows": [dict(attrs.asdict(r), refused=r.refused) for r in self.rows],
+                "hours": [{"agent_class": c, "used_hours": used, "left_hours": left}
+                          for c, used, left in self.hours_at()]}
 
 
 # Positions in a period's totals while a report is summed up.
@@ -534,7 +552,7 @@ def usage_report(conn: Connection, start: datetime, end: datetime, *, by: str = 
         # A group created for its limit before any seat has nothing to report.
         if b[_AGENT] or b[_PEAK] or b[_GRANTS] or (p, key, cls) in refusals)
     return UsageReport(start=from_us(h0 * US_PER_HOUR), end=from_us(h1 * US_PER_HOUR), by=by,
-                       period=period, as_of=as_of, rows=rows)
+                       period=period, as_of=as_of, rows=rows, hours=read_hours(conn))
 
 
 __all__ = ["DIMENSIONS", "PERIODS", "UsageProjection", "UsageReport", "UsageRow",

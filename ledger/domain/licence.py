@@ -7,8 +7,9 @@ a batch of commands from many connections be committed in one transaction.
 Commands check their rules first and only then trigger events; state changes only in the
 events' ``apply`` methods. Every method that records something takes ``now``, the ledger's
 recorded time (see :class:`ledger.clock.TimeKeeper`). The grace rules live in
-:mod:`ledger.domain.grace`, what pool events do in :mod:`ledger.domain.pools`, notice texts in
-:mod:`ledger.domain.notices`, and the outcomes commands return in :mod:`ledger.domain.outcomes`.
+:mod:`ledger.domain.grace`, what pool events do in :mod:`ledger.domain.pools`, an hours
+licence's balance in :mod:`ledger.domain.hours`, notice texts in :mod:`ledger.domain.notices`,
+and the outcomes commands return in :mod:`ledger.domain.outcomes`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.utils import register_topic
 
 from ledger.domain import grace, notices
+from ledger.domain import hours as hourly
+from ledger.domain.hours import Balance, HoursEventKind
 from ledger.domain.outcomes import (
     Grant,
     HeldSeat,
@@ -157,6 +160,9 @@ class Site:
 
 
 _RELEASE_REASONS = frozenset(ReleaseReason)
+# Hours notices' severities, by the percentage left.
+_HOURS_SEVERITY: Mapping[int, Severity] = {
+    20: Severity.OPENED, 10: Severity.DAY_LEFT, 5: Severity.HOURS_LEFT}
 
 
 class Licence(Aggregate):
@@ -181,6 +187,7 @@ class Licence(Aggregate):
         ceiling_percent: int | None
         cutoff_seconds: int
         in_force: bool
+        hours: dict[str, int]
 
     class TrialStarted(Aggregate.Created):
         """The ledger of a new master (``seatledger init``): no licence yet, so trial mode
@@ -211,6 +218,7 @@ class Licence(Aggregate):
         export_host_key: str
         sha256: str
         licence_file: str
+        hours: dict[str, int]  # agent-hours added per class (absent before hours licences)
 
         def apply(self, licence: Licence) -> None:
             licence.licence_id = self.licence_id
@@ -235,6 +243,7 @@ class Licence(Aggregate):
             if licence.export_due_since is None:
                 licence.export_due_since = self.timestamp
             licence._rebuild_pools(self.occurred_at)
+            licence._add_hours(getattr(self, "hours", None) or {}, self.timestamp)
 
     class LicenceRefused(Event):
         """A licence file was offered for installation and refused: a bad signature (edited,
@@ -367,6 +376,8 @@ class Licence(Aggregate):
                 site.last_seq = self.seq
             licence.next_seat = max(licence.next_seat, self.seat + 1)
             licence._count(self.agent_class, PoolEventKind.SEAT_GRANTED, self.occurred_at)
+            if licence.hours_state:
+                licence._count_hours(self.agent_class, HoursEventKind.GRANTED, self.timestamp)
 
     class SeatRefused(Event):
         site: str
@@ -392,6 +403,8 @@ class Licence(Aggregate):
             if self.seq is not None and self.seq > site.last_seq:
                 site.last_seq = self.seq
             licence._count(self.agent_class, PoolEventKind.SEAT_RELEASED, self.occurred_at)
+            if licence.hours_state:
+                licence._count_hours(self.agent_class, HoursEventKind.RELEASED, self.timestamp)
 
     class _PoolChanged(Event):
         """Something happened to a pool's grace window; what it does to the pool is
@@ -446,6 +459,63 @@ class Licence(Aggregate):
         pool_event_kind = PoolEventKind.GRACE_REARMED
         reason: str
 
+    class _HoursChanged(Event):
+        """Something happened to a class's agent-hours; what it does to the balance is
+        :func:`ledger.domain.hours.apply_hours_event`'s, for this ``hours_event_kind``."""
+
+        agent_class: str
+        hours_event_kind: ClassVar[HoursEventKind]
+
+        def apply_to(self, balance: Balance) -> Balance:
+            """The balance after this event. The projections call this too."""
+            return hourly.apply_hours_event(balance, self.hours_event_kind, self.timestamp)
+
+        def apply(self, licence: Licence) -> None:
+            balances = licence.hours_balances
+            assert balances is not None
+            balances[self.agent_class] = self.apply_to(balances[self.agent_class])
+
+    class HoursNoticeIssued(_HoursChanged):
+        """``percent`` of the class's hours are left (20, 10, 5), as of ``occurred_at``."""
+
+        hours_event_kind = HoursEventKind.NOTICE
+        percent: int
+        left_us: int
+        used_us: int
+        detail: str
+
+        def apply_to(self, balance: Balance) -> Balance:
+            return hourly.apply_hours_event(balance, self.hours_event_kind, self.timestamp,
+                                           percent=self.percent)
+
+    class HoursExhausted(_HoursChanged):
+        """The class's hours reached zero (at ``occurred_at``): new seats are refused."""
+
+        hours_event_kind = HoursEventKind.EXHAUSTED
+        used_us: int
+        detail: str
+
+    class HoursCharged(_HoursChanged):
+        """A synced site's offline seats of the class were held ``charge_us`` before the
+        master learned of them: that use is taken from the balance now."""
+
+        hours_event_kind = HoursEventKind.CHARGED
+        site: str
+        charge_us: int
+
+        def apply_to(self, balance: Balance) -> Balance:
+            return hourly.apply_hours_event(balance, self.hours_event_kind, self.timestamp,
+                                           charge_us=self.charge_us)
+
+    class HoursOverdrawn(Event):
+        """A site's offline use, synced, drew on the class's hours with none left: never
+        revoked, recorded so that the vendor sees it. ``left_us`` is the balance after it."""
+
+        agent_class: str
+        site: str
+        left_us: int
+        detail: str
+
     class ClockStepped(Event):
         wall_clock: datetime
         recorded: datetime
@@ -490,6 +560,18 @@ class Licence(Aggregate):
     expiry_warned = 0  # the last expiry warning's days (0: none since the last install)
     # Seats held per campaign label; derived from the seats, built when first needed.
     campaign_seats: dict[str, int] | None = None
+    # Agent-hours per class with an hours allowance (ledger.domain.hours); None: none ever.
+    # Read it as ``hours_balances``: a snapshot stores each balance as its fields.
+    hours_state: dict[str, Balance] | None = None
+
+    @property
+    def hours_balances(self) -> dict[str, Balance] | None:
+        """Agent-hours per class with an hours allowance (None: no licence gave any)."""
+        state = self.hours_state
+        if state and type(next(iter(state.values()))) is not Balance:
+            for cls, fields in list(state.items()):
+                state[cls] = Balance(**fields)  # type: ignore[arg-type]
+        return state
 
     def __init__(
         self,
@@ -504,6 +586,7 @@ class Licence(Aggregate):
         ceiling_percent: int | None = None,
         cutoff_seconds: int = DEFAULT_CUTOFF_SECONDS,
         in_force: bool = False,
+        hours: dict[str, int] | None = None,
     ) -> None:
         self.licence_id = licence_id
         self.customer = customer
@@ -521,6 +604,8 @@ class Licence(Aggregate):
         self.exported_days: dict[str, str] = {}
         self.last_checkpoint_size = 0
         self._rebuild_pools(occurred_at)
+        if hours:
+            self._add_hours(hours, occurred_at)
 
     def _rebuild_pools(self, at: datetime) -> None:
         """New terms at ``at``: the pools they define, each keeping its grace state,
@@ -549,6 +634,34 @@ class Licence(Aggregate):
         pools = self.pools
         for name in self._pool_names_for(agent_class):
             pools[name] = apply_pool_event(pools[name], kind, at)
+
+    def _add_hours(self, added: Mapping[str, int], at: datetime) -> None:
+        """A licence added agent-hours (per class) at record time ``at``."""
+        if not added:
+            return
+        balances = self.hours_balances
+        if balances is None:
+            balances = self.hours_state = {}
+        for cls, n in added.items():
+            balance = balances.get(cls)
+            if balance is None:
+                held = sum(site.in_use(cls) for site in self.sites.values())
+                balance = Balance(cls, at, held=held)
+            balances[cls] = hourly.apply_hours_event(balance, HoursEventKind.ADDED, at,
+                                                    added_us=n * hourly.US_PER_HOUR)
+
+    def _count_hours(self, agent_class: str, kind: HoursEventKind, at: datetime) -> None:
+        balances = self.hours_balances
+        assert balances is not None
+        balance = balances.get(agent_class)
+        if balance is not None:
+            balances[agent_class] = hourly.apply_hours_event(balance, kind, at)
+
+    def hours_left(self, agent_class: str, now: datetime) -> int | None:
+        """The class's agent-hours left at ``now`` (seat-microseconds; negative when
+        overdrawn), or None for a class without an hours allowance."""
+        balance = (self.hours_balances or {}).get(agent_class)
+        return None if balance is None else balance.left_at(now)
 
     def admits(self, site_name: str, fingerprint: str) -> bool:
         """Whether a connection from ``site_name`` presenting a certificate with
@@ -614,10 +727,15 @@ class Licence(Aggregate):
         policy: GracePolicy = DEFAULT_POLICY,
         cutoff_seconds: int = DEFAULT_CUTOFF_SECONDS,
         master_slave: bool = True,
+        hours: Mapping[str, int] | None = None,
     ) -> Licence:
-        """Issue the licence. Raises LicenceTooSmallError, LicenceError."""
+        """Issue the licence (``hours``: agent-hours per class, as a licence file's
+        ``[hours]``). Raises LicenceTooSmallError, LicenceError."""
         expires_at = expires_at or now + timedelta(days=365)
         _check_terms(now, customer, limits, total_pred_acd, expires_at, policy, master_slave)
+        for c, n in (hours or {}).items():
+            if c not in AGENT_CLASSES or n <= 0:
+                raise LicenceError(f"bad hours allowance {c}={n}")
         return cls._create(
             cls.LicenceIssued,
             id=LICENCE_ID,
@@ -633,6 +751,7 @@ class Licence(Aggregate):
             ceiling_percent=policy.ceiling_percent,
             cutoff_seconds=cutoff_seconds,
             in_force=True,
+            hours=dict(hours or {}),
         )
 
     @classmethod
@@ -667,7 +786,7 @@ class Licence(Aggregate):
             export_recipients=list(export.recipients),
             export_tolerated_days=export.tolerated_days,
             export_destination=export.destination, export_host_key=export.host_key,
-            sha256=sha256, licence_file=licence_file,
+            sha256=sha256, licence_file=licence_file, hours=dict(terms.hours),
         )
         for name in rearm:
             if name in self.pools:
@@ -779,7 +898,7 @@ class Licence(Aggregate):
         if held is not None:
             return Grant(site_name, user, held.number, held.agent_class, held.overuse,
                          self._deadline(held.agent_class), repeated=True)
-        reason, detail = self._check_seat(site, agent_class)
+        reason, detail = self._check_seat(now, site, agent_class)
         if reason is not None:
             return self._refuse(now, site_name, user, agent_class, tenant, campaign,
                                 reason, detail)
@@ -828,9 +947,12 @@ class Licence(Aggregate):
         return f"{pool.name} over-use ceiling of {grace.ceiling(pool, self.policy)} reached"
 
     def _class_allowed(self, agent_class: str) -> bool:
-        return agent_class in self.limits if self.licensed else agent_class in AGENT_CLASSES
+        if not self.licensed:
+            return agent_class in AGENT_CLASSES
+        return agent_class in self.limits or agent_class in (self.hours_balances or {})
 
-    def _check_seat(self, site: Site, agent_class: str) -> tuple[RefusalReason | None, str]:
+    def _check_seat(self, now: datetime, site: Site,
+                    agent_class: str) -> tuple[RefusalReason | None, str]:
         if site.revoked:
             return RefusalReason.SITE_REVOKED, f"site {site.name!r} is revoked"
         if not self._class_allowed(agent_class):
@@ -838,6 +960,11 @@ class Licence(Aggregate):
         if not site.within_local_limit(agent_class):
             local = site.local_limits[agent_class]
             return RefusalReason.SITE_LIMIT, f"site {site.name} local {agent_class} limit {local} reached"
+        balance = (self.hours_balances or {}).get(agent_class)
+        if self.licensed and balance is not None and balance.left_at(now) <= 0:
+            used = balance.used_at(now) / hourly.US_PER_HOUR
+            return (RefusalReason.HOURS_EXHAUSTED,
+                    f"{agent_class} hours licence used up ({used:.0f} agent-hours used)")
         return None, ""
 
     def _refuse(self, now: datetime, site: str, user: str, agent_class: str, tenant: str,
@@ -922,7 +1049,9 @@ class Licence(Aggregate):
             raise UnknownSiteError(f"site {site_name!r} is revoked")
         applied = skipped = reconciled = 0
         opened: list[Notice] = []
-        for ev in sorted(offline_events, key=lambda e: e.seq):
+        journal = sorted(offline_events, key=lambda e: e.seq)
+        charges = self._offline_charges(now, site, journal)
+        for ev in journal:
             if ev.seq <= site.last_seq:
                 skipped += 1
                 continue
@@ -952,7 +1081,49 @@ class Licence(Aggregate):
                                     admission, offline=True, seq=None)
                 opened += grant.notices
                 reconciled += 1
+        self._charge_offline_hours(now, site, charges)
         return SyncResult(applied, skipped, reconciled, tuple(opened))
+
+    def _offline_charges(self, now: datetime, site: Site,
+                         journal: Sequence[OfflineEvent]) -> dict[str, int]:
+        """Per class with hours, the seat time the journal's new offline grants were held
+        before now (the master counts them from now on): to each one's release in the
+        journal, or to now."""
+        balances = self.hours_balances
+        if not balances:
+            return {}
+        held = set(site.seats)
+        started: dict[str, tuple[str, datetime]] = {}
+        charges: dict[str, int] = {}
+        for ev in journal:  # as sync() applies it
+            if ev.seq <= site.last_seq:
+                continue
+            occurred = min(ev.occurred_at, now)
+            if ev.kind == "grant" and ev.user not in held and self._class_allowed(ev.agent_class):
+                held.add(ev.user)
+                if ev.agent_class in balances:
+                    started[ev.user] = (ev.agent_class, occurred)
+            elif ev.kind == "release" and ev.user in held:
+                held.discard(ev.user)
+                if ev.user in started:
+                    cls, since = started.pop(ev.user)
+                    charges[cls] = charges.get(cls, 0) + hourly.to_us(
+                        max(occurred - since, timedelta(0)))
+        for cls, since in started.values():
+            charges[cls] = charges.get(cls, 0) + hourly.to_us(now - since)
+        return charges
+
+    def _charge_offline_hours(self, now: datetime, site: Site, charges: Mapping[str, int]) -> None:
+        balances = self.hours_balances
+        for cls, charge in sorted(charges.items()):
+            if not charge or balances is None:
+                continue
+            self._emit(self.HoursCharged, now, agent_class=cls, site=site.name, charge_us=charge)
+            left = balances[cls].left_at(now)
+            if left < 0:
+                self._emit(self.HoursOverdrawn, now, agent_class=cls, site=site.name,
+                           left_us=left,
+                           detail=notices.hours_overdrawn_text(site.name, cls, left))
 
     def tick(self, now: datetime) -> list[Notice]:
         """Fire what is due by ``now`` (rule 5): expiry, grace deadlines and notices,
@@ -963,12 +1134,37 @@ class Licence(Aggregate):
         for pool in list(self.pools.values()):
             for t in grace.due_transitions(pool, now, self.policy):
                 notices.extend(self._transition(now, pool, t))
+        notices += self._hours_due(now)
         cutoff = timedelta(seconds=self.cutoff_seconds)
         for site in self.sites.values():
             if site.status == DISCONNECTED and site.since is not None and now >= site.since + cutoff:
-                self._release_all(now, site, ReleaseReason.SITE_CUT_OFF)
+                # The site's seats stay counted, as the vendor's product keeps them: a silent
+                # site must not free seats for others. They are released when it syncs
+                # (reconciled), by an operator, or when it is revoked.
                 self._emit(self.SiteCutOff, now, site=site.name)
         return notices
+
+    def _hours_due(self, now: datetime) -> list[Notice]:
+        """Hours notices (20, 10, 5 % left) and exhaustion due by ``now``."""
+        due: list[Notice] = []
+        for cls, balance in sorted((self.hours_balances or {}).items()):
+            found = hourly.due(balance, now)
+            if found is None:
+                continue
+            used = balance.used_at(now)
+            if found.percent == 0:
+                detail = notices.hours_exhausted_text(cls, used)
+                self._emit(self.HoursExhausted, now, found.at, agent_class=cls, used_us=used,
+                           detail=detail)
+                due.append(Notice(cls, Severity.EXPIRED, None, detail, kind="hours"))
+                continue
+            left = balance.left_at(now)
+            severity = _HOURS_SEVERITY[found.percent]
+            detail = notices.hours_left_text(cls, left, used, found.percent)
+            self._emit(self.HoursNoticeIssued, now, found.at, agent_class=cls,
+                       percent=found.percent, left_us=left, used_us=used, detail=detail)
+            due.append(Notice(cls, severity, None, detail, kind="hours"))
+        return due
 
     def _licence_due(self, now: datetime) -> list[Notice]:
         """Expiry, its warnings, and the export obligation: what is due by ``now``."""
@@ -1049,6 +1245,7 @@ class Licence(Aggregate):
         cutoff = timedelta(seconds=self.cutoff_seconds)
         times += [s.since + cutoff for s in self.sites.values()
                   if s.status == DISCONNECTED and s.since is not None]
+        times += [t for b in (self.hours_balances or {}).values() if (t := hourly.next_due(b))]
         return min(times) if times else None
 
     def record_clock_step(self, now: datetime, wall: datetime, previous: datetime) -> None:

@@ -73,3 +73,21 @@ def export_overdue_text(days: int, tolerated: int) -> str:
 
 def export_restored_text(day: str) -> str:
     return f"audit export of {day} delivered: over-use grace is available again"
+
+
+def hours_left_text(agent_class: str, left_us: int, used_us: int, percent: int) -> str:
+    """``percent`` of ``agent_class``'s agent-hours are left (the hours licence's notice)."""
+    return (f"{agent_class} hours licence: at most {max(left_us, 0) / 3_600_000_000:.0f} "
+            f"agent-hours left ({percent} %) after {used_us / 3_600_000_000:.0f} used")
+
+
+def hours_exhausted_text(agent_class: str, used_us: int) -> str:
+    return (f"{agent_class} hours licence used up ({used_us / 3_600_000_000:.0f} agent-hours "
+            f"used): new {agent_class} seats are refused until a licence adds hours; seats "
+            "held are kept")
+
+
+def hours_overdrawn_text(site: str, agent_class: str, left_us: int) -> str:
+    """A site's offline use, synced, drew on ``agent_class`` hours that were used up."""
+    return (f"site {site} used {agent_class} agent-hours while offline beyond the licence's: "
+            f"{max(-left_us, 0) / 3_600_000_000:.2f} agent-hours overdrawn")

@@ -16,10 +16,11 @@ from ledger.domain.values import RefusalReason, ReleaseReason, Severity
 class Notice:
     """An abuse notice to broadcast to every connected site."""
 
-    pool: str
+    pool: str  # the pool, or the agent class of an hours notice, or "licence" / "export"
     severity: Severity
     deadline: datetime | None
     detail: str
+    kind: str = "grace"  # "hours": an hours licence's notice (20/10/5 % left, used up)
 
 
 @attrs.frozen

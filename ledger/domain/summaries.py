@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ledger.domain.hours import US_PER_HOUR
 from ledger.domain.licence import Licence
 
 
@@ -53,8 +54,22 @@ def licence_summary(lic: Licence, now: datetime | None = None) -> dict[str, Any]
                      "enforced": p.enforced}
             for p in lic.pools.values()
         },
+        "hours": hours_summary(lic, now),
         "sites": sorted(lic.sites),
     }
+
+
+def hours_summary(lic: Licence, now: datetime | None = None) -> dict[str, Any]:
+    """Agent-hours per class licensed by hours, as of ``now`` (ledger time; default: the
+    balance's own time). ``left_hours`` is negative when overdrawn."""
+    out: dict[str, Any] = {}
+    for cls, b in sorted((lic.hours_balances or {}).items()):
+        at = max(now or b.as_of, b.as_of)
+        out[cls] = {"licensed_hours": b.added_us / US_PER_HOUR,
+                    "used_hours": round(b.used_at(at) / US_PER_HOUR, 4),
+                    "left_hours": round(b.left_at(at) / US_PER_HOUR, 4),
+                    "seats_held": b.held, "exhausted": b.left_at(at) <= 0}
+    return out
 
 
 def trial_reason(lic: Licence) -> str | None:
@@ -77,4 +92,4 @@ def sites_summary(lic: Licence) -> list[dict[str, Any]]:
     ]
 
 
-__all__ = ["licence_summary", "sites_summary", "trial_reason"]
+__all__ = ["hours_summary", "licence_summary", "sites_summary", "trial_reason"]

@@ -82,6 +82,9 @@ class LicenceTerms:
     total_pred_acd: int | None = None
     policy: GracePolicy = DEFAULT_POLICY
     campaigns: int | None = None  # at most this many distinct campaigns among seats held
+    # Agent-hours per class, counted down while its seats are held (ledger.domain.hours);
+    # a class may have hours, a concurrent limit, or both.
+    hours: Mapping[str, int] = attrs.field(factory=dict)
 
     @property
     def total(self) -> int:
@@ -134,6 +137,9 @@ def render_terms(terms: LicenceTerms) -> str:
     lines += [f"{c} = {terms.limits[c]}" for c in AGENT_CLASSES if c in terms.limits]
     if terms.total_pred_acd is not None:
         lines.append(f"total_pred_acd = {terms.total_pred_acd}")
+    if terms.hours:
+        lines += ["", "[hours]"]
+        lines += [f"{c} = {terms.hours[c]}" for c in AGENT_CLASSES if c in terms.hours]
     policy = terms.policy
     lines += ["", "[grace]", f"period = {_quote(format_duration(policy.grace_seconds))}",
               f"rearm = {_quote(format_duration(policy.rearm_seconds))}"]
@@ -153,7 +159,7 @@ def render_terms(terms: LicenceTerms) -> str:
 
 
 _TOP = {"format", "customer", "licence_id", "serial", "issued_at", "expires_at", "campaigns",
-        "seats", "grace", "master", "export"}
+        "seats", "hours", "grace", "master", "export"}
 _SEATS = set(AGENT_CLASSES) | {"total_pred_acd"}
 _GRACE = {"period", "rearm", "ceiling_percent"}
 _MASTER = {"origin", "key"}
@@ -185,6 +191,12 @@ def parse_terms(text: str) -> LicenceTerms:
     limits = {c: _count(seats[c], f"[seats] {c}") for c in AGENT_CLASSES if c in seats}
     if not limits:
         raise LicenceFileError("[seats] names no agent class")
+    hours_table = doc.get("hours", {})
+    if not isinstance(hours_table, dict):
+        raise LicenceFileError("[hours] must be a table of agent-hours per class")
+    _known(hours_table, set(AGENT_CLASSES), "[hours]")
+    hours = {c: _count(hours_table[c], f"[hours] {c}", minimum=1)
+             for c in AGENT_CLASSES if c in hours_table}
     return LicenceTerms(
         customer=_text(doc, "customer"),
         licence_id=_text(doc, "licence_id"),
@@ -199,6 +211,7 @@ def parse_terms(text: str) -> LicenceTerms:
             _optional_count(grace.get("ceiling_percent"), "[grace] ceiling_percent"),
         ),
         campaigns=_optional_count(doc.get("campaigns"), "campaigns", minimum=1),
+        hours=hours,
         master_origin=_text(master, "origin", "[master] "),
         master_key=_text(master, "key", "[master] "),
         export=ExportObligation(
@@ -265,6 +278,11 @@ def check_terms(terms: LicenceTerms) -> None:
         raise LicenceDatesError("the licence expires before it was issued")
     if terms.expires_at > terms.issued_at + timedelta(days=MAX_LICENCE_DAYS):
         raise LicenceDatesError("a licence runs for at most one year from its issue")
+    for c, n in terms.hours.items():
+        if c not in AGENT_CLASSES:
+            raise LicenceError(f"unknown agent class {c!r} in [hours]")
+        if n <= 0:
+            raise LicenceError(f"[hours] {c} must be a positive number of agent-hours")
     policy = terms.policy
     if policy.grace_seconds <= 0:
         raise LicenceError("the grace period must be positive")

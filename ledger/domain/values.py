@@ -41,6 +41,7 @@ class RefusalReason(StrEnum):
     CLASS_NOT_LICENSED = "class_not_licensed"
     UNKNOWN_SITE = "unknown_site"
     SITE_REVOKED = "site_revoked"
+    HOURS_EXHAUSTED = "hours_exhausted"  # the class's pre-paid agent-hours are used up
 
 
 class ReleaseReason(StrEnum):
@@ -150,7 +151,8 @@ def parse_limits(text: str) -> dict[str, int]:
 
 
 def licence_total(limits: Mapping[str, int], total_pred_acd: int | None) -> int:
-    """Total seats of a licence, counting a PRED+ACD cap where it bites."""
+    """Total seats of a licence, counting a PRED+ACD cap where it bites. Classes licensed
+    by hours alone (no concurrent limit) count nothing towards it."""
     pred_acd = sum(limits.get(c, 0) for c in COMBINED_MEMBERS)
     if total_pred_acd is not None:
         pred_acd = min(pred_acd, total_pred_acd)

@@ -84,7 +84,7 @@ def cmd_licence_issue(args: argparse.Namespace) -> int:
             total_pred_acd=args.total_pred_acd,
             policy=GracePolicy(args.grace, args.rearm, args.ceiling),
             campaigns=args.campaigns, expires_at=args.expires,
-            tolerated_days=args.tolerated_days)
+            tolerated_days=args.tolerated_days, hours=args.hours)
     t = signed.terms
     if args.output:
         Path(args.output).write_text(signed.text, encoding="utf-8")
@@ -159,6 +159,9 @@ def register(sub: Any, add: Add, common: argparse.ArgumentParser) -> None:
                    help="the master's request file (seatledger licence request)")
     p.add_argument("--seats", type=limits_arg, required=True, metavar="PRED=150,ACD=50")
     p.add_argument("--total-pred-acd", type=optional_int_arg, default=None, metavar="N")
+    p.add_argument("--hours", type=limits_arg, default=None, metavar="PRED=5000",
+                   help="agent-hours per class, counted down while its seats are held "
+                        "(a class may have hours and no --seats limit)")
     p.add_argument("--grace", type=duration_arg, default=48 * 3600, metavar="48h")
     p.add_argument("--rearm", type=duration_arg, default=30 * 86400, metavar="30d")
     p.add_argument("--ceiling", type=optional_int_arg, default=None, metavar="PERCENT",

@@ -8,8 +8,9 @@ vendor signs for it; an edited copy and a self-made licence are refused. The lic
 shared by north, south and east. The morning shift takes PRED over the limit, which
 opens the 48-hour grace window; every site gets the notices. East's WAN link fails: it
 keeps working offline within its local limit, is cut off after three failed attempts five
-minutes apart (the master releases its seats), runs on the 5-agent demo limit, then
-reconnects and syncs its journal, which the master records once. The grace deadline
+minutes apart (the master keeps counting its seats, as its count stays as it was while a
+site is silent), runs on the 5-agent demo limit, then reconnects and syncs its journal,
+which the master records once, reconciling the seats east no longer holds. The grace deadline
 passes with PRED still over: new log-ons are refused. The customer orders more seats: the
 vendor issues a new licence, installed while the sites are busy, and PRED's grace re-arms. Finally: the seal verifies, the status and usage tables are printed, and
 each day is exported (encrypted to the vendor and signed) to the inbox the licence directs,
@@ -256,7 +257,8 @@ async def _demo(root: Path, quiet: bool) -> int:
             await log_off("east", 3)
             await wait(0.3)
             say(f"east: {east.state} after {east.failed_rounds} failed rounds; "
-                f"master sees east {app.licence.sites['east'].status}; {pools()}")
+                f"master sees east {app.licence.sites['east'].status}, its "
+                f"{len(app.licence.sites['east'].seats)} seats still counted; {pools()}")
             await log_on("east", [f"ed{i}" for i in range(7)])
             relay.restore()
             say("east's link is back; east retries every 15 minutes while cut off")

@@ -31,8 +31,10 @@ def issue_licence(config: VendorConfig, store: VendorStore, *, customer: str,
                   total_pred_acd: int | None = None, policy: GracePolicy = DEFAULT_POLICY,
                   campaigns: int | None = None, expires_at: datetime | None = None,
                   tolerated_days: int | None = None,
-                  now: datetime | None = None) -> SignedLicence:
-    """Sign and register the next licence of ``customer`` for the master of ``request``.
+                  now: datetime | None = None,
+                  hours: Mapping[str, int] | None = None) -> SignedLicence:
+    """Sign and register the next licence of ``customer`` for the master of ``request``;
+    ``hours``: agent-hours per class, which the master adds to what is left.
 
     Raises:
         RegistryError: the customer is unknown. LicenceError (incl. too small, dates): the
@@ -55,6 +57,7 @@ def issue_licence(config: VendorConfig, store: VendorStore, *, customer: str,
             total_pred_acd=total_pred_acd,
             policy=policy,
             campaigns=campaigns,
+            hours=dict(hours or {}),
             master_origin=request.origin,
             master_key=request.fingerprint,
             export=ExportObligation(

@@ -19,7 +19,18 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from ledger import AcquireSeat, Failure, Grant, LedgerApp, ManualClock, Refusal, ReleaseSeat, Tick
+from ledger import (
+    AcquireSeat,
+    ConnectSite,
+    DisconnectSite,
+    Failure,
+    Grant,
+    LedgerApp,
+    ManualClock,
+    Refusal,
+    ReleaseSeat,
+    Tick,
+)
 from tests.strategies import SITES, advance_hours, limit_deltas, sampled_users, site_names
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -147,12 +158,21 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             assert isinstance(outcome, Failure) and recorded == []
 
+    @rule(site=site_names)
+    def drop_connection(self, site: str) -> None:
+        # The site's connection drops; if time passes its cut-off, the master records
+        # SiteCutOff and keeps its seats counted (the model's seats are untouched).
+        self._run(ConnectSite(site))
+        _, recorded = self._run(DisconnectSite(site))
+        assert recorded == ["SiteDisconnected"]
+
     @rule(hours=advance_hours)
     def advance(self, hours: int) -> None:
         target = self.clock.now() + timedelta(hours=hours)
         while (due := self.app.licence.next_due()) is not None and due <= target:
             self.clock.set(max(due, self.clock.now()))
-            self.app.execute([Tick()])
+            _, recorded = self._run(Tick())
+            assert "SeatReleased" not in recorded  # neither enforcement nor cut-off revokes
         while (due := self.model.next_due()) is not None and due <= target:
             self.model.fire(due)
         self.clock.set(target)

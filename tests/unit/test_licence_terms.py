@@ -66,7 +66,28 @@ def test_terms_render_and_parse_back_exactly() -> None:
     assert parse_terms(render_terms(t)) == t
 
 
+def test_hours_render_as_their_own_table_and_parse_back() -> None:
+    t = terms(hours={"PRED": 5000, "VIR": 120})
+    text = render_terms(t)
+    assert "\n[hours]\nPRED = 5000\nVIR = 120\n" in text
+    assert parse_terms(text) == t
+    assert "[hours]" not in render_terms(terms())
+    assert parse_terms(render_terms(terms())).hours == {}
+
+
+def test_installing_a_licence_with_hours_makes_an_hours_only_class_allowed() -> None:
+    lic = trial()
+    assert install(lic, terms(hours={"VIR": 10}))
+    (installed,) = [e for e in lic.collect_events() if type(e).__name__ == "LicenceInstalled"]
+    assert installed.hours == {"VIR": 10}  # type: ignore[attr-defined]
+    assert lic.acquire(T0, "north", "ivr", "VIR").agent_class == "VIR"  # type: ignore[union-attr]
+    assert lic.hours_left("VIR", T0 + timedelta(hours=1)) == 9 * 3_600_000_000
+
+
 @pytest.mark.parametrize(("edit", "message"), [
+    (lambda s: s.replace("[grace]", "[hours]\nPRED = 0\n\n[grace]"), "hours"),
+    (lambda s: s.replace("[grace]", "[hours]\nFOO = 3\n\n[grace]"), "unknown key"),
+    (lambda s: s.replace("[grace]", 'hours = 3\n[grace]'), "hours"),
     (lambda s: s.replace("serial = 1", 'serial = "one"'), "serial"),
     (lambda s: s.replace("[seats]", "[seats]\nFOO = 3"), "unknown key"),
     (lambda s: s.replace('format = "seatledger-licence/1"', 'format = "other"'), "format"),
