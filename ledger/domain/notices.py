@@ -91,3 +91,14 @@ def hours_overdrawn_text(site: str, agent_class: str, left_us: int) -> str:
     """A site's offline use, synced, drew on ``agent_class`` hours that were used up."""
     return (f"site {site} used {agent_class} agent-hours while offline beyond the licence's: "
             f"{max(-left_us, 0) / 3_600_000_000:.2f} agent-hours overdrawn")
+
+
+def notice_kind(notice: Notice) -> str:
+    """What a notice is about, as the wire and the alerts name it: ``hours`` (an hours
+    licence's notice), ``licence`` (expiry), ``export`` (the export obligation),
+    ``enforcement`` (a grace window closed) or ``overuse``."""
+    if notice.kind == "hours":
+        return "hours"
+    if notice.pool in ("licence", "export"):
+        return notice.pool
+    return "enforcement" if notice.severity == Severity.EXPIRED else "overuse"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ledger import Severity, SiteState
+from ledger.domain.notices import notice_kind
 from seatledger.alerts._alert import Alert
 from seatledger.master.server import NoticeIssued, Observed, SiteStateChanged
 
@@ -22,10 +23,7 @@ def observed_alert(what: Observed, at: datetime) -> Alert | None:
     """
     match what:
         case NoticeIssued(notice):
-            if notice.pool in ("licence", "export"):
-                kind = notice.pool
-            else:
-                kind = "enforcement" if notice.severity == Severity.EXPIRED else "overuse"
+            kind = notice_kind(notice)
             return Alert(kind, _SEVERITY.get(notice.severity, "warning"), notice.detail, at)
         case SiteStateChanged(site, SiteState.CUT_OFF, _):
             return Alert("site_cut_off", "critical",

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ledger import Failure, Grant, HeldSeat, Notice, OfflineEvent, Refusal, Severity
-from ledger.domain.notices import clock_stepped_text
+from ledger.domain.notices import clock_stepped_text, notice_kind
 from seatledger.master.writer import StoreUnavailable
 from transport import Granted, Message, Refused, Released
 from transport import HeldSeat as WireHeldSeat
@@ -42,7 +42,7 @@ def held_seat(h: WireHeldSeat) -> HeldSeat:
 
 def notice_message(notice: Notice) -> NoticeMessage:
     return NoticeMessage(
-        kind="enforcement" if notice.severity == Severity.EXPIRED else "overuse",
+        kind=notice_kind(notice),
         agent_class=notice.pool, severity=SEVERITY_WORDS[notice.severity],
         deadline=epoch(notice.deadline), text=notice.detail)
 

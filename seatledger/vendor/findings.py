@@ -56,6 +56,7 @@ class Kind(enum.StrEnum):
     GRACE_OPENED = "grace_opened"  # over-use started: a grace window opened
     ENFORCEMENT = "enforcement"  # grace expired and the limit is enforced
     REFUSED_LICENCE = "refused_licence"  # the master refused a licence file: edited or forged
+    HOURS_OVERDRAWN = "hours_overdrawn"  # offline use drew on an hours licence with none left
 
 
 # One place for how serious each kind is.
@@ -68,6 +69,7 @@ SEVERITY: dict[Kind, Severity] = {
     Kind.EXPORT_OBLIGATION: Severity.SERIOUS,
     Kind.CLOCK_STEP_BACK: Severity.SERIOUS,
     Kind.REFUSED_LICENCE: Severity.SERIOUS,
+    Kind.HOURS_OVERDRAWN: Severity.WARNING,
     Kind.MISSING_DAY: Severity.WARNING,
     Kind.OFFLINE_OVERUSE: Severity.WARNING,
     Kind.ENFORCEMENT: Severity.WARNING,
@@ -350,7 +352,7 @@ class Findings:
 #: hashed (decoding each of a day's records would cost more than importing them).
 WATCHED_TYPES = frozenset({
     "LicenceIssued", "LicenceAmended", "LicenceInstalled", "ExportOverdue", "ClockStepped",
-    "SeatGranted", "OveruseStarted", "EnforcementStarted", "LicenceRefused",
+    "SeatGranted", "OveruseStarted", "EnforcementStarted", "LicenceRefused", "HoursOverdrawn",
 })
 # Old-style terms the operator set itself: by definition not issued by the vendor.
 _SELF_ISSUED = frozenset({"LicenceIssued", "LicenceAmended"})
@@ -436,6 +438,10 @@ class DaySignals:
             self._add(Kind.REFUSED_LICENCE, record_id,
                       f"the master refused {what} (file sha256 {str(get('sha256'))[:16]}...): "
                       f"{get('detail')}")
+        elif type_ == "HoursOverdrawn":
+            self._add(Kind.HOURS_OVERDRAWN, record_id,
+                      f"site {get('site')}'s offline use drew on the {get('agent_class')} hours "
+                      f"with none left ({int(get('left_us') or 0) / 3.6e9:.2f} h left)")
         elif type_ == "OveruseStarted":
             window = (str(get("pool")), _stamp(get("deadline")))
             if window in self._windows:

@@ -37,6 +37,7 @@ from seatledger.config.settings import load_config
 from seatledger.config.store import open_ledger
 from seatledger.services.datadir import init_data_dir
 from seatledger.services.sites import enrol_site
+from tests.processes import die_with_parent
 from transport import (
     CLOSED,
     NEED_DATA,
@@ -199,7 +200,8 @@ class _Daemon:
         out, err = self._paths()
         with out.open("wb") as stdout, err.open("wb") as stderr:
             self.proc = subprocess.Popen(self.argv, stdout=stdout, stderr=stderr,
-                                         stdin=subprocess.DEVNULL, env=self.env)
+                                         stdin=subprocess.DEVNULL, env=self.env,
+                                         preexec_fn=die_with_parent)
         with trio.move_on_after(timeout):
             while self.ready_text not in out.read_text(errors="replace"):
                 if self.proc.poll() is not None:

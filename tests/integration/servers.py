@@ -27,6 +27,7 @@ from pathlib import Path
 
 import attrs
 
+from tests.processes import die_with_parent
 from transport.pki import CertifiedKey, create_ca, issue_master_certificate
 
 HOST = "127.0.0.1"
@@ -182,7 +183,8 @@ def _run_sshd(sshd: str, config: Path, log_path: Path, port: int) -> subprocess.
     """Launch sshd in the foreground and wait for its greeting; stop it if none comes."""
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sshd, "-D", "-e", "-f", str(config)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+            [sshd, "-D", "-e", "-f", str(config)], stdout=log, stderr=log,
+            stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
         )
     try:
         _wait_for_banner(

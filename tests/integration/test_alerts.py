@@ -52,6 +52,7 @@ from seatledger.services.sites import enrol_site
 from tests.integration.servers import HOST, free_port, make_tls_files
 from tests.integration.test_crash import load
 from tests.licensing import licensed_data_dir
+from tests.processes import die_with_parent
 from transport import (
     NEED_DATA,
     Acquire,
@@ -411,7 +412,7 @@ async def test_a_hanging_webhook_never_slows_the_grants_of_a_real_master(
     log = (tmp_path / "master.log").open("w+b")
     master = subprocess.Popen([sys.executable, "-m", "seatledger.cli", "master", "--data-dir",
                                str(root), "--listen", f"{HOST}:{port}", "--log-format", "json"],
-                              stdout=subprocess.PIPE, stderr=log)
+                              stdout=subprocess.PIPE, stderr=log, preexec_fn=die_with_parent)
     acknowledged: set[tuple[str, str]] = set()
     samples: list[int] = []
     try:
@@ -516,7 +517,8 @@ async def test_a_site_cut_off_and_back_is_alerted_by_a_real_master(
                                         output=tmp_path / "north.bundle"))
     master = subprocess.Popen([sys.executable, "-m", "seatledger.cli", "master", "--data-dir",
                                str(root), "--listen", f"{HOST}:{port}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              preexec_fn=die_with_parent)
     try:
         assert master.stdout is not None
         assert b"serving" in await trio.to_thread.run_sync(master.stdout.readline)

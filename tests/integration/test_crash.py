@@ -19,6 +19,7 @@ from seatledger.config.settings import load_config
 from seatledger.config.store import open_ledger
 from seatledger.services.datadir import init_data_dir
 from seatledger.services.sites import enrol_site
+from tests.processes import die_with_parent
 from transport import NEED_DATA, Acquire, Connection, Granted, Hello, Role, Sync, SyncDone, Welcome
 from transport.tls import client_context
 
@@ -35,7 +36,8 @@ def free_port() -> int:
 async def start_master(root: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, "-m", "seatledger.cli", "master", "--data-dir",
                              str(root), "--listen", f"127.0.0.1:{port}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=die_with_parent)
     assert proc.stdout is not None
     line = await trio.to_thread.run_sync(proc.stdout.readline)
     assert b"serving" in line, line + (proc.stderr.read() if proc.stderr else b"")

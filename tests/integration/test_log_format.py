@@ -17,6 +17,7 @@ from seatledger.daemons.logs import JsonFormatter
 from seatledger.services.sites import enrol_site
 from tests.integration.servers import HOST, free_port
 from tests.licensing import licensed_data_dir
+from tests.processes import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +39,8 @@ def run_slave(tmp_path: Path, log_format: str, last: str) -> list[str]:
                               str(bundle), "--state-dir", str(tmp_path / f"slave-{log_format}"),
                               "--retry", "1s", "--cutoff-retry", "1s", "--attempts", "1",
                               "--log-format", log_format],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                             preexec_fn=die_with_parent)
     lines: list[str] = []
     try:
         assert slave.stderr is not None

@@ -9,7 +9,6 @@ The helpers here are the harness; the tests below and the benchmark share them.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -36,6 +35,7 @@ from seatledger.slave.connector import ONLINE, SlaveConnector, SlaveSettings
 from seatledger.slave.errors import SeatRefusedError
 from seatledger.slave.link import Answer, MasterLink
 from tests.integration.test_crash import free_port
+from tests.processes import die_with_parent
 from transport import Acquire, Granted, Release
 
 ROUNDS = int(os.environ.get("SEATLEDGER_FAILOVER_ROUNDS", "2"))
@@ -43,13 +43,6 @@ SITES = ("north", "south")
 HA = "\n[ha]\nlease_seconds = 5\nrenew_seconds = 1\npoll_seconds = 0.25\n"
 SLAVE_SETTINGS = SlaveSettings(retry_interval=1.0, connect_timeout=3.0, answer_timeout=2.0,
                                standby_retry=0.2)
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: the kernel kills it if this test process dies."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
 
 class MasterProcess:
     """A real ``seatledger master`` process; its stdout lines are collected as they come."""
@@ -62,7 +55,7 @@ class MasterProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "seatledger.cli", "master", "--data-dir", str(root),
              "--listen", self.address, *extra],
-            stdout=subprocess.PIPE, stderr=self.log, preexec_fn=_die_with_parent)
+            stdout=subprocess.PIPE, stderr=self.log, preexec_fn=die_with_parent)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -19,6 +19,7 @@ from seatledger.config.settings import load_config
 from seatledger.config.store import open_ledger
 from seatledger.services.datadir import init_data_dir
 from seatledger.services.sites import enrol_site
+from tests.processes import die_with_parent
 
 CLI = [sys.executable, "-m", "seatledger.cli"]
 
@@ -61,7 +62,7 @@ def killed_at_exit(*argv: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     block ends, whatever happened."""
     with log.open("wb") as err:
         proc = subprocess.Popen([*CLI, *argv], stdout=subprocess.PIPE, stderr=err,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         _logs[proc.pid] = log
         try:
             yield proc

@@ -134,3 +134,11 @@ def test_over_use_resuming_inside_one_window_is_one_grace_finding() -> None:
     found = signals(("OveruseStarted", window), ("OveruseStarted", window),
                     ("OveruseStarted", later))
     assert [f.kind for f in found] == [Kind.GRACE_OPENED, Kind.GRACE_OPENED]
+
+
+def test_hours_overdrawn_by_offline_use_is_a_finding() -> None:
+    found = signals(("HoursOverdrawn", {"agent_class": "PRED", "site": "east",
+                                        "left_us": -5_400_000_000, "detail": "overdrawn"}))
+    assert [f.kind for f in found] == [Kind.HOURS_OVERDRAWN]
+    assert "site east's offline use drew on the PRED hours with none left (-1.50 h left)" \
+        in found[0].detail
