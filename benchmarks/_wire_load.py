@@ -24,6 +24,7 @@ import os
 import selectors
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections import deque
@@ -31,10 +32,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import attrs
-import trio
+# Run as a script, this folder is first on sys.path, and its ledger.py (the ledger benchmark)
+# would shadow the ledger package: take the repository's root instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from transport import (
+import attrs  # noqa: E402
+import trio  # noqa: E402
+
+from transport import (  # noqa: E402
     NEED_DATA,
     Acquire,
     Connection,
@@ -53,7 +59,7 @@ from transport import (
     encode_message,
     frame,
 )
-from transport.tls import client_context, server_context
+from transport.tls import client_context, server_context  # noqa: E402
 
 AGENT_CLASS = "PRED"
 _ANSWERS = (Granted, Refused, Released)
