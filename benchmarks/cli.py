@@ -41,6 +41,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
+    p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from transport.local_client import receive_line  # noqa: E402  (stdlib only)
+
 TARGET_MS = 150.0
 SLAVE_START_TIMEOUT = 60.0
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -79,12 +84,7 @@ def fake_slave(path: Path) -> Iterator[Path]:
             except OSError:
                 return
             with conn:
-                data = b""
-                while not data.endswith(b"\n"):
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
+                data = receive_line(conn)
                 if data:
                     conn.sendall(json.dumps(_fake_answer(json.loads(data))).encode() + b"\n")
 

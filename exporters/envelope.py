@@ -34,6 +34,8 @@ __all__ = [
     "generate_age_identity",
     "generate_signing_key",
     "load_signing_key",
+    "public_key_line",
+    "public_key_lines",
     "seal_export",
     "verify_signature",
     "write_age_identity",
@@ -258,12 +260,21 @@ def _parse_identities(identity_text: str) -> list[pyrage.x25519.Identity]:
         raise KeyMaterialError(f"malformed age identity ({err})") from None
 
 
+def public_key_lines(text: str) -> list[str]:
+    """The non-comment lines of a minisign ``.pub`` file's text (one, in a good file)."""
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.startswith("untrusted comment:")]
+
+
+def public_key_line(text: str) -> str:
+    """A minisign public key's base64 line: the ``.pub`` file without its comment ("" if
+    there is none). Two texts name the same key when their lines are equal."""
+    lines = public_key_lines(text)
+    return lines[0] if lines else ""
+
+
 def _parse_public_key(text: str) -> minisign.PublicKey:
-    lines = [
-        line.strip()
-        for line in text.splitlines()
-        if line.strip() and not line.startswith("untrusted comment:")
-    ]
+    lines = public_key_lines(text)
     if len(lines) != 1:
         raise KeyMaterialError("expected one minisign public key line (RW...)")
     try:

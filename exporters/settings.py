@@ -11,7 +11,8 @@ host = "sftp.vendor.example"
 port = 22
 username = "acme"
 key_file = "keys/vendor-sftp.key" # sftp: key_file or password_file
-known_hosts = "keys/vendor.known_hosts"
+known_hosts = "keys/vendor.known_hosts"  # or: host_key = "SHA256:..." (pinned; a licence
+                                         # that directs exports pins it)
 remote_dir = "incoming"
 # password_file = "keys/vendor-ftp.password"   (ftp, ftps, or sftp instead of key_file)
 # ca_file = "keys/vendor-ca.pem"               (ftps; default: the system's trust store)
@@ -44,7 +45,8 @@ __all__ = ["ExportSettings", "SinkSettings", "make_sink", "parse_export_settings
 _KINDS = ("folder", "sftp", "ftp", "ftps")
 _EXPORT_KEYS = {"recipients", "time", "sink"}
 _SINK_KEYS = {
-    "kind", "host", "port", "username", "key_file", "password_file", "known_hosts", "ca_file",
+    "kind", "host", "port", "username", "key_file", "password_file", "known_hosts", "host_key",
+    "ca_file",
     "remote_dir", "path", "timeout", "attempts", "first_delay", "max_delay",
 }
 _DEFAULT_PORTS = {"sftp": 22, "ftp": 21, "ftps": 21}
@@ -61,6 +63,7 @@ class SinkSettings:
     key_file: Path | None = None
     password_file: Path | None = None
     known_hosts: Path | None = None
+    host_key: str = ""  # sftp: the server's pinned SHA256 fingerprint, instead of known_hosts
     ca_file: Path | None = None
     remote_dir: str = "."
     path: Path | None = None
@@ -153,6 +156,7 @@ def _sink(table: Mapping[str, Any], base: Path,
         key_file=path("key_file"),
         password_file=path("password_file"),
         known_hosts=path("known_hosts"),
+        host_key=get("host_key", str, ""),
         ca_file=path("ca_file"),
         remote_dir=get("remote_dir", str, "."),
         path=path("path"),
@@ -169,7 +173,8 @@ def _sink(table: Mapping[str, Any], base: Path,
         if not 0 < settings.port < 65536:
             raise fail(f"[export.sink] port {settings.port} is out of range")
     if kind == "sftp":
-        require("known_hosts")
+        if not settings.host_key:
+            require("known_hosts")
         if (settings.key_file is None) == (settings.password_file is None):
             raise fail("[export.sink] give exactly one of key_file and password_file for sftp")
     if kind in ("ftp", "ftps"):
@@ -179,10 +184,8 @@ def _sink(table: Mapping[str, Any], base: Path,
     return settings
 
 
-def make_sink(settings: SinkSettings, *, sleep: Callable[[float], None] | None = None,
-              host_key: str | None = None) -> Sink:
-    """The sink ``settings`` describe. ``sleep`` replaces ``time.sleep`` between retries;
-    ``host_key`` pins the SFTP server's SHA256 fingerprint instead of ``known_hosts``.
+def make_sink(settings: SinkSettings, *, sleep: Callable[[float], None] | None = None) -> Sink:
+    """The sink ``settings`` describe. ``sleep`` replaces ``time.sleep`` between retries.
 
     Raises:
         SinkConfigError: a secret, key or known_hosts file is unreadable.
@@ -195,10 +198,9 @@ def make_sink(settings: SinkSettings, *, sleep: Callable[[float], None] | None =
         assert settings.path is not None
         return LocalSink(settings.path, retry=retry)
     if settings.kind == "sftp":
-        assert settings.known_hosts is not None
         return SftpSink(settings.host, settings.port, username=settings.username,
-                        known_hosts=None if host_key else settings.known_hosts,
-                        host_key=host_key, key_file=settings.key_file,
+                        known_hosts=None if settings.host_key else settings.known_hosts,
+                        host_key=settings.host_key or None, key_file=settings.key_file,
                         password_file=settings.password_file, remote_dir=settings.remote_dir,
                         timeout=settings.timeout, retry=retry)
     assert settings.password_file is not None

@@ -17,6 +17,17 @@ class StaleSocketError(OSError):
     """Nothing answers at the socket's path (its server was killed)."""
 
 
+def receive_line(sock: socket.socket) -> bytes:
+    """Bytes up to and including a line break, or what came before the peer closed."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def request(path: Path, payload: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
     """Send one request and wait for its answer (blocking; for command-line tools).
 
@@ -32,12 +43,7 @@ def request(path: Path, payload: dict[str, Any], timeout: float = 60.0) -> dict[
         except ConnectionRefusedError:
             raise StaleSocketError(111, "nothing answers (a stale socket)", str(path)) from None
         s.sendall(json.dumps(payload).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = receive_line(s)
     if not data:
         raise OSError(104, "the server closed the connection without answering", str(path))
     answer = json.loads(data)

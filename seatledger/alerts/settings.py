@@ -37,6 +37,7 @@ import attrs
 
 from seatledger.alerts.channels import Channel, EmailChannel, WebhookChannel
 from seatledger.alerts.dispatcher import Dispatcher
+from seatledger.config.keys import read_private
 from seatledger.config.settings import CONFIG_NAME, Config, ConfigError
 
 
@@ -132,18 +133,7 @@ def _secret(config: Config, table: dict[str, Any], section: str, key: str) -> by
     name = _get(table, section, key, str, "")
     if not name:
         raise ConfigError(f"{CONFIG_NAME}: [{section}] {key} is missing")
-    path = _path(config, name)
-    try:
-        mode = path.stat().st_mode
-        data = path.read_bytes().strip()
-    except OSError as e:
-        raise ConfigError(f"[{section}] {key} {path}: {e.strerror or e}") from None
-    if mode & 0o077:
-        raise ConfigError(f"[{section}] {key} {path} is readable by others (mode "
-                          f"{mode & 0o777:o}): chmod 600 it")
-    if not data:
-        raise ConfigError(f"[{section}] {key} {path} is empty")
-    return data
+    return read_private(_path(config, name), f"[{section}] {key}")
 
 
 __all__ = ["AlertSettings", "load_alert_settings"]

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from exporters import SigningKey, generate_signing_key
 from exporters import load_signing_key as load_export_key
 from ledger.errors import KeyFileError
-from seatledger.config.settings import Layout
+from seatledger.config.settings import ConfigError, Layout
 
 EXPORT_KEY = "export-minisign.key"
 EXPORT_PUB = "export-minisign.pub"
@@ -80,6 +80,26 @@ def export_public_key_text(layout: Layout) -> str:
     """The master's minisign public key (created with the key pair if needed), for the vendor."""
     ensure_export_keys(layout)
     return (layout.keys / EXPORT_PUB).read_text()
+
+
+def read_private(path: Path, what: str) -> bytes:
+    """A secret file's content (stripped), which only its owner may read: a webhook secret,
+    an SMTP password, the dashboard's token.
+
+    Raises:
+        ConfigError: missing or unreadable, readable by others, or empty (one line).
+    """
+    try:
+        mode = path.stat().st_mode
+        data = path.read_bytes().strip()
+    except OSError as e:
+        raise ConfigError(f"{what} {path}: {e.strerror or e}") from None
+    if mode & 0o077:
+        raise ConfigError(f"{what} {path} is readable by others (mode {mode & 0o777:o}): "
+                          "chmod 600 it")
+    if not data:
+        raise ConfigError(f"{what} {path} is empty")
+    return data
 
 
 def write_replacing(path: Path, data: bytes) -> None:

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from exporters import SigningKey
-from exporters.envelope import verify_signature
+from exporters.envelope import public_key_lines, verify_signature
 from exporters.errors import EnvelopeError
 from ledger.application import key_fingerprint
 from ledger.domain.terms import LicenceFileError, LicenceTerms, parse_terms, render_terms
@@ -57,8 +57,7 @@ class SignedLicence:
 def minisign_key_fingerprint(public_key_text: str) -> str:
     """``sha256:<hex>`` of a minisign public key (its base64 line decoded): how the master
     names the vendor key it pinned."""
-    lines = [line.strip() for line in public_key_text.splitlines()
-             if line.strip() and not line.startswith("untrusted comment:")]
+    lines = public_key_lines(public_key_text)
     try:
         raw = base64.b64decode(lines[0], validate=True) if len(lines) == 1 else b""
     except ValueError:

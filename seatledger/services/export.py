@@ -1,7 +1,8 @@
 """The daily audit export on the master, and the recipient's import (use cases, no printing).
 
 The master daemon's schedule calls :func:`export_due_days`, :func:`next_export_at` and
-:func:`run_exports`; the demo calls :func:`export_to_folder` and :func:`import_exports`.
+:func:`run_exports` (to where the installed licence directs, :func:`directed_settings`);
+the demo calls :func:`run_exports` and :func:`import_exports`.
 
 Key files: the master signs exports with a minisign key created on first use in
 ``keys/export-minisign.key`` (0600; ``keys/export-minisign.pub`` goes to the vendor). A
@@ -38,7 +39,7 @@ from exporters import (
     verify_signature,
 )
 from exporters.chain import parse_verifier_key
-from exporters.envelope import export_comment
+from exporters.envelope import export_comment, public_key_line
 from exporters.sinks import LocalSink, Sink
 from ledger import LedgerApp
 from seatledger.config.keys import EXPORT_PUB, ensure_export_keys
@@ -75,9 +76,9 @@ def directed_settings(config: Config, app: LedgerApp) -> tuple[ExportSettings, s
             for the destination the licence names.
     """
     licence = app.licence if app.has_licence else None
-    destination = licence.export_destination if licence is not None else ""
-    if not destination:
+    if licence is None or not licence.export_destination:
         return load_export_settings(config), None
+    destination = licence.export_destination
     table = dict(config.raw.get("export") or {})
     sink = dict(table.get("sink") or {})
     url = urlsplit(destination)
@@ -102,10 +103,9 @@ def directed_settings(config: Config, app: LedgerApp) -> tuple[ExportSettings, s
             directed["port"] = url.port
         if url.username:
             directed["username"] = unquote(url.username)
-        if kind == "sftp" and licence is not None and licence.export_host_key:
-            directed.setdefault("known_hosts", "/dev/null")  # the pinned key decides
+        if kind == "sftp" and licence.export_host_key:
+            directed["host_key"] = licence.export_host_key  # pinned: no known_hosts needed
     extra = [r for r in table.get("recipients") or [] if isinstance(r, str)]
-    assert licence is not None
     recipients = list(dict.fromkeys([*(licence.export_recipients or []), *extra]))
     table.update(recipients=recipients, sink=directed)
     try:
@@ -152,9 +152,8 @@ def run_exports(
     if not days:
         return []
     settings, destination = directed_settings(config, app)
-    host_key = app.licence.export_host_key if destination else ""
     exporter = DailyExport(
-        app, sink if sink is not None else make_sink(settings.sink, host_key=host_key or None),
+        app, sink if sink is not None else make_sink(settings.sink),
         Outbox(config.root / EXPORTS_DIR), recipients=list(settings.recipients),
         signing_key=ensure_export_keys(config.layout), progress=progress, on_day=on_day,
         destination=destination,
@@ -164,10 +163,9 @@ def run_exports(
 
 def export_to_folder(app: LedgerApp, layout: Layout, folder: Path, recipients: list[str],
                      through: date | None = None) -> list[DayResult]:
-    """Export every day over (or up to ``through``) into ``folder``, whatever the config says.
-
-    The demo's vendor delivery. Raises ExportError, LedgerError.
-    """
+    """Export every day over (or up to ``through``) into ``folder``, whatever the config and
+    the licence say (deliveries recorded as that folder's URL). Raises ExportError,
+    LedgerError."""
     through = through or app.now().date() - timedelta(days=1)
     folder.mkdir(parents=True, exist_ok=True)
     exporter = DailyExport(app, LocalSink(folder), Outbox(layout.root / EXPORTS_DIR),
@@ -241,10 +239,7 @@ def _pin_checkpoint_key(layout: Layout, report: VerifyReport) -> None:
                       f"({path})")
 
 
-def key_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines()
-             if line.strip() and not line.startswith("untrusted comment:")]
-    return lines[0] if lines else ""
+key_line = public_key_line  # what the export commands print and compare
 
 
 

@@ -73,7 +73,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from exporters import Manifest, Verifier, VerifyError, decode_manifest
 from exporters.chain import RecordFault, check_recorded_checkpoint, parse_verifier_key
-from exporters.envelope import decrypt_export
+from exporters.envelope import decrypt_export, public_key_line
 from exporters.errors import EnvelopeError
 from exporters.naming import MANIFEST_SUFFIX, parse_name
 from exporters.proofs import frontier_from_hashes
@@ -98,7 +98,6 @@ from seatledger.vendor.records import RecordSealer, VendorRecords
 from seatledger.vendor.registry import (
     RegistryError,
     VendorStore,
-    export_key_line,
     licences,
     metadata,
 )
@@ -553,7 +552,7 @@ class VendorImport:
             licences.c.customer, licences.c.serial)
         with self.engine.connect() as conn:
             for customer, key, sha, master_key, text in conn.execute(query):
-                line = export_key_line(key)
+                line = public_key_line(key)
                 key_id = _key_id_of_public_key(line)
                 if key_id is not None and _Master(customer, line) not in by_key[key_id]:
                     by_key[key_id].append(_Master(customer, line))

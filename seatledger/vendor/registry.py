@@ -20,6 +20,7 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from exporters.envelope import public_key_line
 from seatledger.config.licence_file import SignedLicence
 from seatledger.vendor.home import VendorConfig
 
@@ -162,7 +163,7 @@ class VendorStore:
             issued_at=t.issued_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             expires_at=t.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             master_origin=t.master_origin, master_key=t.master_key,
-            export_key=export_key_line(export_key),
+            export_key=public_key_line(export_key),
             limits=",".join(f"{c}={n}" for c, n in t.limits.items()),
             sha256=signed.sha256, file=signed.text))
 
@@ -183,14 +184,7 @@ class VendorStore:
     def customer_for_export_key(self, export_key: str) -> str | None:
         """The customer whose master signs exports with this minisign key, if any licence the
         vendor issued names it."""
-        line = export_key_line(export_key)
+        line = public_key_line(export_key)
         with self.engine.connect() as conn:
             return conn.execute(sa.select(licences.c.customer)
                                 .where(licences.c.export_key == line).limit(1)).scalar()
-
-
-def export_key_line(text: str) -> str:
-    """A minisign public key's base64 line (the ``.pub`` file without its comment)."""
-    lines = [line.strip() for line in text.splitlines()
-             if line.strip() and not line.startswith("untrusted comment:")]
-    return lines[0] if lines else ""

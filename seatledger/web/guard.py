@@ -12,7 +12,7 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from seatledger.config.settings import ConfigError
+from seatledger.config.keys import read_private
 
 
 def read_token(path: Path) -> bytes:
@@ -21,16 +21,7 @@ def read_token(path: Path) -> bytes:
     Raises:
         ConfigError: missing, empty, or readable by others.
     """
-    try:
-        mode = path.stat().st_mode
-        token = path.read_bytes().strip()
-    except OSError as e:
-        raise ConfigError(f"token file {path}: {e.strerror}") from None
-    if mode & 0o077:
-        raise ConfigError(f"token file {path} is readable by others: chmod 600 it")
-    if not token:
-        raise ConfigError(f"token file {path} is empty")
-    return token
+    return read_private(path, "token file")
 
 
 class BearerGuard:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from seatledger.cli import seat
+from transport.local_client import receive_line
 
 cli_main = importlib.import_module("seatledger.cli.main")  # the package's ``main`` is the function
 
@@ -74,12 +75,7 @@ def fake_slave(tmp_path: Path) -> Iterator[Path]:
             except OSError:
                 return
             with conn:
-                data = b""
-                while not data.endswith(b"\n"):
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
+                data = receive_line(conn)
                 conn.sendall(json.dumps(answer(json.loads(data))).encode() + b"\n")
 
     thread = threading.Thread(target=serve, daemon=True)

@@ -38,6 +38,16 @@ def test_sftp_settings_resolve_paths_against_the_data_dir(tmp_path: Path) -> Non
     assert (built.retry.attempts, built.retry.first_delay) == (3, 0.5)
 
 
+def test_a_pinned_host_key_stands_in_for_known_hosts(tmp_path: Path) -> None:
+    (tmp_path / "vendor.password").write_text("pw\n")
+    settings = parse_export_settings(table(
+        kind="sftp", host="h", username="u", password_file="vendor.password",
+        host_key="SHA256:" + "A" * 43), tmp_path)
+    built = make_sink(settings.sink)
+    assert isinstance(built, SftpSink)
+    assert (built.known_hosts, built.host_key) == (None, "SHA256:" + "A" * 43)
+
+
 def test_folder_and_ftps_sinks_are_built(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("secret")
 
