@@ -520,6 +520,20 @@ class Licence(Aggregate):
         wall_clock: datetime
         recorded: datetime
 
+    class UpstreamLinked(Event):
+        """This master is chained under an upstream master (a supermaster): its seats are
+        also seats of ``site`` there. ``upstream`` is the upstream's origin (the name its
+        audit trail is signed under), ``ca`` the SHA-256 of the upstream's CA certificate.
+        Recorded when the first session with that upstream (or a different one) is synced;
+        the vendor counts a chained seat once by it (docs/chaining.md)."""
+
+        upstream: str
+        site: str
+        ca: str
+
+        def apply(self, licence: Licence) -> None:
+            licence.upstream = (self.upstream, self.site, self.ca)
+
     class AuditCheckpointSigned(Event):
         tree_size: int
         root: bytes
@@ -563,6 +577,8 @@ class Licence(Aggregate):
     # Agent-hours per class with an hours allowance (ledger.domain.hours); None: none ever.
     # Read it as ``hours_balances``: a snapshot stores each balance as its fields.
     hours_state: dict[str, Balance] | None = None
+    # The upstream master this one is chained under: (origin, site name there, CA sha256).
+    upstream: tuple[str, str, str] | None = None
 
     @property
     def hours_balances(self) -> dict[str, Balance] | None:
@@ -1247,6 +1263,14 @@ class Licence(Aggregate):
                   if s.status == DISCONNECTED and s.since is not None]
         times += [t for b in (self.hours_balances or {}).values() if (t := hourly.next_due(b))]
         return min(times) if times else None
+
+    def link_upstream(self, now: datetime, upstream: str, site: str, ca: str) -> bool:
+        """Record that this master is chained under ``upstream`` as ``site`` (nothing if
+        that is already recorded). Returns whether it recorded."""
+        if self.upstream == (upstream, site, ca):
+            return False
+        self._emit(self.UpstreamLinked, now, upstream=upstream, site=site, ca=ca)
+        return True
 
     def record_clock_step(self, now: datetime, wall: datetime, previous: datetime) -> None:
         self._emit(self.ClockStepped, now, wall_clock=wall, recorded=previous)
