@@ -156,6 +156,7 @@ def main() -> int:
     print(json.dumps({
         "store": str(root / "ledger.db"),
         "store_bytes": (root / "ledger.db").stat().st_size,
+        "views_bytes": sum(p.stat().st_size for p in root.glob("ledger.views.db*")),
         "events": events,
         "build_seconds": None if build_seconds is None else round(build_seconds, 1),
         "build_events_per_second": None if build_seconds is None else round(events / build_seconds),

@@ -7,9 +7,11 @@ from ledger.application import ImportedRecord, LedgerApp
 from ledger.clock import Clock, ManualClock, SystemClock
 from ledger.domain.commands import (
     AcquireSeat,
+    AssessSeat,
     Command,
     ConnectSite,
     DisconnectSite,
+    LinkUpstream,
     ReleaseSeat,
     SyncSite,
     Tick,
@@ -17,6 +19,8 @@ from ledger.domain.commands import (
 from ledger.domain.licence import LICENCE_ID, Licence, Seat, Site
 from ledger.domain.notices import grace_opened_text
 from ledger.domain.outcomes import (
+    UPSTREAM_PREFIX,
+    Assessment,
     Failure,
     Grant,
     HeldSeat,
@@ -67,4 +71,5 @@ __all__ = [
     "create_key_file", "load_key_file", "parse_duration", "parse_limits",
     "Outcome", "Pool", "PoolEventKind", "PoolState", "SiteState", "apply_pool_event",
     "check_site_name", "grace_opened_text", "within_local_limit",
+    "UPSTREAM_PREFIX", "Assessment", "AssessSeat", "LinkUpstream",
 ]

@@ -138,6 +138,17 @@ class LedgerApp:
         self.snapshot_when_idle = snapshot_when_idle
         self.timekeeper = TimeKeeper(clock or SystemClock())
         self._needs_reload = False
+        self.writes_elsewhere = False
+        """A master's copy of a ledger whose writer is another process: it never writes
+        (its aggregate follows the writer's events, see :meth:`absorb`)."""
+        self.keep_saved = False
+        """Keep the events of each commit for :meth:`take_saved` (a writer process)."""
+        self._saved: list[Any] = []
+        self.loads = 0
+        """How many times the licence was loaded from the store (a reload changes it)."""
+        # The commit connection's data version when the store's top last matched the seal
+        # (SQLite): see _committed_elsewhere.
+        self._data_version: int | None = None
         self._clock_steps: list[tuple[datetime, datetime]] = []
         try:
             self._app = _EventSourcedLedger(env, self.cipher, compress)
@@ -197,6 +208,7 @@ class LedgerApp:
         return self.now().timestamp()
 
     def _load(self) -> None:
+        self.loads += 1
         try:
             self._licence = self._app.repository.get(LICENCE_ID)
             # Count from the latest snapshot, not from zero, so that many short sessions
@@ -219,14 +231,17 @@ class LedgerApp:
     def close(self) -> None:
         """Seal the tail with a recorded checkpoint (its row signed), then close the store."""
         try:
-            if (self._wrote and self._licence is not None
-                    and self.sealer.frontier.size > self._licence.last_checkpoint_size):
-                self._record_checkpoint()
-            if self._wrote and self._events_since_snapshot >= self.snapshot_every:
-                self.take_snapshot()
-            self.sealer.flush()
+            if not self.writes_elsewhere:  # (a writer process seals its own tail)
+                if (self._wrote and self._licence is not None
+                        and self.sealer.frontier.size > self._licence.last_checkpoint_size):
+                    self._record_checkpoint()
+                if self._wrote and self._events_since_snapshot >= self.snapshot_every:
+                    self.take_snapshot()
+                self.sealer.flush()
         finally:
             self._app.close()
+            if isinstance(self.recorder, CompactSQLiteRecorder):
+                self.recorder.close()
 
     def __enter__(self) -> LedgerApp:
         return self
@@ -258,6 +273,10 @@ class LedgerApp:
             self._clock_steps.append(step)
         return now
 
+    def note_clock_step(self, step: tuple[datetime, datetime]) -> None:
+        """A step the writer process records for this copy's master (for take_clock_steps)."""
+        self._clock_steps.append(step)
+
     def take_clock_steps(self) -> list[tuple[datetime, datetime]]:
         """The wall-clock steps recorded since the last call, as (wall, expected): a running
         master tells its sites (a critical notice)."""
@@ -276,11 +295,14 @@ class LedgerApp:
             if self._events_since_snapshot >= self.snapshot_every:
                 self.take_snapshot()
             return
+        if self.writes_elsewhere:
+            raise StoreError("this ledger's writer is another process: send it the command")
         try:
             # What Application.save does, minus the recordings and notifications we do not
             # use: map the pending events and insert them in one transaction.
             mapper = self.mapper
-            stored = [mapper.to_stored_event(e) for e in licence.collect_events()]
+            events = licence.collect_events()
+            stored = [mapper.to_stored_event(e) for e in events]
             self.recorder.insert_events(stored)
         except (PersistenceError, StoreError, OSError) as e:
             # The aggregate in memory is now ahead of the store: reload what was committed.
@@ -295,6 +317,8 @@ class LedgerApp:
             raise StoreError(f"commit failed: {_first_line(e)}") from e
         self._licence = licence
         self._wrote = True
+        if self.keep_saved:
+            self._saved += events
         self._events_since_snapshot += pending
         # A snapshot is taken after the events' transaction, never inside it.
         if self._events_since_snapshot >= self.snapshot_every * (
@@ -387,17 +411,60 @@ class LedgerApp:
     def revoke_site(self, name: str) -> list[Release]:
         return self._command(lambda lic, now: lic.revoke_site(now, name))
 
+    def release_seats(self, site: str, users: Sequence[str] | None = None) -> list[Release]:
+        """An operator releases ``users``' seats at ``site`` (None: every seat held there),
+        reason ``operator``, in one commit. Raises UnknownSiteError or UnknownSeatError, and
+        then records nothing."""
+        return self._command(lambda lic, now: lic.release_seats(now, site, users))
+
+    def take_saved(self) -> list[Any]:
+        """The events committed since the last call (with :attr:`keep_saved`)."""
+        saved, self._saved = self._saved, []
+        return saved
+
+    def absorb(self, events: Sequence[Any]) -> None:
+        """Apply events the writer process committed to this copy's licence."""
+        licence = self.licence
+        for event in events:
+            event.mutate(licence)
+
+    def reload(self) -> None:
+        """Load the licence again from the store (what the writer process committed)."""
+        self._licence = None
+        self._load()
+
     def refresh(self) -> bool:
-        """Catch up with records another process committed (an operator's CLI command while
-        the master runs). Cheap when nothing changed. Returns True if it reloaded."""
-        if not self._needs_reload and (
-                not self.contiguous_ids or self.max_id() == self.sealer.frontier.size):
+        """Catch up with records another process committed (an ``export run``, or an older
+        tool, writing beside the master). Cheap when nothing changed: a master calls it
+        before every batch. Returns True if it reloaded."""
+        if not self._needs_reload and not self._committed_elsewhere():
             return False
+        self._needs_reload = True  # until the reload succeeds: a failed one is retried
         self._open_seal()
         self._licence = None
         self._load()
         self._needs_reload = False
         return True
+
+    def _committed_elsewhere(self) -> bool:
+        """Whether the store holds records the seal in memory does not cover.
+
+        On SQLite the store's top is read only when the commit connection's data version
+        moved (another connection committed; this ledger's own commits leave it be). The
+        version is read before the top, so a commit after that read moves it again. On
+        PostgreSQL ids have gaps and there is nothing to compare: a commit racing another
+        writer fails and reloads (see _save)."""
+        if not self.contiguous_ids:
+            return False
+        try:
+            version = self.recorder.data_version()
+            if version == self._data_version:
+                return False
+            behind = self.max_id() != self.sealer.frontier.size
+        except PersistenceError as e:
+            raise StoreError(f"cannot read store: {_first_line(e)}") from e
+        self._data_version = version
+        return behind
 
     def execute(self, commands: Sequence[Command]) -> list[Outcome]:
         """Apply a batch of commands and commit them in one transaction.

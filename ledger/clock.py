@@ -121,6 +121,33 @@ class TimeKeeper:
         return wall, step
 
 
+class DictatedTime(TimeKeeper):
+    """Recorded time as another process dictates it: a ledger writer process is told, with
+    each batch, the time its master read (and any wall-clock step it noticed), so that one
+    clock - the master's, trio's MockClock in tests - drives both."""
+
+    def __init__(self) -> None:
+        super().__init__(ManualClock())
+        self._given: tuple[datetime, tuple[datetime, datetime] | None] | None = None
+
+    def give(self, recorded: datetime, step: tuple[datetime, datetime] | None) -> None:
+        """The time of the next batch, and the step to record with it (reported once)."""
+        with self._lock:
+            self._given = (recorded, step)
+
+    def read(self, last_recorded: datetime | None, *,
+             peek: bool = False) -> tuple[datetime, tuple[datetime, datetime] | None]:
+        with self._lock:
+            if self._given is None:
+                return self._read_wall(self.clock.now(), last_recorded, True)
+            recorded, step = self._given
+            if last_recorded is not None and recorded < last_recorded:
+                recorded = last_recorded
+            if not peek:
+                self._given = (recorded, None)
+            return recorded, step
+
+
 class _CallableClock:
     def __init__(self, now: Callable[[], datetime]):
         self._now = now

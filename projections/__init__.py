@@ -1,11 +1,12 @@
 """Read models fed from the ledger's notification log (DESIGN.md section 6).
 
 :class:`ProjectionRunner` keeps three read models up to date, exactly once, in tables beside
-the event store: live status (:mod:`.live_status`), usage statements (:mod:`.usage`) and
+the event store (a file or a schema of their own: :func:`views_url`): live status (:mod:`.live_status`), usage statements (:mod:`.usage`) and
 point-in-time answers (:mod:`.point_in_time`). :mod:`.render` and :mod:`.html_report` turn
 their answers into tables, CSV, JSON and a self-contained HTML report.
 """
 
+from .engine import VIEWS_SCHEMA, views_url
 from .errors import (
     ConcurrentRunnerError,
     ProjectionError,
@@ -39,11 +40,11 @@ from .runner import PROJECTIONS, ProjectionRunner, check_names
 from .usage import DIMENSIONS, PERIODS, UsageReport, UsageRow, usage_report
 
 __all__ = [
-    "DIMENSIONS", "PERIODS", "PROJECTIONS", "ConcurrentRunnerError", "HistoryEntry", "PoolAt",
+    "DIMENSIONS", "PERIODS", "PROJECTIONS", "VIEWS_SCHEMA", "ConcurrentRunnerError", "HistoryEntry", "PoolAt",
     "PoolStatus", "ProjectionError", "ProjectionRunner", "RefusalAnswer", "SeatSpan",
     "SiteStatus", "StateAt", "Status", "UnknownProjectionError", "UsageReport", "UsageRow",
     "ViewStoreError", "check_names", "pool_windows", "read_status", "render_history_table",
     "render_html_report", "render_state_table", "render_status_table", "render_why_refused",
     "state_at", "to_json", "usage_csv", "usage_json", "usage_report", "usage_table",
-    "user_history", "why_refused", "write_html_report",
+    "user_history", "views_url", "why_refused", "write_html_report",
 ]

@@ -1,12 +1,13 @@
-"""The SQLAlchemy side of the views: an engine on the store's database, and portable upserts."""
+"""The SQLAlchemy side of the views: where they live, an engine on it, and portable upserts."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .errors import ProjectionError, ViewStoreError
@@ -14,6 +15,49 @@ from .errors import ProjectionError, ViewStoreError
 SQLITE_BUSY_MS = 10_000
 SQLITE_CACHE_KIB = 64 * 1024  # the replay rewrites the same hot pages batch after batch
 SQLITE_CHECKPOINT_PAGES = 10_000
+VIEWS_SCHEMA = "seatledger_views"
+_VIEWS_SEARCH_PATH = f"-csearch_path={VIEWS_SCHEMA}"
+
+
+def views_url(store_url: str) -> str:
+    """Where the read models of the store at ``store_url`` live: beside the store, never in
+    it, so that the follower writing them never takes the store's write lock (which would
+    stall the master's commits).
+
+    * SQLite: a file of their own next to the store's, named after it (``ledger.db`` ->
+      ``ledger.views.db``), created owner-only (0600) by :func:`make_engine`;
+    * PostgreSQL: the schema ``seatledger_views`` of the same database. The URL's
+      ``options`` put it alone on the search path, so every table and every statement of
+      the views lands there (any PostgreSQL client given this URL sees the views).
+
+    Raises ProjectionError for a URL the views cannot use.
+    """
+    parts = urlsplit(store_url)
+    scheme = parts.scheme.split("+")[0]
+    if scheme == "sqlite":
+        # The file as the store opens it (ledger.persistence.store: the URL's path).
+        path = "/" + unquote(parts.path).lstrip("/")
+        folder, _, name = path.rpartition("/")
+        stem, dot, suffix = name.rpartition(".")
+        if not name:
+            raise ProjectionError(f"bad store URL {store_url!r}: no file name")
+        views = f"{stem}.views.{suffix}" if dot and stem else f"{name}.views"
+        return f"sqlite:///{folder}/{views}"
+    if scheme in ("postgresql", "postgres"):
+        query = dict(parse_qsl(parts.query))
+        query["options"] = " ".join(filter(None, (query.get("options"), _VIEWS_SEARCH_PATH)))
+        return urlunsplit(parts._replace(query=urlencode(query)))
+    return sqlalchemy_url(store_url)  # raises ProjectionError
+
+
+def views_schema(url: str) -> str | None:
+    """The PostgreSQL schema a :func:`views_url` puts the views in (None for SQLite, or a
+    URL that names no schema of ours): the runner creates it before its tables."""
+    parts = urlsplit(url)
+    if not parts.scheme.startswith("postgres"):
+        return None
+    options = dict(parse_qsl(parts.query)).get("options", "")
+    return VIEWS_SCHEMA if _VIEWS_SEARCH_PATH in options.split() else None
 
 
 def sqlalchemy_url(store_url: str) -> str:
@@ -33,20 +77,26 @@ def sqlalchemy_url(store_url: str) -> str:
 
 
 def make_engine(store_url: str) -> Engine:
-    """An engine for the views in the store's database.
+    """An engine on the views' database (:func:`views_url`).
 
-    SQLite runs in WAL mode (the event store sets it), with ``synchronous=NORMAL``: a commit
-    is atomic and ordered, and a power cut can lose at most the last few view transactions,
-    which the runner then simply re-applies from the tracked position.
+    An SQLite file is created owner-only (0600) if missing, as the labels in it are the
+    data directory's (SQLite gives its ``-wal`` and ``-shm`` the file's mode). It runs in
+    WAL mode, so that readers never wait for the runner, with ``synchronous=NORMAL``: a
+    commit is atomic and ordered, and a power cut can lose at most the last few view
+    transactions, which the runner then simply re-applies from the tracked position.
     """
     url = sqlalchemy_url(store_url)
     if url.startswith("sqlite"):
+        path = make_url(url).database
+        if path and ":memory:" not in path and not os.path.exists(path):
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")  # kept in the file: once it is set
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
             # Checkpoint the WAL less often than the default 1000 pages: the replay
@@ -58,9 +108,10 @@ def make_engine(store_url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
-            # The ledger writes to the same file. A deferred transaction that reads and
-            # then writes can find its snapshot stale (SQLITE_BUSY_SNAPSHOT, which no
-            # busy timeout retries); taking the write lock up front waits instead.
+            # Another runner (a rebuild from the command line) may write the same file. A
+            # deferred transaction that reads and then writes can find its snapshot stale
+            # (SQLITE_BUSY_SNAPSHOT, which no busy timeout retries); taking the write lock
+            # up front waits instead.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine

@@ -16,6 +16,7 @@ import attrs
 from sqlalchemy import Connection, and_, func, or_, select
 
 from ledger.domain.licence import Licence
+from ledger.domain.outcomes import UPSTREAM_PREFIX
 from ledger.domain.pools import (
     Pool,
     PoolEventKind,
@@ -332,7 +333,7 @@ _RELEASE_TEXT = {
     "logoff": "the agent logged off",
     "reconciled": "the site no longer held it when it reconnected",
     "site_cut_off": "the site dropped it itself when it was cut off from the master",
-    "operator": "released by an operator (site revoked)",
+    "operator": "released by an operator (site release, or the site revoked)",
     "expired": "the licence expired",
 }
 
@@ -350,6 +351,15 @@ _REFUSAL_TEXT = {
 }
 
 
+def refusal_text(reason: str) -> str:
+    """A refusal's reason in words; a chained master's ``upstream:<reason>`` names the
+    upstream's."""
+    if reason.startswith(UPSTREAM_PREFIX):
+        return ("the upstream master this one is chained under refused it: "
+                + refusal_text(reason.removeprefix(UPSTREAM_PREFIX)))
+    return _REFUSAL_TEXT.get(reason, reason)  # type: ignore[call-overload, no-any-return]
+
+
 def why_refused(conn: Connection, user: str, *, at: datetime | None = None,
                 site: str | None = None) -> tuple[RefusalAnswer, ...]:
     """The user's refusals (all, or the last one at or before ``at``), each explained."""
@@ -365,7 +375,7 @@ def why_refused(conn: Connection, user: str, *, at: datetime | None = None,
     answers = []
     for r in conn.execute(query).mappings():
         pools = pools_at(conn, r["at_us"], [r["agent_class"]], before_id=r["id"])
-        text = _REFUSAL_TEXT.get(r["reason"], r["reason"])
+        text = refusal_text(r["reason"])
         context = "; ".join(
             f"{p.pool} {p.in_use} in use, limit {p.limit}, grace {p.grace}"
             + (" (enforced)" if p.enforced else "")

@@ -16,13 +16,18 @@ from ledger.domain.values import RefusalReason
 
 from .live_status import Status
 from .point_in_time import HistoryEntry, RefusalAnswer, StateAt
-from .usage import UsageReport
+from .usage import HoursUsage, UsageReport
 
 REFUSAL_REASONS: tuple[str, ...] = (
     RefusalReason.LIMIT_ENFORCED, RefusalReason.OVERUSE_CEILING, RefusalReason.SITE_LIMIT,
     RefusalReason.LICENCE_EXPIRED, RefusalReason.CLASS_NOT_LICENSED, RefusalReason.UNKNOWN_SITE,
     RefusalReason.SITE_REVOKED, RefusalReason.HOURS_EXHAUSTED,
 )
+
+
+# The usage CSV's last columns: a class's agent-hours in the period (hours licences).
+HOURS_COLUMNS: tuple[str, ...] = ("hours_licensed", "hours_granted", "hours_used",
+                                  "hours_charged", "hours_left", "hours_overdrawn")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
@@ -138,57 +143,79 @@ def usage_table(report: UsageReport) -> str:
     """The usage statement as a readable table, one row per period, key and class.
 
     By class, over-use is the time above the limit and the seat time above it; by site,
-    tenant or campaign, the seat time of seats that were granted as over-use.
+    tenant or campaign, the seat time of seats that were granted as over-use. The classes
+    licensed by hours get their agent-hours used and left (class rows, in two more columns,
+    and a table over the whole report).
     """
     hourly = report.period == "hour"
     pools = report.by == "class"
+    with_hours = pools and any(r.hours is not None for r in report.rows)
     rows = []
     for r in report.rows:
         over = ((f"{r.over_limit_minutes:.0f}", f"{r.excess_agent_hours:.2f}") if pools
                 else (f"{r.overuse_agent_hours:.2f}",))
+        hours = (() if not with_hours else ("", "") if r.hours is None
+                 else (f"{r.hours.used_hours:.2f}", f"{r.hours.left_hours:.2f}"))
         rows.append((
             when(r.period, "%Y-%m-%d %H:00" if hourly else "%Y-%m-%d"), r.key or "-",
             *(() if pools else (r.agent_class,)), f"{r.agent_hours:.2f}", r.peak,
             when(r.peak_at, "%H:%M:%S") if r.peak_at else "",
             *(("" if r.limit is None else r.limit,) if pools else ()), *over,
-            r.grants, r.refused or "", ", ".join(f"{k} {v}" for k, v in r.refusals.items())))
+            r.grants, r.refused or "", *hours,
+            ", ".join(f"{k} {v}" for k, v in r.refusals.items())))
     title = (f"usage by {report.by}, {when(report.start, '%Y-%m-%d %H:%M')}Z to "
              f"{when(report.end, '%Y-%m-%d %H:%M')}Z, per {report.period}"
              + (f" (seats held counted up to {when(report.as_of)})" if report.as_of else ""))
-    hours = "".join(f"\n{c} hours licence: {used:.2f} agent-hours used, "
-                    + (f"{left:.2f} left" if left >= 0 else f"none left ({-left:.2f} overdrawn)")
-                    for c, used, left in report.hours_at())
+    licences = f"\n\n{usage_hours_table(report.hours)}" if report.hours else ""
     if not rows:
-        return f"{title}\nno usage recorded in this period{hours}"
+        return f"{title}\nno usage recorded in this period{licences}"
     headers: tuple[str, ...]
     right: tuple[int, ...]
+    more = ("hours used", "hours left") if with_hours else ()
     if pools:
         headers = ("hour" if hourly else "day", "pool", "agent-h", "peak", "peak at", "limit",
-                   "over-limit min", "excess agent-h", "grants", "refused", "by reason")
-        right = (2, 3, 5, 6, 7, 8, 9)
+                   "over-limit min", "excess agent-h", "grants", "refused", *more, "by reason")
+        right = (2, 3, 5, 6, 7, 8, 9, *((10, 11) if with_hours else ()))
     else:
         headers = ("hour" if hourly else "day", report.by, "class", "agent-h", "peak",
                    "peak at", "over-use seat-h", "grants", "refused", "by reason")
         right = (3, 4, 6, 7, 8)
-    return title + "\n" + table(headers, rows, right=right) + hours
+    return title + "\n" + table(headers, rows, right=right) + licences
+
+
+def usage_hours_table(hours: Sequence[HoursUsage]) -> str:
+    """The classes licensed by hours over a usage statement: granted, used (of which
+    charged for offline use) in it, and licensed, left and overdrawn at its end."""
+    return "hours licences, this statement (left as of its end)\n" + table(
+        ("hours", "licensed", "granted", "used", "charged offline", "left", "overdrawn"),
+        [(h.agent_class, f"{h.licensed_hours:.2f}", f"{h.granted_hours:.2f}",
+          f"{h.used_hours:.2f}", f"{h.charged_hours:.2f}", f"{max(h.left_hours, 0):.2f}",
+          f"{h.overdrawn_hours:.2f}" if h.overdrawn_hours else "") for h in hours],
+        right=(1, 2, 3, 4, 5, 6))
 
 
 def usage_csv(report: UsageReport) -> str:
-    """The usage statement as CSV, one column per refusal reason."""
+    """The usage statement as CSV, one column per refusal reason, then the agent-hours of
+    a class licensed by hours (:data:`HOURS_COLUMNS`; empty on other rows and when
+    reporting by site, tenant or campaign)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["period_start", report.by, "agent_class", "agent_hours", "peak",
                      "peak_at", "limit", "over_limit_minutes", "excess_agent_hours",
                      "overuse_agent_hours", "grants", "overuse_grants", "offline_grants",
-                     "refused", *(f"refused_{r}" for r in REFUSAL_REASONS)])
+                     "refused", *(f"refused_{r}" for r in REFUSAL_REASONS), *HOURS_COLUMNS])
     for r in report.rows:
+        h = r.hours
         writer.writerow([
             r.period.isoformat(), r.key, r.agent_class, f"{r.agent_hours:.4f}", r.peak,
             r.peak_at.isoformat() if r.peak_at else "", "" if r.limit is None else r.limit,
             "" if r.over_limit_minutes is None else f"{r.over_limit_minutes:.2f}",
             "" if r.excess_agent_hours is None else f"{r.excess_agent_hours:.4f}",
             f"{r.overuse_agent_hours:.4f}", r.grants, r.overuse_grants, r.offline_grants,
-            r.refused, *(r.refusals.get(reason, 0) for reason in REFUSAL_REASONS)])
+            r.refused, *(r.refusals.get(reason, 0) for reason in REFUSAL_REASONS),
+            *(("",) * len(HOURS_COLUMNS) if h is None else (
+                f"{h.licensed_hours:.4f}", f"{h.granted_hours:.4f}", f"{h.used_hours:.4f}",
+                f"{h.charged_hours:.4f}", f"{h.left_hours:.4f}", f"{h.overdrawn_hours:.4f}"))])
     return out.getvalue()
 
 

@@ -41,7 +41,7 @@ from ledger.application import LedgerApp
 
 from . import tracking
 from .base import Handler, Projection
-from .engine import make_engine
+from .engine import make_engine, views_schema, views_url
 from .errors import ConcurrentRunnerError, UnknownProjectionError, ViewStoreError
 from .labels import Labels, bind
 from .live_status import LiveStatusProjection, Status, read_status
@@ -77,9 +77,11 @@ BatchHook = Callable[[str, int], None]
 
 
 class ProjectionRunner:
-    """Keeps the read models of one ledger up to date, in the ledger's own database.
+    """Keeps the read models of one ledger up to date, beside the ledger's store.
 
-    ``engine_url`` defaults to the store's URL. ``batch_hook(stage, n)`` is called with
+    ``engine_url`` defaults to the views' place beside the store (:func:`.engine.views_url`:
+    an SQLite file of their own, or a PostgreSQL schema of their own), so that the runner
+    never writes the store itself. ``batch_hook(stage, n)`` is called with
     ``("applied", n)`` before the n-th batch commits and ``("committed", n)`` after; tests
     raise from it to simulate a crash.
 
@@ -95,7 +97,9 @@ class ProjectionRunner:
         self.names = check_names(names)
         self.batch_size = batch_size
         self.batch_hook = batch_hook
-        self.engine: Engine = make_engine(engine_url or app.url)
+        url = engine_url or views_url(app.url)
+        self.engine: Engine = make_engine(url)
+        self._schema = views_schema(url)
         self.labels = Labels.for_cipher(app.cipher)
         bind(self.engine, self.labels)
         self.projections: dict[str, Projection] = {
@@ -134,13 +138,16 @@ class ProjectionRunner:
         self._loaded = True
 
     def _prepare(self, conn: Connection) -> bool:
-        """Create what is missing; start afresh a read model never tracked or whose tables
-        changed shape (or key) since (read models are disposable: no migrations).
+        """Create what is missing; start afresh a read model never tracked, whose tables
+        changed shape (or key) since (read models are disposable: no migrations), or whose
+        position the store does not hold (see _off_the_log).
 
         Returns True if tables of another version were dropped: their pages are then
         zeroed, as tables written by an older version may hold labels in clear, and the
         caller truncates the SQLite write-ahead log, which may hold copies of them too.
         """
+        if self._schema is not None:
+            conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
         found = inspect(conn)
         dropped = False
         with _secure_delete(conn):
@@ -162,7 +169,46 @@ class ProjectionRunner:
                     tracking.forget(conn, name)
                     tracking.start(conn, name, schema)
                 METADATA.create_all(conn, tables=tables, checkfirst=True)
+            for name in self._off_the_log(conn):
+                self._start_afresh(conn, name)
         return dropped and conn.dialect.name == "sqlite"
+
+    def _off_the_log(self, conn: Connection) -> list[str]:
+        """Read models whose position the store does not hold as they applied it.
+
+        The views are not in the store's file: a store restored from an older backup, or
+        views copied from another time, leave them ahead of the store or on another
+        history, where they would skip records. The record time of the event at each
+        position tells (a record written again under the same id has another)."""
+        checked: dict[tuple[int, int | None], bool] = {}
+        stale = []
+        for name, mark in tracking.read_marks(conn).items():
+            if name not in self.projections or mark[0] == 0:
+                continue
+            if mark not in checked:
+                checked[mark] = self._store_holds(*mark)
+            if not checked[mark]:
+                stale.append(name)
+        return stale
+
+    def _store_holds(self, position: int, event_us: int | None) -> bool:
+        """Whether the store holds record ``position``, recorded at ``event_us`` if known."""
+        notes = self.app.recorder.select_notifications(position, 1)
+        if not notes or notes[0].id != position:
+            return False
+        event = self.app.decode(notes[0])
+        return event_us is None or not hasattr(event, "timestamp") or \
+            to_us(event.timestamp) == event_us
+
+    def _start_afresh(self, conn: Connection, name: str) -> None:
+        """Drop a read model's tables, recreate them empty and track it from zero."""
+        projection = self.projections[name]
+        tables = list(projection.tables)
+        METADATA.drop_all(conn, tables=tables, checkfirst=True)
+        METADATA.create_all(conn, tables=tables)
+        tracking.forget(conn, name)
+        tracking.start(conn, name, fingerprint(projection.tables, conn.dialect,
+                                               self.labels.check))
 
     def _truncate_wal(self) -> None:
         """Checkpoint the SQLite write-ahead log and truncate it to nothing, so that no
@@ -297,13 +343,7 @@ class ProjectionRunner:
         with self._transaction() as conn:
             scrub = self._prepare(conn)
             for name in chosen:
-                projection = self.projections[name]
-                tables = list(projection.tables)
-                METADATA.drop_all(conn, tables=tables, checkfirst=True)
-                METADATA.create_all(conn, tables=tables)
-                tracking.forget(conn, name)
-                tracking.start(conn, name, fingerprint(projection.tables, conn.dialect,
-                                                       self.labels.check))
+                self._start_afresh(conn, name)
         if scrub:
             self._truncate_wal()
         self._loaded = False

@@ -1,7 +1,8 @@
 """The view tables, in one place: SQLAlchemy Core, one MetaData, every name prefixed ``view_``.
 
-They live in the same database as the event store (the same SQLite file, or the same
-PostgreSQL database), so what identifies anyone — sites, users, tenants, campaigns, the
+They live beside the event store (a file of their own next to the SQLite store, or the
+schema ``seatledger_views`` of its PostgreSQL database: :func:`projections.engine.views_url`)
+and are copied with it, so what identifies anyone — sites, users, tenants, campaigns, the
 customer — is stored sealed (``Label`` columns, :mod:`projections.labels`). Instants are
 epoch microseconds (:mod:`projections.timestamps`); hours and days are whole hours since the
 epoch, UTC.
@@ -178,6 +179,26 @@ usage_held = Table(
     Column("overuse", Boolean, nullable=False),
 )
 
+# Agent-hours of each class with an hours allowance, per hour: the balance after the hour's
+# last event (the fields of ledger.domain.hours.Balance) and the offline use charged in all
+# so far. What a period granted, used and charged is the difference of these at its two
+# ends; the class's latest row is also where the runner resumes.
+usage_agent_hours = Table(
+    "view_usage_agent_hours",
+    METADATA,
+    Column("agent_class", String(16), primary_key=True),
+    Column("hour", BigInteger, primary_key=True),
+    Column("as_of_us", BigInteger, nullable=False),
+    Column("left_us", BigInteger, nullable=False),  # seat-microseconds; negative: overdrawn
+    Column("held", Integer, nullable=False),
+    Column("base_us", BigInteger, nullable=False),
+    Column("added_us", BigInteger, nullable=False),
+    Column("notified", Integer, nullable=False),
+    Column("exhausted", Boolean, nullable=False),
+    Column("charged_us", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 # ------------------------------------------------------------------ point in time
 # Every seat ever held: granted at, released at (NULL while held), with reasons. Times are
 # when it happened (occurred_at), so offline seats appear at the time the site held them.
@@ -258,6 +279,6 @@ def fingerprint(tables: tuple[Table, ...], dialect: Dialect, labels_check: str) 
 
 TABLES_BY_PROJECTION: dict[str, tuple[Table, ...]] = {
     "status": (status_licence, status_pools, status_sites, status_hours),
-    "usage": (usage_hours, usage_refusals, usage_held),
+    "usage": (usage_hours, usage_refusals, usage_held, usage_agent_hours),
     "point_in_time": (pit_seats, pit_refusals, pit_pool_events),
 }

@@ -16,6 +16,12 @@ def read_positions(conn: Connection) -> dict[str, int]:
     return {r[0]: r[1] for r in conn.execute(select(tracking.c.name, tracking.c.position))}
 
 
+def read_marks(conn: Connection) -> dict[str, tuple[int, int | None]]:
+    """Read model name -> (position, record time in microseconds of the event there)."""
+    return {r[0]: (r[1], r[2]) for r in conn.execute(
+        select(tracking.c.name, tracking.c.position, tracking.c.event_us))}
+
+
 def read_schemas(conn: Connection) -> dict[str, str]:
     """Read model name -> fingerprint of the tables its position describes."""
     return {r[0]: r[1] for r in conn.execute(select(tracking.c.name, tracking.c.schema))}

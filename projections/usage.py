@@ -10,9 +10,9 @@ which never runs backwards. A site's offline seat events carry their original ti
 ``occurred_at`` (the point-in-time view uses those); here they count from the moment they
 were recorded, because the master kept counting the site's seats while it was silent (also
 once cut off) and the hours already written cannot change without re-deriving them. (An
-hours licence's balance, in the live-status view, also charges a synced site's offline
-grants for the time before they were recorded: ``HoursCharged``.) So a statement never shifts after it
-was issued, and replaying the log gives the same numbers every time.
+hours licence's balance also charges a synced site's offline grants for the time before
+they were recorded: ``HoursCharged``.) So a statement never shifts after it was issued, and
+replaying the log gives the same numbers every time.
 
 Over-use. For a class (a pool), ``over_limit_us`` is the time its seats in use were above
 its licensed limit and ``excess_agent_us`` the seat time above it (5 seats over for 2 hours
@@ -20,36 +20,50 @@ is 10 excess agent-hours): both are what over-use is billed on. For a site, tena
 campaign, ``overuse_agent_us`` is the seat time of its seats that were granted as over-use,
 which says who took the class over its limit.
 
+Hours licences. Per class with an agent-hours allowance the view keeps the ledger's own
+balance (:class:`ledger.domain.hours.Balance`, moved on by the same
+:func:`~ledger.domain.hours.apply_hours_event` as the licence aggregate's events), stored
+as it stood at the end of each hour with events, with the offline use charged so far. A
+statement's hours granted, used and charged in a period are the differences of those at
+the period's two ends (:class:`HoursUsage`), and what is left is the balance at its end.
+
 Each group (dimension, key, class) keeps its current hour in memory; handlers do a few
 integer operations per group, and a flush writes the hours a batch touched.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, func, select, text
 
-from ledger.domain.hours import Balance
+from ledger.domain.hours import Balance, HoursEventKind, apply_hours_event
 from ledger.domain.licence import Licence
-from ledger.domain.values import COMBINED_MEMBERS, COMBINED_POOL
+from ledger.domain.values import AGENT_CLASSES, COMBINED_MEMBERS, COMBINED_POOL
 
 from .base import Handler, Projection
 from .engine import execute_many, write_rows
 from .errors import ProjectionError
 from .labels import Labels, labels_for
-from .live_status import read_hours
-from .schema import TABLES_BY_PROJECTION, usage_held, usage_hours, usage_refusals
+from .schema import (
+    TABLES_BY_PROJECTION,
+    usage_agent_hours,
+    usage_held,
+    usage_hours,
+    usage_refusals,
+)
 from .timestamps import US_PER_HOUR, from_us, maybe_from_us, to_us
 from .tracking import read_event_time
 
 DIMENSIONS: tuple[str, ...] = ("site", "tenant", "campaign", "class")
 _DELETE_HELD = 'DELETE FROM "view_usage_held" WHERE "grant_id" = ?'
 PERIODS: tuple[str, ...] = ("day", "hour")
+_HOURS_GRANTED, _HOURS_RELEASED = HoursEventKind.GRANTED, HoursEventKind.RELEASED
 
 
 class _Group:
@@ -216,6 +230,12 @@ class _Group:
         return g
 
 
+def _balance_from_row(r: Any) -> Balance:
+    """A ``view_usage_agent_hours`` row's balance."""
+    return Balance(r["agent_class"], from_us(r["as_of_us"]), r["left_us"], r["held"],
+                   r["base_us"], r["added_us"], r["notified"], bool(r["exhausted"]))
+
+
 def _row(dim: str, *, key: bytes, cls: str, hour: int, agent: int, oagent: int, over_us: int,
          excess: int, peak: int, peak_at: int | None, limit: int | None, end: int, count: int,
          ocount: int) -> tuple[Any, ...]:
@@ -252,6 +272,11 @@ class UsageProjection(Projection):
         self._held_new: dict[tuple[str, str], tuple[tuple[_Group, ...], bool, int]] = {}
         self._held_gone: list[tuple[int]] = []
         self._refusals: dict[tuple[str, int, str, str, str], int] = defaultdict(int)
+        # Hours licences: per class with an allowance, the balance and the offline use
+        # charged in all; and the classes' hours a batch changed, by (class, hour).
+        self._balances: dict[str, Balance] = {}
+        self._charged: dict[str, int] = {}
+        self._hours_new: dict[tuple[str, int], tuple[Balance, int]] = {}
         self._stamp: Any = None  # the last record time converted, and its conversion
         self._t = self._hour = 0
 
@@ -278,6 +303,14 @@ class UsageProjection(Projection):
                                       labels.campaign.open(r["campaign"]), r["agent_class"], 0)
             self._held[(site, labels.user.open(r["user"]))] = (
                 groups, bool(r["overuse"]), r["grant_id"])
+        a = usage_agent_hours.c
+        latest = select(a.agent_class, func.max(a.hour).label("hour")).group_by(
+            a.agent_class).subquery()
+        for r in conn.execute(select(usage_agent_hours).join(
+                latest, (a.agent_class == latest.c.agent_class) & (a.hour == latest.c.hour))
+                ).mappings():
+            self._balances[r["agent_class"]] = _balance_from_row(r)
+            self._charged[r["agent_class"]] = r["charged_us"]
 
     def flush(self, conn: Connection) -> None:
         sink = self._sink
@@ -305,14 +338,22 @@ class UsageProjection(Projection):
                 for (dim, hour, key, cls, reason), n in self._refusals.items()],
                 mode="upsert", increment=("count",))
             self._refusals = defaultdict(int)
+        if self._hours_new:
+            write_rows(conn, usage_agent_hours, [
+                (cls, hour, to_us(b.as_of), b.left_us, b.held, b.base_us, b.added_us,
+                 b.notified, b.exhausted, charged)
+                for (cls, hour), (b, charged) in self._hours_new.items()], mode="upsert")
+            self._hours_new = {}
 
     # ---------------------------------------------------------------- handlers
     def handlers(self) -> Mapping[type, Handler]:
         L = Licence
-        return {L.LicenceIssued: self._terms, L.LicenceAmended: self._terms,
-                L.LicenceInstalled: self._terms,
+        return {L.LicenceIssued: self._licensed, L.LicenceAmended: self._terms,
+                L.LicenceInstalled: self._licensed,
                 L.SeatGranted: self._granted, L.SeatReleased: self._released,
-                L.SeatRefused: self._refused}
+                L.SeatRefused: self._refused,
+                L.HoursNoticeIssued: self._hours_changed, L.HoursExhausted: self._hours_changed,
+                L.HoursCharged: self._hours_charged}
 
     def _group(self, dim: str, key: str, cls: str, t: int) -> _Group:
         g = self._groups.get((dim, key, cls))
@@ -349,6 +390,30 @@ class UsageProjection(Projection):
             if dim == "class" and g.limit != limits.get(key):
                 g.set_limit(t, hour, limits.get(key))
 
+    def _licensed(self, nid: int, e: Any) -> None:
+        """New terms that may add agent-hours (none in events of earlier versions)."""
+        self._terms(nid, e)
+        for cls, n in (getattr(e, "hours", None) or {}).items():
+            balance = self._balances.get(cls)
+            if balance is None:  # it counts the seats of the class held already
+                g = self._groups.get(("class", cls, cls))
+                balance = Balance(cls, e.timestamp, held=g.count if g is not None else 0)
+            self._hours(apply_hours_event(balance, HoursEventKind.ADDED, e.timestamp,
+                                          added_us=n * US_PER_HOUR))
+
+    def _hours(self, balance: Balance) -> None:
+        cls = balance.agent_class
+        self._balances[cls] = balance
+        self._hours_new[(cls, to_us(balance.as_of) // US_PER_HOUR)] = (
+            balance, self._charged.get(cls, 0))
+
+    def _hours_changed(self, _nid: int, e: Any) -> None:
+        self._hours(e.apply_to(self._balances[e.agent_class]))
+
+    def _hours_charged(self, nid: int, e: Any) -> None:
+        self._charged[e.agent_class] = self._charged.get(e.agent_class, 0) + e.charge_us
+        self._hours_changed(nid, e)
+
     def _granted(self, nid: int, e: Any) -> None:
         t, hour = self._time(e.timestamp)
         overuse, offline = e.overuse, e.offline
@@ -359,6 +424,9 @@ class UsageProjection(Projection):
         held = (groups, overuse, nid)
         self._held[key] = held
         self._held_new[key] = held
+        if self._balances and e.agent_class in self._balances:
+            self._hours(apply_hours_event(self._balances[e.agent_class], _HOURS_GRANTED,
+                                          e.timestamp))
 
     def _released(self, nid: int, e: Any) -> None:
         key = (e.site, e.user)
@@ -376,6 +444,9 @@ class UsageProjection(Projection):
         t, hour = self._time(e.timestamp)
         for g in groups:
             g.release(t, hour, overuse)
+        if self._balances and e.agent_class in self._balances:
+            self._hours(apply_hours_event(self._balances[e.agent_class], _HOURS_RELEASED,
+                                          e.timestamp))
 
     def _refused(self, _nid: int, e: Any) -> None:
         hour = self._time(e.timestamp)[1]
@@ -404,10 +475,59 @@ class UsageRow:
     overuse_grants: int
     offline_grants: int
     refusals: Mapping[str, int]
+    # Class rows of a class licensed by hours: its agent-hours in the period.
+    hours: HoursUsage | None = None
 
     @property
     def refused(self) -> int:
         return sum(self.refusals.values())
+
+
+@attrs.frozen
+class HoursUsage:
+    """A class's agent-hours over a span (a period, or the whole report), counted as the
+    ledger counts them (:mod:`ledger.domain.hours`): ``granted`` is what licences added in
+    the span; ``used`` what was used in it, that is the seats of the class held times the
+    time (a cut-off site's seats too) plus offline use charged when its site synced;
+    ``charged`` that offline part; ``left`` and ``licensed`` (every hour ever granted) are
+    as of the span's end. ``left`` is negative when overdrawn; ``overdrawn`` is then
+    ``-left``, else 0.
+    """
+
+    agent_class: str
+    licensed_hours: float
+    granted_hours: float
+    used_hours: float
+    charged_hours: float
+    left_hours: float
+    overdrawn_hours: float
+
+    @classmethod
+    def between(cls, agent_class: str, first: _HoursMark | None, last: _HoursMark) -> HoursUsage:
+        """From the class's counts at the span's start (None: no hours yet) and end."""
+        first = first or _HoursMark(0, 0, 0, 0)
+        return cls(agent_class, licensed_hours=last.added / US_PER_HOUR,
+                   granted_hours=(last.added - first.added) / US_PER_HOUR,
+                   used_hours=(last.used - first.used) / US_PER_HOUR,
+                   charged_hours=(last.charged - first.charged) / US_PER_HOUR,
+                   left_hours=last.left / US_PER_HOUR,
+                   overdrawn_hours=max(-last.left, 0) / US_PER_HOUR)
+
+    @property
+    def active(self) -> bool:
+        """Whether anything was granted, used or charged in the span."""
+        return bool(self.granted_hours or self.used_hours or self.charged_hours)
+
+
+@attrs.frozen
+class _HoursMark:
+    """A class's hours at an instant, in seat-microseconds: every one added, used (of
+    those), charged for offline use (of those used), and left."""
+
+    added: int
+    used: int
+    charged: int
+    left: int
 
 
 @attrs.frozen
@@ -420,25 +540,20 @@ class UsageReport:
     period: str
     as_of: datetime | None
     rows: tuple[UsageRow, ...]
-    # The hours licences' balances (from the live-status view); :meth:`hours_at` says what
-    # was used and is left at ``as_of``.
-    hours: tuple[Balance, ...] = ()
+    # The classes licensed by hours, over the whole report (left: at its end, or at
+    # ``as_of`` if that is earlier).
+    hours: tuple[HoursUsage, ...] = ()
 
     def hours_at(self) -> list[tuple[str, float, float]]:
-        """(class, agent-hours used, agent-hours left; negative: overdrawn) at ``as_of``,
-        for each class licensed by hours."""
-        out = []
-        for b in self.hours:
-            at = max(self.as_of or b.as_of, b.as_of)
-            out.append((b.agent_class, b.used_at(at) / US_PER_HOUR, b.left_at(at) / US_PER_HOUR))
-        return out
+        """(class, agent-hours used in the report, agent-hours left at its end; negative:
+        overdrawn), for each class licensed by hours."""
+        return [(h.agent_class, h.used_hours, h.left_hours) for h in self.hours]
 
     def as_dict(self) -> dict[str, Any]:
         return {"start": self.start, "end": self.end, "by": self.by, "period": self.period,
                 "as_of": self.as_of,
                 "rows": [dict(attrs.asdict(r), refused=r.refused) for r in self.rows],
-                "hours": [{"agent_class": c, "used_hours": used, "left_hours": left}
-                          for c, used, left in self.hours_at()]}
+                "hours": [attrs.asdict(h) for h in self.hours]}
 
 
 # Positions in a period's totals while a report is summed up.
@@ -495,10 +610,11 @@ def usage_report(conn: Connection, start: datetime, end: datetime, *, by: str = 
         packed_peak, packed_limit = r[7], r[11]
         peak, rest = divmod(packed_peak, _PEAK_SCALE)
         limit = packed_limit % _LIMIT_SCALE - 1
+        # PostgreSQL sums BIGINTs as NUMERIC: back to int, so that the hours are floats.
         periods[(r[0] * step, name(r[1]), r[2])] = [
-            r[3], r[4], r[5], r[6], peak,
+            int(r[3]), int(r[4]), int(r[5]), int(r[6]), peak,
             r[0] * unit + _PEAK_SCALE - 1 - rest if peak else None,
-            r[8], r[9], r[10], None if limit < 0 else limit]
+            int(r[8]), int(r[9]), int(r[10]), None if limit < 0 else limit]
     # A group that still holds seats has counted up to its own last event only: carry it on
     # to ``stop`` (nothing changed in between, or it would have had an event).
     h = usage_hours.c
@@ -537,7 +653,14 @@ def usage_report(conn: Connection, start: datetime, end: datetime, *, by: str = 
         got[reason] = got.get(reason, 0) + n
     for k in refusals:
         periods.setdefault(k, [0, 0, 0, 0, 0, None, 0, 0, 0, None])
+    history = _HoursHistory.read(conn, h0, h1)
     pools = by == "class"
+    # Class rows carry their class's hours; a period in which hours were granted but no
+    # seat was used gets a row for them.
+    hours = history.per_period(h0, h1, step, stop) if pools else {}
+    for k, spent in hours.items():
+        if spent.active:
+            periods.setdefault(k, [0, 0, 0, 0, 0, None, 0, 0, 0, None])
     rows = tuple(
         UsageRow(
             period=from_us(p * US_PER_HOUR), key=key, agent_class=cls,
@@ -547,13 +670,98 @@ def usage_report(conn: Connection, start: datetime, end: datetime, *, by: str = 
             excess_agent_hours=b[_EXCESS] / US_PER_HOUR if pools else None,
             overuse_agent_hours=b[_OAGENT] / US_PER_HOUR, grants=b[_GRANTS],
             overuse_grants=b[_OGRANTS], offline_grants=b[_OFFGRANTS],
-            refusals=dict(sorted(refusals.get((p, key, cls), {}).items())))
+            refusals=dict(sorted(refusals.get((p, key, cls), {}).items())),
+            hours=hours.get((p, key, cls)))
         for (p, key, cls), b in sorted(periods.items())
         # A group created for its limit before any seat has nothing to report.
-        if b[_AGENT] or b[_PEAK] or b[_GRANTS] or (p, key, cls) in refusals)
+        if b[_AGENT] or b[_PEAK] or b[_GRANTS] or (p, key, cls) in refusals
+        or ((p, key, cls) in hours and hours[(p, key, cls)].active))
     return UsageReport(start=from_us(h0 * US_PER_HOUR), end=from_us(h1 * US_PER_HOUR), by=by,
-                       period=period, as_of=as_of, rows=rows, hours=read_hours(conn))
+                       period=period, as_of=as_of, rows=rows,
+                       hours=history.over(h0, h1, stop))
 
 
-__all__ = ["DIMENSIONS", "PERIODS", "UsageProjection", "UsageReport", "UsageRow",
+class _HoursHistory:
+    """The classes' stored hours (``view_usage_agent_hours``) around a report: per class,
+    its balance after the last event of each hour, oldest first, from the last hour before
+    the report on. The counts at an instant are the latest balance recorded before it,
+    carried on to the instant with the domain's own arithmetic; the seats held do not change
+    between two events, so that is exact (for an instant inside an hour, as long as no event
+    of that hour came after it: a report's end is a whole hour, or ``as_of``, by default the
+    last event).
+
+    Events recorded at a period's first instant are the period's, as its usage rows count
+    them: a period runs from just before its start to just before its end, or to ``stop``
+    (``as_of``) included when that comes first.
+    """
+
+    def __init__(self, marks: Mapping[str, Sequence[tuple[int, Balance, int]]]) -> None:
+        self._marks = marks
+        self._times = {cls: [t for t, _, _ in got] for cls, got in marks.items()}
+
+    @classmethod
+    def read(cls, conn: Connection, h0: int, h1: int) -> _HoursHistory:
+        a = usage_agent_hours.c
+        before = select(a.agent_class, func.max(a.hour).label("hour")).where(
+            a.hour < h0).group_by(a.agent_class).subquery()
+        rows = [*conn.execute(select(usage_agent_hours).join(
+                    before, (a.agent_class == before.c.agent_class) & (a.hour == before.c.hour))
+                ).mappings(),
+                *conn.execute(select(usage_agent_hours).where(
+                    (a.hour >= h0) & (a.hour < h1))).mappings()]
+        marks: dict[str, list[tuple[int, Balance, int]]] = {}
+        for r in sorted(rows, key=lambda r: (r["agent_class"], r["hour"])):
+            marks.setdefault(r["agent_class"], []).append(
+                (r["as_of_us"], _balance_from_row(r), r["charged_us"]))
+        return cls(marks)
+
+    def at(self, agent_class: str, t: int, *, inclusive: bool = False) -> _HoursMark | None:
+        """The class's hours at ``t`` (epoch microseconds), before the events recorded at
+        ``t`` or, ``inclusive``, after them; None before it had any."""
+        times = self._times[agent_class]
+        i = (bisect_right(times, t) if inclusive else bisect_left(times, t)) - 1
+        if i < 0:
+            return None
+        _, balance, charged = self._marks[agent_class][i]
+        at = from_us(t)
+        return _HoursMark(balance.added_us, balance.used_at(at), charged, balance.left_at(at))
+
+    def _span(self, agent_class: str, t0: int, t1: int, stop: int) -> HoursUsage | None:
+        """The class's hours from ``t0`` to ``t1``, or to ``stop`` if that comes first."""
+        last = (self.at(agent_class, t1) if t1 <= stop
+                else self.at(agent_class, stop, inclusive=True))
+        if last is None:
+            return None
+        return HoursUsage.between(agent_class, self.at(agent_class, t0), last)
+
+    def over(self, h0: int, h1: int, stop: int) -> tuple[HoursUsage, ...]:
+        """Each class's hours over the hours [h0, h1) (none if ``stop`` is before them)."""
+        t0 = h0 * US_PER_HOUR
+        if stop < t0:
+            return ()
+        spans = (self._span(cls, t0, h1 * US_PER_HOUR, stop)
+                 for cls in sorted(self._marks, key=_class_order))
+        return tuple(s for s in spans if s is not None)
+
+    def per_period(self, h0: int, h1: int, step: int,
+                   stop: int) -> dict[tuple[int, str, str], HoursUsage]:
+        """Per period of ``step`` hours in [h0, h1) that began by ``stop``, each class's
+        hours, keyed as the class rows are (period's first hour, class, class)."""
+        out = {}
+        for cls in self._marks:
+            for p in range(h0, h1, step):
+                t0 = p * US_PER_HOUR
+                if t0 > stop:
+                    break
+                got = self._span(cls, t0, t0 + step * US_PER_HOUR, stop)
+                if got is not None:
+                    out[(p, cls, cls)] = got
+        return out
+
+
+def _class_order(agent_class: str) -> int:
+    return AGENT_CLASSES.index(agent_class) if agent_class in AGENT_CLASSES else len(AGENT_CLASSES)
+
+
+__all__ = ["DIMENSIONS", "PERIODS", "HoursUsage", "UsageProjection", "UsageReport", "UsageRow",
            "usage_report"]

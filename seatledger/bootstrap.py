@@ -20,6 +20,7 @@ from seatledger.config.bundle import Bundle
 from seatledger.config.ca import crl_path, load_crl
 from seatledger.config.settings import Config, ConfigError
 from seatledger.config.store import open_ledger
+from seatledger.master.ledger_process import LedgerProcess
 from seatledger.master.server import Master, MasterSettings
 from seatledger.services.export import (
     export_due_days,
@@ -28,6 +29,7 @@ from seatledger.services.export import (
     run_exports,
 )
 from seatledger.services.sites import admission_check
+from seatledger.slave.chained import ChainedConnector
 from seatledger.slave.connector import SlaveConnector, SlaveSettings
 from transport.tls import server_context
 
@@ -85,15 +87,20 @@ def _mtime(path: Path) -> int | None:
 
 def master_settings(config: Config, **overrides: object) -> MasterSettings:
     settings = MasterSettings(heartbeat_interval=config.heartbeat_seconds,
-                              missed_heartbeats=config.missed_heartbeats)
+                              missed_heartbeats=config.missed_heartbeats, origin=config.origin)
     return attrs.evolve(settings, **overrides)  # type: ignore[arg-type]
 
 
 def build_master(config: Config, *, now: Callable[[], datetime] = wall_clock,
                  settings: MasterSettings | None = None,
-                 app: LedgerApp | None = None) -> Master:
+                 app: LedgerApp | None = None,
+                 upstream: ChainedConnector | None = None,
+                 writer_process: bool | None = None) -> Master:
     """A master over the data directory's ledger (opened here unless ``app`` is given, in
-    which case its clock must be a :class:`ManualClock`). Raises LedgerError, ConfigError."""
+    which case its clock must be a :class:`ManualClock`), chained under ``upstream`` (by
+    default the one ``[upstream] bundle`` names, if any). ``writer_process``: commit in a
+    writer process of its own (default: ``[master] writer``). Raises LedgerError,
+    ConfigError."""
     if app is None:
         app = open_ledger(config, clock=ManualClock(now()))
     clock = app.timekeeper.clock
@@ -101,9 +108,23 @@ def build_master(config: Config, *, now: Callable[[], datetime] = wall_clock,
         raise TypeError("a master drives the ledger's clock: open it with a ManualClock")
     app.licence  # noqa: B018 - a master needs a licence: fail now with a clear error
     master = Master(app, clock, master_context(config, app),
-                    settings=settings or master_settings(config), now=now)
+                    settings=settings or master_settings(config), now=now,
+                    upstream=upstream or upstream_connector(config),
+                    process=(LedgerProcess(ledger_writer_command(config), app)
+                             if (config.writer == "process" if writer_process is None
+                                 else writer_process) else None))
     master.refresh_context = context_refresher(config, app)
     return master
+
+
+def upstream_connector(config: Config) -> ChainedConnector | None:
+    """A chained master's link to its upstream (``[upstream] bundle``), or None. Its
+    journal and remembered limits are kept in ``<data-dir>/upstream/``. Raises ConfigError."""
+    if config.upstream_bundle is None:
+        return None
+    bundle = Bundle.read(config.upstream_bundle)
+    settings = SlaveSettings(answer_timeout=config.upstream_answer_timeout)
+    return ChainedConnector(bundle, config.root / "upstream", settings=settings)
 
 
 def build_alerts(config: Config) -> Dispatcher:
@@ -115,6 +136,13 @@ def build_alerts(config: Config) -> Dispatcher:
 def build_slave(bundle: Bundle, state_dir: Path, *, settings: SlaveSettings | None = None,
                 now: Callable[[], datetime] | None = None) -> SlaveConnector:
     return SlaveConnector(bundle, state_dir, settings=settings or SlaveSettings(), now=now)
+
+
+def ledger_writer_command(config: Config) -> list[str]:
+    """The ledger writer process's command line (a child process of the master, which adds
+    its socket and its own pid)."""
+    return [sys.executable, "-m", "seatledger.daemons.ledger_writer",
+            "--data-dir", str(config.root)]
 
 
 def follower_command(config: Config, parent_pid: int) -> list[str]:

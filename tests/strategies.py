@@ -23,6 +23,7 @@ from transport import (
     Message,
     Notice,
     OfflineEvent,
+    Reclaimed,
     Refused,
     Release,
     Released,
@@ -99,6 +100,7 @@ MESSAGE_STRATEGIES: dict[type[Message], st.SearchStrategy[Message]] = {
         deadline=st.none() | epochs,
         text=texts,
     ),
+    Reclaimed: st.builds(Reclaimed, user=names, reason=labels, text=texts),
     Goodbye: st.builds(Goodbye, reason=texts),
     Error: st.builds(Error, code=names, text=texts),
 }

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         Message,
         Notice,
         OfflineEvent,
+        Reclaimed,
         Refused,
         Release,
         Released,
@@ -55,9 +56,9 @@ _SUBMODULES = {
     "._frames": ("DEFAULT_MAX_FRAME_SIZE", "HEADER_SIZE", "PROTOCOL_VERSION",
                  "SUPPORTED_VERSIONS", "FrameReader", "frame"),
     "._messages": ("MESSAGE_TYPES", "Acquire", "Error", "Goodbye", "Granted", "Heartbeat",
-                   "HeldSeat", "Hello", "Message", "Notice", "OfflineEvent", "Refused",
-                   "Release", "Released", "Sync", "SyncDone", "Welcome", "decode_message",
-                   "encode_message"),
+                   "HeldSeat", "Hello", "Message", "Notice", "OfflineEvent", "Reclaimed",
+                   "Refused", "Release", "Released", "Sync", "SyncDone", "Welcome",
+                   "decode_message", "encode_message"),
     "._state": ("PEER_TRANSITIONS", "TRANSITIONS", "Role", "State"),
 }
 _LAZY = {name: module for module, names in _SUBMODULES.items() for name in names}
@@ -98,6 +99,7 @@ __all__ = [
     "Notice",
     "OfflineEvent",
     "ProtocolError",
+    "Reclaimed",
     "Refused",
     "Release",
     "Released",

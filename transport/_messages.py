@@ -29,6 +29,8 @@ __all__ = [
     "Message",
     "Notice",
     "OfflineEvent",
+    "RECLAIM",
+    "Reclaimed",
     "Refused",
     "Release",
     "Released",
@@ -86,11 +88,14 @@ class Welcome(_Tagged, frozen=True):
     ``session``: an id the master gives this connection (for logs and audit).
     ``heartbeat_interval``: seconds between heartbeats each side should send.
     ``limits``: the site's seat limits per agent class (class → seats); may be empty.
+    ``origin``: the master's origin, the name its audit trail is signed under (a chained
+    master records which upstream it is chained under by it); empty from older masters.
     """
 
     session: Name
     heartbeat_interval: Seconds
     limits: dict[AgentClass, Count] = msgspec.field(default_factory=dict)
+    origin: Label = ""
 
 
 class OfflineEvent(_Wire, frozen=True):
@@ -230,6 +235,21 @@ class Notice(_Tagged, frozen=True):
     text: Text = ""
 
 
+class Reclaimed(_Tagged, frozen=True):
+    """Master → slave: an operator at the master released ``user``'s seat (``reason``
+    ``"operator"``); the slave no longer holds it. Sent only to a slave whose Hello named the
+    capability :data:`RECLAIM` (an older one could not decode it), from Welcome on.
+    """
+
+    user: Name
+    reason: Label = "operator"
+    text: Text = ""
+
+
+RECLAIM = "reclaim"
+"""The Hello capability of a slave that understands :class:`Reclaimed`."""
+
+
 class Goodbye(_Tagged, frozen=True):
     """Either way: the sender closes the connection cleanly and sends nothing more."""
 
@@ -263,6 +283,7 @@ Message: TypeAlias = (
     | Released
     | Heartbeat
     | Notice
+    | Reclaimed
     | Goodbye
     | Error
 )
@@ -280,6 +301,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Released,
     Heartbeat,
     Notice,
+    Reclaimed,
     Goodbye,
     Error,
 )

@@ -33,9 +33,10 @@ The life of a connection::
 
 Every connection syncs, even a first one with an empty journal, so after each (re)connection
 the master knows exactly which seats the site holds. Acquire and Release are only allowed
-once both sides are READY. Heartbeat flows both ways from Welcome on; Notice flows from the
-server from Welcome on. Goodbye and Error end the sender's side from any open state; after
-that the sender sends nothing more.
+once both sides are READY. Heartbeat flows both ways from Welcome on; Notice and Reclaimed
+(an operator released a seat; only to a slave that announced the ``reclaim`` capability)
+flow from the server from Welcome on. Goodbye and Error end the sender's side from any open
+state; after that the sender sends nothing more.
 
 Two states are not in the table: ERROR (the party broke the protocol; entered by the
 connection when it raises RemoteProtocolError for the peer) and the pairing of requests with
@@ -57,6 +58,7 @@ from ._messages import (
     Hello,
     Message,
     Notice,
+    Reclaimed,
     Refused,
     Release,
     Released,
@@ -160,11 +162,17 @@ TRANSITIONS: Final[dict[Role, dict[State, dict[TransitionKey, State]]]] = {
     Role.SERVER: {
         State.AWAIT_HELLO: {**_LEAVE},
         State.SEND_WELCOME: {Welcome: State.AWAIT_SYNC, **_LEAVE},
-        State.AWAIT_SYNC: {Heartbeat: State.AWAIT_SYNC, Notice: State.AWAIT_SYNC, **_LEAVE},
+        State.AWAIT_SYNC: {
+            Heartbeat: State.AWAIT_SYNC,
+            Notice: State.AWAIT_SYNC,
+            Reclaimed: State.AWAIT_SYNC,
+            **_LEAVE,
+        },
         State.SEND_SYNC_DONE: {
             SyncDone: State.READY,
             Heartbeat: State.SEND_SYNC_DONE,
             Notice: State.SEND_SYNC_DONE,
+            Reclaimed: State.SEND_SYNC_DONE,
             **_LEAVE,
         },
         State.READY: {
@@ -173,6 +181,7 @@ TRANSITIONS: Final[dict[Role, dict[State, dict[TransitionKey, State]]]] = {
             Released: State.READY,
             Heartbeat: State.READY,
             Notice: State.READY,
+            Reclaimed: State.READY,
             **_LEAVE,
         },
         State.CLOSED: {},

@@ -16,7 +16,7 @@ from ledger.domain.outcomes import Failure, HeldSeat, OfflineEvent, Outcome
 from ledger.domain.values import ReleaseReason
 from ledger.errors import LedgerError
 
-__all__ = ["AcquireSeat", "Command", "ConnectSite", "DisconnectSite", "Failure", "Outcome",
+__all__ = ["AcquireSeat", "AssessSeat", "Command", "LinkUpstream", "ConnectSite", "DisconnectSite", "Failure", "Outcome",
            "ReleaseSeat", "SyncSite", "Tick", "run_command"]
 
 
@@ -27,6 +27,25 @@ class AcquireSeat:
     agent_class: str
     tenant: str = ""
     campaign: str = ""
+    # A chained master's upstream refused the seat: recorded as refused upstream:<reason>.
+    upstream_refusal: str = ""
+    upstream_detail: str = ""
+
+
+@attrs.frozen
+class AssessSeat:
+    """What ``acquire`` would decide now, recording nothing (answered an Assessment)."""
+
+    acquire: AcquireSeat
+
+
+@attrs.frozen
+class LinkUpstream:
+    """Record the upstream master this one is chained under (answered whether it recorded)."""
+
+    upstream: str
+    site: str
+    ca: str
 
 
 @attrs.frozen
@@ -59,15 +78,21 @@ class Tick:
     """Fire whatever is due (grace deadlines, notices, cut-offs, expiry)."""
 
 
-Command = AcquireSeat | ReleaseSeat | ConnectSite | DisconnectSite | SyncSite | Tick
+Command = (AcquireSeat | AssessSeat | ReleaseSeat | ConnectSite | DisconnectSite | SyncSite
+           | LinkUpstream | Tick)
 
 
 def run_command(licence: Licence, now: datetime, command: Command) -> Outcome:
     """Apply one command to the licence; ledger errors become a :class:`Failure` outcome."""
     try:
         match command:
-            case AcquireSeat(site, user, agent_class, tenant, campaign):
-                return licence.acquire(now, site, user, agent_class, tenant, campaign)
+            case AcquireSeat(site, user, agent_class, tenant, campaign, refusal, detail):
+                return licence.acquire(now, site, user, agent_class, tenant, campaign,
+                                       refusal, detail)
+            case AssessSeat(AcquireSeat(site, user, agent_class, _, campaign)):
+                return licence.assess(now, site, user, agent_class, campaign)
+            case LinkUpstream(upstream, site, ca):
+                return licence.link_upstream(now, upstream, site, ca)
             case ReleaseSeat(site, user, reason):
                 return licence.release(now, site, user, reason)
             case ConnectSite(site):

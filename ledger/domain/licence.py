@@ -29,6 +29,8 @@ from ledger.domain import grace, notices
 from ledger.domain import hours as hourly
 from ledger.domain.hours import Balance, HoursEventKind
 from ledger.domain.outcomes import (
+    UPSTREAM_PREFIX,
+    Assessment,
     Grant,
     HeldSeat,
     Notice,
@@ -904,26 +906,53 @@ class Licence(Aggregate):
         agent_class: str,
         tenant: str = "",
         campaign: str = "",
+        upstream_refusal: str = "",
+        upstream_detail: str = "",
     ) -> Grant | Refusal:
-        """Ask for a seat. A repeat for a user already seated returns the same seat."""
+        """Ask for a seat. A repeat for a user already seated returns the same seat.
+
+        ``upstream_refusal``: a chained master's upstream refused the seat this master would
+        grant (:meth:`assess`); it is recorded as refused ``upstream:<reason>``."""
+        decision = self._decide(now, site_name, user, agent_class, campaign)
+        if isinstance(decision, Grant):
+            return decision
+        if isinstance(decision, tuple):
+            return self._refuse(now, site_name, user, agent_class, tenant, campaign, *decision)
+        if upstream_refusal:
+            return self._refuse(now, site_name, user, agent_class, tenant, campaign,
+                                f"{UPSTREAM_PREFIX}{upstream_refusal}", upstream_detail)
+        return self._grant(now, now, self.sites[site_name], user, agent_class, tenant,
+                           campaign, decision, offline=False, seq=None)
+
+    def assess(self, now: datetime, site_name: str, user: str, agent_class: str,
+               campaign: str = "") -> Assessment:
+        """What :meth:`acquire` would decide now, recording nothing: a chained master asks
+        its upstream only for a seat it would grant itself."""
+        decision = self._decide(now, site_name, user, agent_class, campaign)
+        if isinstance(decision, Grant):
+            return Assessment(grant=True, repeated=True)
+        if isinstance(decision, tuple):
+            return Assessment(grant=False, reason=decision[0], detail=decision[1])
+        return Assessment(grant=True, overuse=decision.overuse)
+
+    def _decide(self, now: datetime, site_name: str, user: str, agent_class: str,
+                campaign: str) -> Grant | tuple[str, str] | grace.Admission:
+        """The decision on one more seat, without recording: the seat already held (a
+        repeat), a refusal (reason, detail), or the admission to grant it with."""
         site = self.sites.get(site_name)
         if site is None:
-            return self._refuse(now, site_name, user, agent_class, tenant, campaign,
-                                RefusalReason.UNKNOWN_SITE, f"site {site_name!r} is not enrolled")
+            return RefusalReason.UNKNOWN_SITE, f"site {site_name!r} is not enrolled"
         held = site.seats.get(user)
         if held is not None:
             return Grant(site_name, user, held.number, held.agent_class, held.overuse,
                          self._deadline(held.agent_class), repeated=True)
         reason, detail = self._check_seat(now, site, agent_class)
         if reason is not None:
-            return self._refuse(now, site_name, user, agent_class, tenant, campaign,
-                                reason, detail)
+            return reason, detail
         admission = self._admission(agent_class, campaign, offline=False)
         if admission.refusal is not None:
-            return self._refuse(now, site_name, user, agent_class, tenant, campaign,
-                                admission.refusal, self._refusal_detail(admission, campaign))
-        return self._grant(now, now, site, user, agent_class, tenant, campaign,
-                           admission, offline=False, seq=None)
+            return admission.refusal, self._refusal_detail(admission, campaign)
+        return admission
 
     def _admission(self, agent_class: str, campaign: str, *, offline: bool) -> grace.Admission:
         """The policy's answer for one more seat: the trial rule without a valid licence,
@@ -984,7 +1013,7 @@ class Licence(Aggregate):
         return None, ""
 
     def _refuse(self, now: datetime, site: str, user: str, agent_class: str, tenant: str,
-                campaign: str, reason: RefusalReason, detail: str) -> Refusal:
+                campaign: str, reason: str, detail: str) -> Refusal:
         self._emit(self.SeatRefused, now, site=site, user=user, agent_class=agent_class,
                    tenant=tenant, campaign=campaign, reason=reason, detail=detail)
         return Refusal(site, user, reason, detail)
@@ -1036,6 +1065,22 @@ class Licence(Aggregate):
             raise UnknownSeatError(f"user {user!r} holds no seat at site {site_name!r}")
         return self._release(now, now, site, user, ReleaseReason(reason), offline=False,
                              seq=None)
+
+    def release_seats(self, now: datetime, site_name: str,
+                      users: Sequence[str] | None = None) -> list[Release]:
+        """An operator releases seats at a site (reason ``operator``): ``users``', or every
+        seat held there (None: a dead site's, whose seats stay counted until then). All or
+        nothing: raises UnknownSiteError, or UnknownSeatError naming a user who holds no
+        seat there, before anything is recorded."""
+        site = self._site(site_name)
+        if users is None:
+            return self._release_all(now, site, ReleaseReason.OPERATOR)
+        chosen = list(dict.fromkeys(users))
+        missing = [u for u in chosen if u not in site.seats]
+        if missing:
+            raise UnknownSeatError(f"user {missing[0]!r} holds no seat at site {site_name!r}")
+        return [self._release(now, now, site, user, ReleaseReason.OPERATOR, offline=False,
+                              seq=None) for user in chosen]
 
     def _release(self, now: datetime, occurred_at: datetime, site: Site, user: str,
                  reason: ReleaseReason, *, offline: bool, seq: int | None) -> Release:
@@ -1267,8 +1312,8 @@ class Licence(Aggregate):
     def link_upstream(self, now: datetime, upstream: str, site: str, ca: str) -> bool:
         """Record that this master is chained under ``upstream`` as ``site`` (nothing if
         that is already recorded). Returns whether it recorded."""
-        if self.upstream == (upstream, site, ca):
-            return False
+        if self.upstream is not None and tuple(self.upstream) == (upstream, site, ca):
+            return False  # (a snapshot may give it back as a list)
         self._emit(self.UpstreamLinked, now, upstream=upstream, site=site, ca=ca)
         return True
 

@@ -44,8 +44,24 @@ class Refusal:
 
     site: str
     user: str
-    reason: RefusalReason
+    reason: RefusalReason | str  # a str: ``upstream:<reason>``, refused by the upstream
     detail: str
+
+
+UPSTREAM_PREFIX = "upstream:"
+"""A chained master records a seat its upstream refused as ``upstream:<the upstream's reason>``."""
+
+
+@attrs.frozen
+class Assessment:
+    """What an acquire would decide now, decided without recording anything (a chained
+    master asks its upstream only for seats it would grant itself)."""
+
+    grant: bool
+    repeated: bool = False  # the user holds a seat already: nothing to ask upstream
+    overuse: bool = False
+    reason: str = ""
+    detail: str = ""
 
 
 @attrs.frozen
@@ -98,7 +114,8 @@ class Failure:
     kind: str
 
 
-Outcome = Grant | Refusal | Release | SyncResult | Failure | list[Notice] | None
+Outcome = (Grant | Refusal | Release | SyncResult | Failure | Assessment | list[Notice] | bool
+           | None)
 """One command's outcome: AcquireSeat gives a Grant or Refusal, ReleaseSeat a Release,
 SyncSite a SyncResult, Tick the notices to broadcast, ConnectSite and DisconnectSite None;
 any of them a Failure when the ledger rejected it without recording anything."""

@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from ledger.domain.hours import US_PER_HOUR
-from ledger.domain.licence import Licence
+from ledger.domain.licence import Licence, Seat
+from ledger.errors import UnknownSiteError
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -41,6 +42,8 @@ def licence_summary(lic: Licence, now: datetime | None = None) -> dict[str, Any]
         "rearm_seconds": lic.policy.rearm_seconds,
         "ceiling_percent": lic.policy.ceiling_percent,
         "cutoff_seconds": lic.cutoff_seconds,
+        "upstream": (dict(zip(("origin", "site", "ca_sha256"), lic.upstream, strict=True))
+                     if lic.upstream else None),
         "export": {
             "destination": lic.export_destination or None,
             "recipients": list(lic.export_recipients or []),
@@ -92,4 +95,23 @@ def sites_summary(lic: Licence) -> list[dict[str, Any]]:
     ]
 
 
-__all__ = ["hours_summary", "licence_summary", "sites_summary", "trial_reason"]
+def seats_summary(lic: Licence, name: str) -> dict[str, Any]:
+    """Who holds which seat at site ``name``, since when (in seat order), and the site's
+    state. Raises UnknownSiteError."""
+    site = lic.sites.get(name)
+    if site is None:
+        raise UnknownSiteError(f"site {name!r} is not enrolled")
+    return {"site": site.name, "state": str(site.status), "since": _iso(site.since),
+            "seats": [seat_summary(user, seat) for user, seat in
+                      sorted(site.seats.items(), key=lambda item: item[1].number)]}
+
+
+def seat_summary(user: str, seat: Seat) -> dict[str, Any]:
+    """One seat as an operator sees it (held, or just released by them)."""
+    return {"user": user, "agent_class": seat.agent_class, "seat": seat.number,
+            "tenant": seat.tenant, "campaign": seat.campaign, "since": _iso(seat.granted_at),
+            "overuse": seat.overuse, "offline": seat.offline}
+
+
+__all__ = ["hours_summary", "licence_summary", "seats_summary", "seat_summary",
+           "sites_summary", "trial_reason"]

@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -22,7 +24,11 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Notification, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.sqlite import (
+    SQLITE3_DEFAULT_LOCK_TIMEOUT,
+    SQLiteApplicationRecorder,
+    SQLiteCursor,
+)
 from psycopg.sql import SQL, Composed
 
 from ledger.errors import KeyFileError, StoreError
@@ -161,6 +167,8 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
         self._originators: dict[int, UUID] = {}
         self._topic_ids: dict[str, int] = {}
         self._topics: dict[int, str] = {}
+        self._committer: sqlite3.Connection | None = None
+        self._committer_lock = threading.Lock()
         super().__init__(datastore, events_table_name="events")
         t = self.events_table_name
         self._insert = f"INSERT INTO {t} (id, originator, version, topic, state) VALUES (?,?,?,?,?)"
@@ -223,12 +231,12 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
         staged_o: dict[Any, int] = {}
         staged_t: dict[Any, int] = {}
         token = None
-        with self.datastore.get_connection(commit=True) as conn:
+        with self._commit_connection() as conn:
             c = conn.cursor()
             try:
-                # Take the write lock first: other processes (the projection runner, an
-                # operator's command) write to this file too, and a deferred transaction
-                # could find its read snapshot stale when it comes to write.
+                # Take the write lock first: another process (an export run, an older
+                # tool) may write to this file too, and a deferred transaction could find
+                # its read snapshot stale when it comes to write.
                 c.execute("BEGIN IMMEDIATE")
                 ids = self._insert_compact(c, stored_events, staged_o, staged_t)
                 if self.seal_hook is not None and stored_events:
@@ -256,7 +264,40 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
             self.seal_hook.committed(token)
         return ids
 
-    def _insert_compact(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
+    @contextmanager
+    def _commit_connection(self) -> Iterator[sqlite3.Connection]:
+        """The one connection this recorder commits on, for its lifetime (eventsourcing's
+        pool hands its connections out in turn), so that :meth:`data_version` read on it
+        tells other connections' commits from its own. One thread at a time uses it."""
+        with self._committer_lock:
+            if self._committer is None:
+                pool = self.datastore.pool
+                # As the pool connects (autocommit: transactions are begun explicitly).
+                self._committer = sqlite3.connect(
+                    pool.db_name, uri=True, check_same_thread=False, isolation_level=None,
+                    timeout=pool.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT)
+            yield self._committer
+
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version`` on the commit connection: it changes only when
+        another connection has committed to the file since the previous call (another
+        process; or this one's pool, which writes the snapshots), never for this
+        recorder's own commits (https://www.sqlite.org/pragma.html#pragma_data_version)."""
+        try:
+            with self._commit_connection() as conn:
+                return int(conn.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error as e:
+            raise OperationalError(e) from e
+
+    def close(self) -> None:
+        """Close the commit connection (the pool's close with the datastore)."""
+        with self._committer_lock:
+            if self._committer is not None:
+                self._committer.close()
+                self._committer = None
+
+    def _insert_compact(self, c: SQLiteCursor | sqlite3.Cursor,
+                        stored_events: Sequence[StoredEvent],
                         staged_o: dict[Any, int], staged_t: dict[Any, int]) -> list[int]:
         c.execute(self.select_max_notification_id_statement)
         first = (c.fetchone()[0] or 0) + 1

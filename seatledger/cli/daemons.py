@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from seatledger.cli.common import (
     Add,
     duration_arg,
@@ -26,6 +28,8 @@ def cmd_master(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_format)
     config = load_config(data_dir_from(args.data_dir))
+    if args.upstream_bundle:
+        config = attrs.evolve(config, upstream_bundle=Path(args.upstream_bundle).absolute())
     listen = args.listen or config.listen
     trio.run(lambda: run_master(
         config, listen, force_standby=args.standby,
@@ -56,6 +60,9 @@ def register(sub: Any, add: Add, common: argparse.ArgumentParser) -> None:
     p.add_argument("--standby", action="store_true",
                    help="stay a standby (PostgreSQL store shared with another master): never "
                         "take the lease, e.g. for maintenance")
+    p.add_argument("--upstream-bundle", metavar="FILE",
+                   help="chain this master under an upstream master: the bundle the upstream "
+                        "enrolled it with (default: [upstream] bundle)")
     _log_format(p)
 
     slave_help = "the slave's state directory (journal and socket; default ./seatledger-slave)"

@@ -39,7 +39,7 @@ _GROUPS: tuple[_Group, ...] = (
                        ("storage", "bytes used, per event, and projected per agent over six "
                                    "months"))),
     _Group("licence", (("licence", "request, install or show the vendor-signed licence"),)),
-    _Group("site", (("site", "enrol, revoke or list sites"),)),
+    _Group("site", (("site", "enrol, revoke or list sites; show or release seats"),)),
     _Group("audit", (("audit", "verify the audit seal"),), with_modules=("reports",)),
     _Group("reports", (("status", "live concurrency and grace status"),
                        ("report", "usage statements (table, csv, json, html)"),

@@ -68,6 +68,10 @@ def licence(args: Any, summary: dict[str, Any]) -> None:
         print(f"exports to {export['destination']}  (tolerated {export['tolerated_days']} days "
               "without a delivery)" + ("  OVERDUE: over-use grace withdrawn"
                                       if export.get("overdue") else ""))
+    upstream = summary.get("upstream")
+    if upstream:
+        print(f"chained under the upstream master {upstream['origin']} as its site "
+              f"{upstream['site']}")
     pools = summary["pools"]
     from ledger import AGENT_CLASSES
 
@@ -91,6 +95,22 @@ def sites(args: Any, summary: list[dict[str, Any]]) -> None:
                 [(d["site"], d["status"], d["seats"],
                   ",".join(f"{k}={v}" for k, v in d["local_limits"].items()), when(d["since"]))
                  for d in summary]))
+
+
+def seats(args: Any, summary: dict[str, Any]) -> None:
+    """Print the seats held at a site (:func:`ledger.domain.summaries.seats_summary`)."""
+    if getattr(args, "json", False):
+        print(json.dumps(summary))
+        return
+    held = summary["seats"]
+    print(f"site {summary['site']}: {summary['state']}"
+          + (f" since {when(summary['since'])}" if summary.get("since") else "")
+          + f", {len(held)} seat(s) held")
+    if held:
+        print(table(("user", "class", "seat", "since", "tenant", "campaign", "flags"),
+                    [(s["user"], s["agent_class"], s["seat"], when(s["since"]), s["tenant"],
+                      s["campaign"],
+                      ",".join(f for f in ("overuse", "offline") if s[f])) for s in held]))
 
 
 def storage(args: Any, report: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""``seatledger site``: enrol, revoke or list sites."""
+"""``seatledger site``: enrol, revoke or list sites; show or release their seats."""
 
 from __future__ import annotations
 
@@ -52,9 +52,26 @@ def cmd_site_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_site_seats(args: argparse.Namespace) -> int:
+    with operator_port(config_for(args)) as port:
+        output.seats(args, operator.site_seats(port, args.name))
+    return EXIT_OK
+
+
+def cmd_site_release(args: argparse.Namespace) -> int:
+    with operator_port(config_for(args)) as port:
+        released = operator.release_seats(port, args.name, None if args.all else args.user)
+    seats = ", ".join(f"{s['user']} (seat {s['seat']}, {s['agent_class']})" for s in released)
+    output.say(args, {"site": args.name, "reason": "operator", "released": released},
+               f"released {len(released)} seat(s) at site {args.name}"
+               + (f": {seats}" if seats else ""))
+    return EXIT_OK
+
+
 def register(sub: Any, add: Add, common: argparse.ArgumentParser) -> None:
     """Add this group's commands to the parser."""
-    site = sub.add_parser("site", help="enrol, revoke or list sites", parents=[common])
+    site = sub.add_parser("site", help="enrol, revoke or list sites; show or release seats",
+                         parents=[common])
     ssub = site.add_subparsers(dest="action", metavar="ACTION")
     ssub.required = True
     p = add(ssub, "enrol", cmd_site_enrol, "enrol a site and write its connection bundle")
@@ -67,3 +84,12 @@ def register(sub: Any, add: Add, common: argparse.ArgumentParser) -> None:
     p = add(ssub, "revoke", cmd_site_revoke, "revoke a site (its seats are released)")
     p.add_argument("name")
     add(ssub, "list", cmd_site_list, "list enrolled sites")
+    p = add(ssub, "seats", cmd_site_seats, "who holds which seat at a site, since when")
+    p.add_argument("name")
+    p = add(ssub, "release", cmd_site_release,
+            "release seats at a site (recorded, reason operator; a connected site is told)")
+    p.add_argument("name")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--user", metavar="USER", help="the user whose seat to release")
+    which.add_argument("--all", action="store_true",
+                       help="every seat held at the site (a dead site's)")

@@ -100,6 +100,11 @@ class Config:
     heartbeat_seconds: float = 10.0
     missed_heartbeats: int = 3
     events_per_agent_per_day: int = 10
+    upstream_bundle: Path | None = None
+    """A chained master's bundle from its upstream master ([upstream] bundle)."""
+    upstream_answer_timeout: float = 2.0
+    writer: str = "thread"
+    """Where a master commits: "process" (a writer process of its own) or "thread"."""
     raw: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
     @property
@@ -127,6 +132,16 @@ def load_config(root: Path) -> Config:
     seal = _table(raw, "seal")
     master = _table(raw, "master")
     storage = _table(raw, "storage")
+    upstream = _table(raw, "upstream")
+    bundle = _get(upstream, "bundle", str, "", "upstream")
+    answer_timeout = float(_get(upstream, "answer_timeout", (int, float), 2.0, "upstream"))
+    writer = _get(master, "writer", str, "thread", "master")
+    if writer not in ("process", "thread"):
+        raise ConfigError(f"{layout.config}: [master] writer must be \"process\" or "
+                          f"\"thread\", not {writer!r}")
+    if not 0 < answer_timeout < 3:
+        raise ConfigError(f"{layout.config}: [upstream] answer_timeout must be above 0 and "
+                          "below 3 seconds (a slave waits 3 s for its master's answer)")
     if "origin" not in seal:
         # The origin names every signed checkpoint: a default would sign under the wrong
         # name and make the seal fail to verify for good once the real file is back.
@@ -153,6 +168,9 @@ def load_config(root: Path) -> Config:
         heartbeat_seconds=float(_get(master, "heartbeat_seconds", (int, float), 10.0, "master")),
         missed_heartbeats=_get(master, "missed_heartbeats", int, 3, "master"),
         events_per_agent_per_day=_get(storage, "events_per_agent_per_day", int, 10, "storage"),
+        upstream_bundle=(root / bundle) if bundle else None,
+        upstream_answer_timeout=answer_timeout,
+        writer=writer,
         raw=raw,
     )
 

@@ -42,6 +42,7 @@ from seatledger.config.bundle import parse_address
 from seatledger.config.keys import write_replacing
 from seatledger.config.lock import DataDirBusyError, DataDirLock
 from seatledger.config.settings import Config, ConfigError
+from seatledger.daemons.ledger_writer import EXPORT
 from seatledger.daemons.supervisor import ChildStatus, Supervisor
 from seatledger.master.admin import AdminRoles, describe_process, serve_admin
 from seatledger.master.lease import (
@@ -53,7 +54,7 @@ from seatledger.master.lease import (
     is_postgres,
 )
 from seatledger.master.server import Master, Observed, Standby
-from seatledger.master.writer import OperatorFailed
+from seatledger.master.writer import OperatorCall, OperatorFailed, StoreUnavailable
 from seatledger.web import master_listeners, serve_master_web
 
 log = logging.getLogger("seatledger")
@@ -207,6 +208,16 @@ async def daily_exports(master: Master, schedule: ExportSchedule, *,
         at = schedule.next_run(master.now())
         await trio.sleep(max(0.0, (at - master.now()).total_seconds()))
         try:
+            if master.writer.process is not None:  # the writer process runs it, in turn
+                outcome = await master.submit(OperatorCall(
+                    EXPORT, _in_writer_process, {"today": master.now().date().isoformat()}))
+                if isinstance(outcome, OperatorFailed):
+                    raise outcome.error
+                if isinstance(outcome, StoreUnavailable):
+                    raise StoreError(outcome.error)
+                if outcome["error"]:
+                    raise ExportError(outcome["error"])
+                continue
             # The export reads the store and records AuditTrailExported; it runs while
             # the writer is paused so the ledger has one writer at a time.
             async with master.exclusive():
@@ -223,6 +234,10 @@ async def daily_exports(master: Master, schedule: ExportSchedule, *,
             log.error("daily export failed (retried at the next run): %s", e)
             if alerts is not None:
                 alerts.submit(export_failed_alert(str(e), master.now()))
+
+
+def _in_writer_process(app: object) -> object:
+    raise LedgerError("the daily export runs in the ledger writer process")
 
 
 class HaMaster:
@@ -335,7 +350,9 @@ class HaMaster:
                 app = await trio.to_thread.run_sync(
                     lambda: open_fenced_ledger(self.config, self.lease.fence,
                                                ManualClock(wall_clock())))
-                master = self.master = build_master(self.config, app=app)
+                # The fenced ledger commits here: its fence (the lease's term) is this
+                # process's; a writer process would commit unfenced.
+                master = self.master = build_master(self.config, app=app, writer_process=False)
                 if self._lost_because:  # lost while loading: never serve
                     master.step_down(self._lost_because)
                 else:

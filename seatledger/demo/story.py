@@ -34,6 +34,8 @@ from seatledger.config.bundle import Bundle
 from seatledger.config.keys import export_public_key_text
 from seatledger.config.settings import Config, Layout
 from seatledger.config.store import open_ledger
+from seatledger.demo.chain import three_tiers
+from seatledger.demo.relay import Relay
 from seatledger.master.server import trio_now
 from seatledger.services.datadir import init_data_dir
 from seatledger.services.export import import_exports, run_exports
@@ -86,54 +88,6 @@ def _where_to_look(root: Path) -> None:
     if first is not None:
         print(f"  decrypt an export with age: age -d -i {root / 'vendor/keys/age-identity.txt'} "
               f"{first} | gunzip | head -3")
-
-
-class Relay:
-    """A TCP relay standing in for east's WAN link, which the demo can cut and restore."""
-
-    def __init__(self, target: int):
-        self.target = target
-        self.port = 0
-        self.up = True
-        self._scope = trio.CancelScope()
-
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        task_status.started()
-        await trio.serve_listeners(self._handle, listeners)
-
-    async def _handle(self, client: trio.SocketStream) -> None:
-        if not self.up:
-            await client.aclose()
-            return
-        try:
-            server = await trio.open_tcp_stream("127.0.0.1", self.target)
-        except OSError:
-            await client.aclose()
-            return
-        with self._scope:
-            async with trio.open_nursery() as n:
-                n.start_soon(_pipe, client, server)
-                n.start_soon(_pipe, server, client)
-        await trio.aclose_forcefully(client)
-        await trio.aclose_forcefully(server)
-
-    def cut(self) -> None:
-        self.up = False
-        self._scope.cancel()
-        self._scope = trio.CancelScope()
-
-    def restore(self) -> None:
-        self.up = True
-
-
-async def _pipe(a: trio.SocketStream, b: trio.SocketStream) -> None:
-    try:
-        while data := await a.receive_some(65536):
-            await b.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
 
 
 async def _demo(root: Path, quiet: bool) -> int:
@@ -290,7 +244,8 @@ async def _demo(root: Path, quiet: bool) -> int:
         nursery.cancel_scope.cancel()
     end = now()
     app.close()
-    return await trio.to_thread.run_sync(_finish, root, config, end, quiet)
+    chained = await three_tiers(root / "chain", vendor, _vendor_issues, now, say)
+    return await trio.to_thread.run_sync(_finish, root, config, end, quiet) | (not chained)
 
 
 def _finish(root: Path, config: Config, end: datetime, quiet: bool) -> int:
@@ -305,10 +260,12 @@ def _finish(root: Path, config: Config, end: datetime, quiet: bool) -> int:
 
 
 def _vendor_issues(vendor: VendorConfig, config: Config, root: Path,
-                   limits: dict[str, int], at: datetime) -> Path:
+                   limits: dict[str, int], at: datetime, customer: str = CUSTOMER) -> Path:
     """The vendor signs a licence for the master's request; the file the customer receives."""
     with VendorStore.open(vendor) as store:
-        signed = issue_licence(vendor, store, customer=CUSTOMER,
+        if not store.has_customer(customer):
+            store.add_customer(customer)
+        signed = issue_licence(vendor, store, customer=customer,
                                request=licence_request(config), limits=limits, now=at)
     path = root / "licences" / f"{signed.terms.licence_id}.licence"
     path.parent.mkdir(parents=True, exist_ok=True)

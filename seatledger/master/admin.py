@@ -23,7 +23,7 @@ from typing import Any
 import trio
 
 from ledger import LedgerApp, LicenceError
-from ledger.domain.summaries import licence_summary, sites_summary
+from ledger.domain.summaries import licence_summary, seat_summary, seats_summary, sites_summary
 from seatledger.config.licence_file import open_licence
 from seatledger.master.writer import OperatorCall, OperatorFailed
 from transport.local_socket import serve_json_lines
@@ -65,14 +65,57 @@ def _revoke(app: LedgerApp, a: dict[str, Any]) -> dict[str, Any]:
     return {"released": len(released)}
 
 
+def _seats(app: LedgerApp, a: dict[str, Any]) -> dict[str, Any]:
+    return seats_summary(app.licence, str(a["name"]))
+
+
+class SeatsReleased(dict[str, Any]):
+    """The answer of ``site.release`` (``site``, and the seats ``released``, as
+    :func:`~ledger.domain.summaries.seat_summary` shows them). A type of its own so that
+    the master, after the batch that committed it, finds it among the batch's outcomes and
+    tells the site (:meth:`seatledger.master.server.Master`'s after-batch hook)."""
+
+    @property
+    def site(self) -> str:
+        return str(self["site"])
+
+    @property
+    def users(self) -> list[str]:
+        return [str(seat["user"]) for seat in self["released"]]
+
+
+def _release(app: LedgerApp, a: dict[str, Any]) -> dict[str, Any]:
+    """Release one user's seat (``user``) or every seat (``all: true``) at site ``name``,
+    reason ``operator``, in one commit."""
+    name = str(a["name"])
+    if ("user" in a) == bool(a.get("all")):
+        raise ValueError("give either user or all: true")
+    users = None if a.get("all") else [str(a["user"])]
+    site = app.licence.sites.get(name)
+    held = {u: seat_summary(u, seat) for u, seat in site.seats.items()} if site else {}
+    released = app.release_seats(name, users)
+    return SeatsReleased(site=name, released=[held[r.user] for r in released])
+
+
 OPERATIONS: dict[str, Callable[[LedgerApp, dict[str, Any]], dict[str, Any]]] = {
     "licence.install": _install,
     "site.enrol": _enrol,
     "site.revoke": _revoke,
+    "site.release": _release,
     # Reads go through the writer too: the aggregate changes only between its batches.
     "licence.show": lambda app, _: {"licence": licence_summary(app.licence, app.now())},
     "site.list": lambda app, _: {"sites": sites_summary(app.licence)},
+    "site.seats": _seats,
 }
+
+
+def run_operation(app: LedgerApp, op: str, args: dict[str, Any]) -> Any:
+    """Run one admin operation against the ledger (in the writer, or the writer process);
+    malformed arguments give ``{"bad_request": ...}``. Raises LedgerError."""
+    try:
+        return OPERATIONS[op](app, args)
+    except (KeyError, TypeError, ValueError) as e:
+        return {"bad_request": f"malformed arguments for {op}: {e}"}
 
 
 def handler(submit: Submit,
@@ -87,14 +130,9 @@ def handler(submit: Submit,
         fn = OPERATIONS.get(str(op))
         if fn is None or not isinstance(args, dict):
             return {"ok": False, "reason": "bad_request", "detail": f"unknown op {op!r}"}
-
-        def run(ledger: LedgerApp) -> Any:
-            try:
-                return fn(ledger, args)
-            except (KeyError, TypeError, ValueError) as e:
-                return {"bad_request": f"malformed arguments for {op}: {e}"}
-
-        outcome = await submit(OperatorCall(str(op), run))
+        name = str(op)
+        outcome = await submit(OperatorCall(
+            name, lambda ledger: run_operation(ledger, name, args), args))
         if isinstance(outcome, OperatorFailed):
             return _refusal(outcome.error)
         if "bad_request" in outcome:
@@ -156,5 +194,5 @@ def describe_process(role: str = "active") -> dict[str, Any]:
     return {"pid": os.getpid(), "role": role}
 
 
-__all__ = ["OPERATIONS", "STANDBY", "AdminRoles", "describe_process", "handler", "serve_admin",
-           "standby_handler"]
+__all__ = ["OPERATIONS", "STANDBY", "run_operation", "AdminRoles", "SeatsReleased", "describe_process", "handler",
+           "serve_admin", "standby_handler"]

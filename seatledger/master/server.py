@@ -40,11 +40,14 @@ import trio
 from ledger import DisconnectSite, Grant, LedgerApp, ManualClock, Notice, SyncResult
 from ledger.domain.licence import CONNECTED
 from ledger.persistence.fencing import FencedError
+from seatledger.master.admin import SeatsReleased
 from seatledger.master.handshakes import PendingHandshakes, Place
+from seatledger.master.ledger_process import LedgerProcess
 from seatledger.master.session import CONNECTION_LOST, Sessions
 from seatledger.master.settings import MasterSettings
 from seatledger.master.timer import DeadlineTimer
 from seatledger.master.translate import STORE_UNAVAILABLE, clock_notice, notice_message
+from seatledger.master.upstream import Upstream, UpstreamConnector
 from seatledger.master.writer import Writer
 from transport import CertificateError, Connection, Error, Role
 from transport._messages import STANDBY
@@ -94,6 +97,8 @@ class Master:
         settings: MasterSettings = DEFAULT_SETTINGS,
         now: Callable[[], datetime] | None = None,
         on_commit: Callable[[], None] | None = None,
+        upstream: UpstreamConnector | None = None,
+        process: LedgerProcess | None = None,
     ):
         self.app = app
         self.ledger_clock = ledger_clock
@@ -119,8 +124,13 @@ class Master:
                              queue_size=settings.queue_size, worker_thread=settings.worker_thread,
                              after_batch=self._after_batch,
                              retry_interval=settings.store_retry_interval,
-                             on_fenced=self.step_down)
+                             on_fenced=self.step_down, process=process)
         self.sessions = Sessions(app, self.writer, settings)
+        self.upstream: Upstream | None = None
+        """A chained master's link to its upstream master (``upstream``'s connector)."""
+        if upstream is not None:
+            self.upstream = Upstream(upstream, app, self.writer, self.sessions.broadcast)
+            self.sessions.upstream = self.upstream
         self.timer = DeadlineTimer(app, self.submit, refresh_interval=settings.refresh_interval)
         self.handshakes = PendingHandshakes(
             total=settings.max_pending_handshakes,
@@ -179,10 +189,25 @@ class Master:
 
     async def _run(self, listeners: list[trio.SocketListener],
                    task_status: trio.TaskStatus[list[trio.SocketListener]]) -> None:
+        process = self.writer.process
+        if process is None:
+            await self._serve(listeners, task_status)
+            return
+        await process.start()
+        try:
+            await self._serve(listeners, task_status)
+        finally:
+            with trio.CancelScope(shield=True):
+                await process.aclose()
+
+    async def _serve(self, listeners: list[trio.SocketListener],
+                     task_status: trio.TaskStatus[list[trio.SocketListener]]) -> None:
         async with trio.open_nursery() as core:
             core.start_soon(self.writer.run)
             core.start_soon(self.timer.run)
             core.start_soon(self._after_store_outages)
+            if self.upstream is not None:
+                await core.start(self.upstream.run)
             # Sites the ledger still shows connected lost us when we stopped: their
             # cut-off clocks start now.
             for name, site in list(self.app.licence.sites.items()):
@@ -269,9 +294,12 @@ class Master:
     # ------------------------------------------------------------------ after each batch
     def _after_batch(self, outcomes: list[Any]) -> None:
         self._broadcast_notices(outcomes)
+        self._tell_reclaimed(outcomes)
         if self.app.has_licence:
             self.sessions.drop_revoked()
         self.timer.reschedule()
+        if self.upstream is not None:
+            self.upstream.after_batch(outcomes)
         available = self.writer.available
         if available and not self._store_was_available:
             self._store_recovered.set()
@@ -282,6 +310,12 @@ class Master:
             self._observe_sites()
         if self.on_commit is not None:
             self.on_commit()
+
+    def _tell_reclaimed(self, outcomes: list[Any]) -> None:
+        """Tell a connected site the seats an operator released there (``site release``)."""
+        for outcome in outcomes:
+            if isinstance(outcome, SeatsReleased) and self.app.has_licence:
+                self.sessions.reclaim(outcome.site, outcome.users)
 
     def _broadcast_notices(self, outcomes: list[Any]) -> None:
         notices: list[Notice] = []

@@ -11,6 +11,10 @@ module only decides what each message means for the ledger:
 * Release   -> ReleaseSeat, likewise (Released);
 * Goodbye / Error from the site end the session.
 
+The capabilities a site's Hello names are remembered: after an operator releases seats at
+the site (``seatledger site release``), :meth:`Session.reclaim` tells it with Reclaimed,
+but only if it named ``reclaim`` (an older slave could not decode the message).
+
 When a session ends, the site is recorded as disconnected with why: ``goodbye``,
 ``overloaded`` (it did not read its answers) or ``connection lost``. A site that connects
 again replaces its previous session, which is aborted without recording anything.
@@ -35,6 +39,7 @@ from ledger import (
     HeldSeat,
     LedgerApp,
     OfflineEvent,
+    ReleaseReason,
     ReleaseSeat,
     SyncResult,
     SyncSite,
@@ -47,6 +52,7 @@ from seatledger.master.translate import (
     held_seat,
     offline_event,
 )
+from seatledger.master.upstream import Upstream
 from seatledger.master.writer import Request, StoreUnavailable, Writer
 from transport import (
     TRANSITIONS,
@@ -57,12 +63,15 @@ from transport import (
     Hello,
     Message,
     Notice,
+    Reclaimed,
     Release,
     Role,
+    State,
     Sync,
     SyncDone,
     Welcome,
 )
+from transport._messages import RECLAIM
 from transport.shell import CloseReason, Link
 
 # How a session's end is recorded (SiteDisconnected.reason); anything else is a lost link.
@@ -82,6 +91,8 @@ class Session:
         self.site = site
         self.id = session_id
         self.link = link
+        self.capabilities: frozenset[str] = frozenset()
+        """What the site's Hello said it understands (e.g. :data:`RECLAIM`)."""
 
     def send(self, message: Message) -> bool:
         """Queue ``message`` without waiting (a site that does not keep up is dropped)."""
@@ -92,6 +103,19 @@ class Session:
         conn = self.link.conn
         if Notice in TRANSITIONS[conn.our_role][conn.our_state]:
             self.link.send_nowait(message)
+
+    def reclaim(self, users: list[str]) -> None:
+        """Tell the site an operator released ``users``' seats, if it understands Reclaimed
+        (an older slave could not decode it) and its Sync has arrived: before that, the
+        Sync on its way reports the seats the site holds, and the master counts them again
+        (so both sides agree; the operator may release them again)."""
+        if RECLAIM not in self.capabilities or (
+                self.link.conn.our_state not in (State.SEND_SYNC_DONE, State.READY)):
+            return
+        for user in users:
+            if not self.link.send_nowait(Reclaimed(
+                    user, ReleaseReason.OPERATOR, "an operator at the master released this seat")):
+                return  # the link is closing: nothing more reaches this session
 
 
 class Sessions:
@@ -107,6 +131,8 @@ class Sessions:
         self.standing: list[Notice] = []
         self._numbers = itertools.count(1)
         self._changed = trio.lowlevel.ParkingLot()
+        self.upstream: Upstream | None = None
+        """Set on a chained master: acquires are asked upstream too."""
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -124,6 +150,15 @@ class Sessions:
     def broadcast(self, message: Notice) -> None:
         for session in list(self._sessions.values()):
             session.notify(message)
+
+    def reclaim(self, site: str, users: list[str]) -> None:
+        """Tell ``site``, if connected, that an operator released ``users``' seats there --
+        those the ledger does not show held again (a Sync committed after the release, in
+        the same batch, counted them again)."""
+        session = self._sessions.get(site)
+        enrolled = self.app.licence.sites.get(site)
+        if session is not None and enrolled is not None:
+            session.reclaim([u for u in users if u not in enrolled.seats])
 
     def drop_revoked(self) -> None:
         """End the sessions of sites that are revoked (or no longer enrolled)."""
@@ -160,8 +195,8 @@ class Sessions:
             previous.link.abort()
         self._sessions[site] = session
         try:
-            async with link:
-                await self._dispatch(session)
+            async with link, trio.open_nursery() as chained:
+                await self._dispatch(session, chained)
         finally:
             if self._sessions.get(site) is session:
                 del self._sessions[site]
@@ -172,27 +207,34 @@ class Sessions:
                 if self.writer.alive and trio.current_effective_deadline() != -math.inf:
                     await self.writer.submit(DisconnectSite(site, reason))
 
-    async def _dispatch(self, session: Session) -> None:
-        """Turn the site's messages into ledger commands until it leaves."""
+    async def _dispatch(self, session: Session, chained: trio.Nursery) -> None:
+        """Turn the site's messages into ledger commands until it leaves. A chained
+        master's acquires (asked upstream too) run in ``chained``, side by side."""
         link, site, send = session.link, session.site, session.send
         sync_events: list[OfflineEvent] = []
         sync_held: list[HeldSeat] = []
+        upstream = self.upstream
         async for message in link:
             match message:
                 case Acquire(request_id, user, agent_class, tenant, campaign):
-                    await self.writer.enqueue(Request(
-                        AcquireSeat(site, user, agent_class, tenant, campaign),
-                        answer_acquire(send, request_id)))
+                    command = AcquireSeat(site, user, agent_class, tenant, campaign)
+                    reply = answer_acquire(send, request_id)
+                    if upstream is None:
+                        await self.writer.enqueue(Request(command, reply))
+                    else:
+                        chained.start_soon(upstream.acquire, command, reply)
                 case Release(request_id, user):
                     await self.writer.enqueue(Request(
                         ReleaseSeat(site, user), answer_release(send, request_id, user)))
-                case Hello():
+                case Hello(capabilities=capabilities):
+                    session.capabilities = frozenset(capabilities)
                     outcome = await self.writer.submit(ConnectSite(site))
                     if isinstance(outcome, Failure | StoreUnavailable):
                         send(_error_for(outcome, "refused"))
                         return
                     limits = self.app.licence.sites[site].local_limits
-                    send(Welcome(session.id, self.settings.heartbeat_interval, dict(limits)))
+                    send(Welcome(session.id, self.settings.heartbeat_interval, dict(limits),
+                                 self.settings.origin))
                     for standing in self.standing:  # notices may come any time from here
                         session.notify(standing)
                 case Sync(events, held, more):

@@ -27,6 +27,9 @@ class MasterSettings:
     # Commit in a worker thread so the event loop keeps serving during the commit. Tests on
     # trio's MockClock turn it off: a thread looks idle to the clock, which would jump ahead.
     worker_thread: bool = True
+    # The name this master's audit trail is signed under ([seal] origin), told to its sites
+    # in Welcome (a chained master downstream records it).
+    origin: str = ""
 
 
 __all__ = ["MasterSettings"]

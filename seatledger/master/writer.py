@@ -34,6 +34,7 @@ import trio
 
 from ledger import LedgerApp, LedgerError, ManualClock, StoreError, Tick
 from ledger.persistence.fencing import FencedError
+from seatledger.master.ledger_process import LedgerProcess, RemoteCall, WriterDiedError
 
 log = logging.getLogger("seatledger.master")
 
@@ -41,10 +42,12 @@ log = logging.getLogger("seatledger.master")
 @attrs.frozen
 class OperatorCall:
     """An operator's command: ``run(app)`` executes it against the ledger; its result, or the
-    LedgerError it raised, is the request's outcome."""
+    LedgerError it raised, is the request's outcome. ``args``: the command by name and
+    arguments, for a writer process (which is sent ``name`` and ``args``, not ``run``)."""
 
     name: str
     run: Callable[[LedgerApp], Any]
+    args: dict[str, Any] | None = None
 
 
 @attrs.frozen
@@ -88,8 +91,12 @@ class Writer:
     def __init__(self, app: LedgerApp, ledger_clock: ManualClock, now: Callable[[], datetime], *,
                  max_batch: int, queue_size: int, worker_thread: bool,
                  after_batch: Callable[[list[Any]], None], retry_interval: float = 5.0,
-                 on_fenced: Callable[[FencedError], None] | None = None):
+                 on_fenced: Callable[[FencedError], None] | None = None,
+                 process: LedgerProcess | None = None):
         self.app = app
+        self.process = process
+        """The writer process that commits for this writer, if any (else this process)."""
+        self._process_down = False
         self.on_fenced = on_fenced
         self.fenced: FencedError | None = None
         """Why this writer stopped writing for good (its lease is gone), once it has."""
@@ -193,11 +200,19 @@ class Writer:
                 return self._unavailable(commands, self.store_error)
         self.ledger_clock.set(self.now())
         try:
-            if self.worker_thread:
+            if self.process is not None:
+                outcomes = await self._execute_elsewhere(self.process, commands)
+            elif self.worker_thread:
                 outcomes = await trio.to_thread.run_sync(self._execute, commands)
             else:
                 outcomes = self._execute(commands)
                 await trio.lowlevel.checkpoint()
+        except WriterDiedError as e:
+            log.critical("ALERT: %s with a batch of %d in flight: answered store_unavailable "
+                         "(the sites ask again); starting a new writer process",
+                         e, len(commands))
+            self._process_down = True
+            return self._unavailable(commands, StoreError(str(e)))
         except FencedError as e:
             await self._stop_fenced(e)
         except StoreError as e:
@@ -240,29 +255,57 @@ class Writer:
         self._retry_at = -math.inf
 
     def _execute(self, commands: list[Any]) -> list[Any]:
+        return execute_batch(self.app, commands)
+
+    async def _execute_elsewhere(self, process: LedgerProcess, commands: list[Any]) -> list[Any]:
+        """The batch, run by the writer process (started again first if it died)."""
+        if self._process_down:
+            await process.restart()  # a StoreError if it cannot: an outage, retried later
+            self._process_down = False
+            log.warning("a new ledger writer process (pid %s) serves", process.pid)
         if len(commands) == 1 and isinstance(commands[0], OperatorCall):
-            try:
-                return [commands[0].run(self.app)]
-            except FencedError:
-                raise  # not the operator's failure: this master may no longer write
-            except LedgerError as e:  # refused before anything was recorded
-                return [OperatorFailed(e)]
-        if not self.app.has_licence:
-            # A failed commit could not even reload the licence (the store is unreadable
-            # too): nothing can be decided until a later batch finds the store again.
-            raise StoreError("the store could not be read back after a failed commit")
-        self.app.refresh()
+            call = commands[0]
+            if call.args is None:
+                return [OperatorFailed(LedgerError(f"{call.name} cannot be sent to the "
+                                                   "ledger writer process"))]
+            return await process.execute([RemoteCall(call.name, call.args)])
+        return await process.execute(commands)
+
+
+def execute_batch(app: LedgerApp, commands: list[Any],
+                  operations: Callable[[LedgerApp, str, dict[str, Any]], Any] | None = None
+                  ) -> list[Any]:
+    """Decide and commit one segment of a batch (a run of seat commands, or one operator's
+    call) in this process: the writer thread's work, and the writer process's.
+    ``operations`` runs a :class:`RemoteCall` (in the writer process)."""
+    if len(commands) == 1 and isinstance(commands[0], OperatorCall | RemoteCall):
+        call = commands[0]
         try:
-            return self.app.execute(commands)
+            if isinstance(call, RemoteCall):
+                if operations is None:
+                    raise LedgerError(f"no operation {call.name!r} here")
+                return [operations(app, call.name, call.args)]
+            return [call.run(app)]
         except FencedError:
-            raise  # not a race with another process of ours: the lease is gone
-        except StoreError:
-            # Another process committed between our refresh and our commit (a store shared
-            # with an older tool). Nothing of this batch was recorded and the ledger has
-            # reloaded: decide the batch again on the new state. A second failure is real:
-            # the store cannot be written (see _commit).
-            self.app.refresh()
-            return self.app.execute(commands)
+            raise  # not the operator's failure: this master may no longer write
+        except LedgerError as e:  # refused before anything was recorded
+            return [OperatorFailed(e)]
+    if not app.has_licence:
+        # A failed commit could not even reload the licence (the store is unreadable
+        # too): nothing can be decided until a later batch finds the store again.
+        raise StoreError("the store could not be read back after a failed commit")
+    app.refresh()
+    try:
+        return app.execute(commands)
+    except FencedError:
+        raise  # not a race with another process of ours: the lease is gone
+    except StoreError:
+        # Another process committed between our refresh and our commit (a store shared
+        # with an older tool). Nothing of this batch was recorded and the ledger has
+        # reloaded: decide the batch again on the new state. A second failure is real:
+        # the store cannot be written (see _commit).
+        app.refresh()
+        return app.execute(commands)
 
 
 def _segments(batch: list[Request]) -> list[list[Request]]:
@@ -282,4 +325,5 @@ def _segments(batch: list[Request]) -> list[list[Request]]:
     return segments
 
 
-__all__ = ["OperatorCall", "OperatorFailed", "Request", "StoreUnavailable", "Waiter", "Writer"]
+__all__ = ["OperatorCall", "OperatorFailed", "Request", "StoreUnavailable", "Waiter", "Writer",
+           "execute_batch"]

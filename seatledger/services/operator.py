@@ -160,6 +160,24 @@ def revoke_site(port: LedgerPort, name: str) -> int:
     return int(port.call("site.revoke", name=name)["released"])
 
 
+def site_seats(port: LedgerPort, name: str) -> dict[str, Any]:
+    """Who holds which seat at site ``name``, since when, and the site's state
+    (:func:`ledger.domain.summaries.seats_summary`). Raises UnknownSiteError (an
+    OperatorError through a running master)."""
+    answer = dict(port.call("site.seats", name=name))
+    answer.pop("ok", None)  # the admin socket's, not the summary's
+    return answer
+
+
+def release_seats(port: LedgerPort, name: str, user: str | None) -> list[dict[str, Any]]:
+    """Release ``user``'s seat at site ``name`` (None: every seat held there), recorded with
+    reason ``operator``; a running master tells the site. Returns the seats released.
+    Raises UnknownSiteError or UnknownSeatError (OperatorError through a running master)."""
+    args: dict[str, Any] = {"all": True} if user is None else {"user": user}
+    released: list[dict[str, Any]] = port.call("site.release", name=name, **args)["released"]
+    return released
+
+
 __all__ = ["AdminPort", "active_master", "DirectPort", "LedgerPort", "OperatorError", "install_licence",
-           "licence_request", "list_sites", "operator_port", "pinned_vendor_key", "revoke_site",
-           "show_licence"]
+           "licence_request", "list_sites", "operator_port", "pinned_vendor_key", "release_seats",
+           "revoke_site", "show_licence", "site_seats"]

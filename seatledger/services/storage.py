@@ -6,6 +6,7 @@ from typing import Any
 
 from ledger import LedgerApp
 from ledger.persistence.store import sqlite_path
+from projections import VIEWS_SCHEMA, views_url
 from seatledger.config.settings import Config
 
 SIX_MONTHS_DAYS = 182
@@ -13,16 +14,19 @@ VENDOR_BUDGET_MB = 120
 
 
 def store_bytes(app: LedgerApp) -> int:
-    """Bytes the store occupies: the SQLite file and its WAL, or the PostgreSQL tables."""
+    """Bytes the store and its read models occupy: the SQLite files and their WALs, or the
+    PostgreSQL tables of the store's schema and of the views'."""
     path = sqlite_path(app.url)
     if path is not None:
-        return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal"))
-                   if p.exists())
+        views = sqlite_path(views_url(app.url))
+        files = [path, *([views] if views is not None else [])]
+        return sum(p.stat().st_size for f in files
+                   for p in (f, f.with_name(f.name + "-wal")) if p.exists())
     with app.recorder.datastore.get_connection() as conn, conn.cursor() as curs:
         curs.execute(
             "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) AS n FROM pg_class c "
             "JOIN pg_namespace s ON s.oid = c.relnamespace "
-            "WHERE c.relkind = 'r' AND s.nspname = current_schema()"
+            "WHERE c.relkind = 'r' AND s.nspname IN (current_schema(), %s)", (VIEWS_SCHEMA,)
         )
         return int(curs.fetchone()["n"])
 

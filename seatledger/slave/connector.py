@@ -18,7 +18,8 @@ seconds (a connection being set up included); a master that does not answer in t
 treated as lost: the link is dropped and the request is decided by the offline rules and
 journalled, so the Sync of the next session delivers it, and the master records it exactly
 once (its per-site sequence numbers skip what it already has, and a grant for a user already
-seated records nothing).
+seated records nothing). A seat an operator at the master releases (``seatledger site
+release``: the master sends Reclaimed) is dropped here, with a warning alert.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from seatledger.slave.policy import (
     SlaveState,
 )
 from seatledger.slave.translate import held_seat, offline_event
-from transport import Acquire, Granted, Notice, Refused, Release, Released, SyncDone
+from transport import Acquire, Granted, Notice, Reclaimed, Refused, Release, Released, SyncDone
 from transport.tls import client_context
 
 log = logging.getLogger("seatledger.slave")
@@ -148,16 +149,18 @@ class SlaveConnector:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         assert self._nursery is not None
         self._stopping = True
-        link = self._link
-        if link is not None:
-            link.goodbye("slave stopping")
-            with trio.move_on_after(1):
-                await self._stopped.wait()
-        self._nursery.cancel_scope.cancel()
         try:
-            await self._nursery_manager.__aexit__(exc_type, exc, tb)
-        finally:
-            self.journal.close()
+            link = self._link
+            if link is not None:
+                link.goodbye("slave stopping")
+                with trio.move_on_after(1):
+                    await self._stopped.wait()
+        finally:  # cancelled from outside too: the nursery must close in this task
+            self._nursery.cancel_scope.cancel()
+            try:
+                await self._nursery_manager.__aexit__(exc_type, exc, tb)
+            finally:
+                self.journal.close()
 
     async def wait_online(self) -> None:
         await self._online.wait()
@@ -279,7 +282,7 @@ class SlaveConnector:
                         reason = await run_session(
                             stream, f"{address[0]}:{address[1]}", self.bundle.site,
                             payload=self._sync_payload, on_synced=self._synced,
-                            on_notice=self._notice,
+                            on_notice=self._notice, on_reclaimed=self._reclaimed,
                             handshake_timeout=self.settings.connect_timeout,
                             missed_heartbeats=self.settings.missed_heartbeats)
                     except StandbyMasterError as e:
@@ -357,6 +360,20 @@ class SlaveConnector:
 
     def _notice(self, notice: Notice) -> None:
         self._alert(Alert(AlertSeverity(notice.severity), notice.text, self._now()))
+
+    def _reclaimed(self, reclaimed: Reclaimed) -> None:
+        """An operator at the master released a seat held here (recorded there): drop it,
+        so that the dialler sees it gone and the next Sync does not report it held (which
+        would count it again)."""
+        held = self.journal.seat(reclaimed.user)
+        if held is None:  # released here meanwhile: nothing is held to drop
+            log.info("the master reclaimed %r, which holds no seat here", reclaimed.user)
+            return
+        self.journal.drop(reclaimed.user)
+        self._alert(Alert(AlertSeverity.WARNING,
+                          f"an operator at the master released the seat of user "
+                          f"{reclaimed.user!r} ({held.agent_class}, seat {held.seat}); "
+                          "it is no longer held here", self._now()))
 
 
 __all__ = ["CONNECTING", "CUT_OFF", "OFFLINE", "ONLINE", "SeatAnswer", "SeatRefusedError",

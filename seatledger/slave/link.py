@@ -4,8 +4,8 @@
 stream, says Hello, learns the heartbeat and the site's local limits from Welcome, sends the
 journal in Sync chunks, and once the master has answered SyncDone hands the connector a
 :class:`MasterLink` and serves it until the link ends: answers go to the requests waiting for
-them, Notices to the connector. The heartbeats, the silence watchdog and the outbox are the
-shell's.
+them, Notices and Reclaimed (an operator at the master released a seat) to the connector.
+The heartbeats, the silence watchdog and the outbox are the shell's.
 
 Nothing here knows the offline rules or the journal: the connector supplies the Sync's
 content and decides what to do with a request the master did not answer.
@@ -35,6 +35,7 @@ from transport import (
     Message,
     Notice,
     OfflineEvent,
+    Reclaimed,
     Refused,
     Release,
     Released,
@@ -43,7 +44,7 @@ from transport import (
     SyncDone,
     Welcome,
 )
-from transport._messages import STANDBY
+from transport._messages import RECLAIM, STANDBY
 from transport.shell import CloseReason, Link
 
 log = logging.getLogger("seatledger.slave")
@@ -51,6 +52,8 @@ log = logging.getLogger("seatledger.slave")
 SYNC_CHUNK = 500  # offline events per Sync message, well inside the frame limit
 
 Answer = Granted | Refused | Released
+News = Notice | Reclaimed
+"""What the master may send any time from Welcome on, for the connector."""
 
 
 class StandbyMasterError(MasterUnreachableError):
@@ -93,6 +96,8 @@ class MasterLink:
         self.address = address
         self.session = welcome.session
         self.limits: dict[str, int] = dict(welcome.limits)
+        self.origin = welcome.origin
+        """The master's origin (the name its audit trail is signed under; "" from older)."""
         self._link = link
         self._ids = itertools.count(1)
         self._waiting: dict[int, _Waiter] = {}
@@ -132,8 +137,9 @@ class MasterLink:
     def close_reason(self) -> CloseReason | None:
         return self._link.close_reason
 
-    async def serve(self, on_notice: Callable[[Notice], None]) -> None:
-        """Hand answers to their requests and Notices to ``on_notice`` until the link ends."""
+    async def serve(self, on_news: Callable[[News], None]) -> None:
+        """Hand answers to their requests, and Notices and Reclaimed to ``on_news``, until
+        the link ends."""
         try:
             async for message in self._link:
                 if isinstance(message, Granted | Refused | Released):
@@ -141,8 +147,8 @@ class MasterLink:
                     if waiter is not None:  # else it was given up on: nobody to tell
                         waiter.answer = message
                         waiter.done.set()
-                elif isinstance(message, Notice):
-                    on_notice(message)
+                elif isinstance(message, Notice | Reclaimed):
+                    on_news(message)
                 elif isinstance(message, Goodbye | Error):
                     log.info("master %s closed the session: %s", self.address, message)
         finally:
@@ -177,6 +183,7 @@ async def run_session(stream: trio.abc.Stream, address: str, site: str, *,
                       payload: Callable[[], SyncPayload],
                       on_synced: Callable[[MasterLink, SyncDone, SyncPayload], None],
                       on_notice: Callable[[Notice], None],
+                      on_reclaimed: Callable[[Reclaimed], None] | None = None,
                       handshake_timeout: float, missed_heartbeats: int,
                       chunk: int = SYNC_CHUNK) -> CloseReason | None:
     """Say Hello over ``stream`` (to the master at ``address``), sync, and serve the session
@@ -184,23 +191,32 @@ async def run_session(stream: trio.abc.Stream, address: str, site: str, *,
 
     ``payload`` is asked for the Sync's content once Welcome has come; ``on_synced`` is
     called once SyncDone has (with what was sent), before any request can be made.
-    Returns why the synced session ended.
+    Notices go to ``on_notice`` and Reclaimed to ``on_reclaimed``, from Welcome on; given
+    ``on_reclaimed``, the Hello names the capability ``reclaim`` (the master sends Reclaimed
+    only then). Returns why the synced session ended.
 
     Raises:
         StandbyMasterError: the master is a standby (try the other one now).
         MasterUnreachableError: no synced session was established (the cause is chained).
     """
+    def on_news(message: News) -> None:
+        if isinstance(message, Notice):
+            on_notice(message)
+        elif on_reclaimed is not None:
+            on_reclaimed(message)
+
+    capabilities = (RECLAIM,) if on_reclaimed is not None else ()
     master: MasterLink | None = None
     async with Link(stream, Connection(Role.CLIENT), missed=missed_heartbeats) as link:
         try:
             with trio.fail_after(handshake_timeout):
-                await link.send(Hello(site, PROTOCOL_VERSION))
-                welcome = await _expect(link, Welcome, on_notice)
+                await link.send(Hello(site, PROTOCOL_VERSION, capabilities))
+                welcome = await _expect(link, Welcome, on_news)
                 link.heartbeat = welcome.heartbeat_interval
                 sent = payload()
                 for message in sync_messages(sent, chunk):
                     await link.send(message)
-                done = await _expect(link, SyncDone, on_notice)
+                done = await _expect(link, SyncDone, on_news)
         except _StandbyAnswer as e:
             raise StandbyMasterError(f"{address} is a standby master: {e}") from e
         except (trio.TooSlowError, trio.EndOfChannel, trio.ClosedResourceError,
@@ -208,7 +224,7 @@ async def run_session(stream: trio.abc.Stream, address: str, site: str, *,
             raise MasterUnreachableError(f"no session with {address}: {e}") from e
         master = MasterLink(link, address, welcome)
         on_synced(master, done, sent)
-        await master.serve(on_notice)
+        await master.serve(on_news)
     if master is None:
         raise MasterUnreachableError(f"no session with {address}: the link closed during "
                                      f"the handshake ({link.close_reason})")
@@ -226,9 +242,10 @@ class _StandbyAnswer(_UnexpectedError):
 M = TypeVar("M", bound=Message)
 
 
-async def _expect(link: Link, kind: type[M], on_notice: Callable[[Notice], None]) -> M:
-    """The next message, which must be a ``kind``; notices (which the master may send any
-    time from Welcome on, e.g. another site's over-use) are handed on meanwhile."""
+async def _expect(link: Link, kind: type[M], on_news: Callable[[News], None]) -> M:
+    """The next message, which must be a ``kind``; notices and reclaimed seats (which the
+    master may send any time from Welcome on, e.g. another site's over-use) are handed on
+    meanwhile."""
     while True:
         try:
             message = await link.receive()
@@ -240,9 +257,9 @@ async def _expect(link: Link, kind: type[M], on_notice: Callable[[Notice], None]
             detail = f" ({link.remote_error})" if link.remote_error else ""
             raise _UnexpectedError(f"the master closed the connection: {reason}{detail}"
                                    ) from None
-        if not isinstance(message, Notice):
+        if not isinstance(message, Notice | Reclaimed):
             break
-        on_notice(message)
+        on_news(message)
     if isinstance(message, kind):
         return message
     if isinstance(message, Error):
@@ -252,5 +269,5 @@ async def _expect(link: Link, kind: type[M], on_notice: Callable[[Notice], None]
     raise _UnexpectedError(f"expected {kind.__name__}, got {type(message).__name__}")
 
 
-__all__ = ["SYNC_CHUNK", "Answer", "MasterLink", "StandbyMasterError", "SyncPayload", "open_tls_stream", "run_session",
-           "sync_messages"]
+__all__ = ["SYNC_CHUNK", "Answer", "MasterLink", "News", "StandbyMasterError", "SyncPayload",
+           "open_tls_stream", "run_session", "sync_messages"]

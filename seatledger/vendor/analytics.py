@@ -28,6 +28,14 @@ What is counted (DESIGN.md section 6, the usage statement, per customer):
   master delivers is followed by its AuditTrailExported record, so no delivered day is
   empty).
 - Refusals per class and reason.
+- Per customer, month, class and site: seat time, the site's share of the class's over-use
+  agent-hours (at each instant the excess above the class's own limit, shared in proportion
+  to the seats each site holds) and grants. A chained master's seats are all at one site of
+  its upstream master, so billing can take them off the upstream's bill.
+- Each ``UpstreamLinked`` record (this customer's master chained under an upstream master,
+  as a site there): the upstream's origin, the site, the CA hash, and from and until when
+  (until the customer's next one). Billing matches them with the registry's licences
+  (``seatledger.vendor.chaining``, docs/chaining.md).
 
 The hourly rows (only hours with something to record: an event, or seats in use) carry the
 count and limit at their end, so a chart fills the hours between them.
@@ -53,10 +61,14 @@ from seatledger.vendor.registry import RegistryError, metadata
 
 __all__ = ["POOLS", "AnalyticsError", "AnalyticsRunner", "ConcurrentAnalyticsError",
            "TABLES", "customer_months", "export_days", "hour_rows", "month_index",
-           "month_label", "month_range", "parse_month", "refusals", "states", "tracking", "usage_months"]
+           "month_label", "month_range", "parse_month", "refusals", "site_months", "states",
+           "tracking", "upstream_links", "usage_months"]
 
 POOLS: tuple[str, ...] = (*AGENT_CLASSES, COMBINED_POOL)
-NAME = "analytics"
+# The projection's tracking name, with the version of what it keeps: a store whose rows an
+# earlier version wrote (tracked under another name) is replayed from the start on the first
+# run, as a rebuild would (2: sites and upstream links).
+NAME = "analytics-2"
 DEFAULT_BATCH = 20_000
 
 _Big = sa.BigInteger().with_variant(sa.Integer, "sqlite")
@@ -139,9 +151,33 @@ export_days = sa.Table(
     sa.Index("vendor_analytics_days_by_day", "day", "customer"),
 )
 
+site_months = sa.Table(
+    "vendor_analytics_sites", metadata,
+    sa.Column("customer", sa.String(200), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("agent_class", sa.String(10), primary_key=True),
+    sa.Column("site", sa.String(200), primary_key=True),
+    sa.Column("agent_us", _Big, nullable=False),
+    sa.Column("excess_us", _Big, nullable=False),  # its share of the class's over-use
+    sa.Column("grants", sa.Integer, nullable=False),
+    sa.Index("vendor_analytics_sites_by_month", "month", "customer"),
+)
+
+upstream_links = sa.Table(
+    "vendor_analytics_links", metadata,
+    sa.Column("customer", sa.String(200), primary_key=True),  # the chained (downstream) one
+    sa.Column("record_id", _Big, primary_key=True),  # its UpstreamLinked record
+    sa.Column("upstream", sa.String(200), nullable=False),  # the upstream master's origin
+    sa.Column("site", sa.String(200), nullable=False),  # the customer's site name there
+    sa.Column("ca", sa.String(100), nullable=False),
+    sa.Column("since_us", _Big, nullable=False),  # record time: first seen
+    sa.Column("until_us", _Big, nullable=True),  # the customer's next UpstreamLinked
+    sa.Index("vendor_analytics_links_by_upstream", "upstream", "site"),
+)
+
 # Rows only: deleted by a rebuild (tracking is reset instead).
 TABLES: tuple[sa.Table, ...] = (states, usage_months, customer_months, hour_rows, refusals,
-                                export_days)
+                                export_days, site_months, upstream_links)
 
 
 class AnalyticsError(RegistryError):
@@ -236,6 +272,14 @@ class _Sink:
         self.hours: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self.refusals: dict[tuple[str, str, str, str], int] = defaultdict(int)
         self.days: dict[tuple[str, str], int] = defaultdict(int)
+        self.sites: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
+        self.links: dict[tuple[str, int], tuple[Any, ...]] = {}
+
+
+# A site's seats of one class in the current month: seats held, since when (the time up to
+# which ``agent`` and ``excess`` count them), seat time, share of the class's over-use,
+# grants, and the class's over-use per seat (:attr:`_Customer.per_seat`) at ``since``.
+_N, _SINCE, _AGENT, _EXCESS, _GRANTS, _PER_SEAT = range(6)
 
 
 class _Customer:
@@ -254,6 +298,16 @@ class _Customer:
         self.any = [0, 0, -1, 0]  # over_limit_us, over_days, last over day, records
         self.hour = 0
         self.h: dict[str, _Hour] = {}
+        # Per class and site, the current month's cells (see _N...): their seat time and
+        # over-use share are counted when the site's count changes and as the month closes,
+        # not at every record, so a customer with many sites costs no more per record.
+        self.sites: dict[str, dict[str, list[Any]]] = {}
+        # Per class, the month's over-use per seat in use so far: the integral of
+        # excess / count over time. A site holding n seats from a to b has n times its
+        # growth from a to b as its share.
+        self.per_seat: dict[str, float] = {}
+        # The last UpstreamLinked: record id, upstream origin, site, CA hash, record time.
+        self.link: list[Any] | None = None
 
     # -------------------------------------------------------------- persistence
     def to_json(self) -> str:
@@ -261,6 +315,7 @@ class _Customer:
             "t": self.t, "limits": self.limits, "count": self.count,
             "month": self.month, "m": {p: a.to_list() for p, a in self.m.items()},
             "any": self.any, "hour": self.hour, "h": {p: a.to_list() for p, a in self.h.items()},
+            "s": self.sites, "r": self.per_seat, "l": self.link,
         }, separators=(",", ":"))
 
     @classmethod
@@ -272,6 +327,7 @@ class _Customer:
         c.month, c.any, c.hour = s["month"], s["any"], s["hour"]
         c.m = {p: _Month.from_list(v) for p, v in s["m"].items()}
         c.h = {p: _Hour.from_list(v) for p, v in s["h"].items()}
+        c.sites, c.per_seat, c.link = s["s"], s["r"], s["l"]
         return c
 
     def state_row(self) -> tuple[Any, ...]:
@@ -318,6 +374,9 @@ class _Customer:
                     acc.over += dt
                     acc.excess += (count - limit) * dt
                     acc.days, acc.last_day = _count_days(acc.days, acc.last_day, s, e)
+                    if pool != COMBINED_POOL:
+                        self.per_seat[pool] = (self.per_seat.get(pool, 0.0)
+                                               + (count - limit) * dt / count)
             if any_over:
                 self.any[0] += dt
                 self.any[1], self.any[2] = _count_days(self.any[1], self.any[2], s, e)
@@ -326,10 +385,16 @@ class _Customer:
             s = e
 
     def _close_month(self, sink: _Sink) -> None:
-        self.emit_month(sink)
+        end = month_range(self.month)[1]
+        self.emit_month(sink, until=end)
         self.month += 1
         self.m = {p: _Month(self.count.get(p, 0), self.limits.get(p)) for p in self._pools()}
         self.any = [0, 0, -1, 0]
+        # Sites holding seats carry them into the new month; the others are done.
+        carried = {cls: {site: [cell[_N], end, 0, 0, 0, 0.0] for site, cell in cells.items()
+                         if cell[_N]} for cls, cells in self.sites.items()}
+        self.sites = {cls: cells for cls, cells in carried.items() if cells}
+        self.per_seat = {}
 
     def _accrue_hours(self, s: int, t: int, sink: _Sink) -> None:
         hour_end = (self.hour + 1) * US_PER_HOUR
@@ -361,8 +426,28 @@ class _Customer:
                 acc.over += dt
                 acc.excess += (count - limit) * dt
 
+    def seat_at(self, agent_class: str, site: str, t: int, step: int) -> None:
+        """One seat more (``step`` 1) or fewer (-1) of ``agent_class`` at ``site`` at ``t``."""
+        per_seat = self.per_seat.get(agent_class, 0.0)
+        cell = self.sites.setdefault(agent_class, {}).setdefault(
+            site, [0, t, 0, 0, 0, per_seat])
+        n = cell[_N]
+        if n:
+            cell[_AGENT] += n * (t - cell[_SINCE])
+            cell[_EXCESS] += n * (per_seat - cell[_PER_SEAT])
+        cell[_SINCE], cell[_PER_SEAT] = t, per_seat
+        cell[_N] = n + step
+        if step > 0:
+            cell[_GRANTS] += 1
+        elif cell[_N] < 0:
+            raise AnalyticsError(
+                f"customer {self.name!r}: record {self.record_id} releases a {agent_class} "
+                f"seat at site {site!r}, which holds none; rebuild the analytics "
+                "(records may be missing)")
+
     # -------------------------------------------------------------- rows
-    def emit_month(self, sink: _Sink) -> None:
+    def emit_month(self, sink: _Sink, *, until: int | None = None) -> None:
+        """The current month's rows as of now (or, closing it, as of its end ``until``)."""
         label = month_label(self.month)
         pending = self.t is not None and month_index(self.t) == self.month
         for pool, a in self.m.items():
@@ -376,6 +461,16 @@ class _Customer:
                 self.limits.get(pool))
         sink.customer_months[(self.name, label)] = (self.name, label, self.any[0],
                                                     self.any[1], self.any[3])
+        end = until if until is not None else self.t or 0
+        for cls, cells in self.sites.items():
+            per_seat = self.per_seat.get(cls, 0.0)
+            for site, cell in cells.items():
+                n = cell[_N]
+                # Rounded down: the sites' shares never add up to more than the class's.
+                excess = int(cell[_EXCESS] + n * (per_seat - cell[_PER_SEAT]))
+                sink.sites[(self.name, label, cls, site)] = (
+                    self.name, label, cls, site, cell[_AGENT] + n * (end - cell[_SINCE]),
+                    excess, cell[_GRANTS])
 
     def emit_hour(self, sink: _Sink) -> None:
         for pool, a in self.h.items():
@@ -425,7 +520,7 @@ class _Replay:
         handlers: dict[type, Callable[[_Customer, Any, int], None]] = {
             L.LicenceIssued: self._terms, L.LicenceAmended: self._terms,
             L.SeatGranted: self._granted, L.SeatReleased: self._released,
-            L.SeatRefused: self._refused,
+            L.SeatRefused: self._refused, L.UpstreamLinked: self._linked,
         }
         # Vendor-signed licences installed on the master set the terms too.
         installed = getattr(L, "LicenceInstalled", None)
@@ -466,7 +561,7 @@ class _Replay:
                 c.touch_hour(pool)
         c.limits = limits
 
-    def _granted(self, c: _Customer, e: Any, _t: int) -> None:
+    def _granted(self, c: _Customer, e: Any, t: int) -> None:
         for pool in _pools_of(e.agent_class):
             c.count[pool] = c.count.get(pool, 0) + 1
             acc = c.touch_month(pool)
@@ -476,8 +571,9 @@ class _Replay:
             if e.offline:
                 acc.offgrants += 1
             c.touch_hour(pool)
+        c.seat_at(e.agent_class, e.site, t, +1)
 
-    def _released(self, c: _Customer, e: Any, _t: int) -> None:
+    def _released(self, c: _Customer, e: Any, t: int) -> None:
         for pool in _pools_of(e.agent_class):
             left = c.count.get(pool, 0) - 1
             if left < 0:
@@ -488,10 +584,20 @@ class _Replay:
             c.count[pool] = left
             c.touch_month(pool)
             c.touch_hour(pool)
+        c.seat_at(e.agent_class, e.site, t, -1)
 
     def _refused(self, c: _Customer, e: Any, _t: int) -> None:
         self.sink.refusals[(c.name, month_label(c.month), str(e.agent_class),
                             str(e.reason))] += 1
+
+    def _linked(self, c: _Customer, e: Any, t: int) -> None:
+        """The customer's master is chained under an upstream from now on; the link before
+        (if any) ends now."""
+        previous = c.link
+        if previous is not None:
+            self.sink.links[(c.name, previous[0])] = (c.name, *previous, t)
+        c.link = [c.record_id, str(e.upstream), str(e.site), str(e.ca), t]
+        self.sink.links[(c.name, c.record_id)] = (c.name, *c.link, None)
 
 
 Progress = Callable[[int], None]
@@ -558,8 +664,7 @@ class AnalyticsRunner:
     def rebuild(self, progress: Progress | None = None) -> int:
         """Delete every analytics row and replay the whole store. Returns records applied."""
         with self.engine.begin() as conn:
-            for table in TABLES:
-                conn.execute(table.delete())
+            _clear(conn)
             conn.execute(tracking.delete().where(tracking.c.name == NAME))
         self._customers = {}
         self._position = None
@@ -572,6 +677,11 @@ class AnalyticsRunner:
             if _read_position(conn) != start:  # checked again as the position moves
                 raise ConcurrentAnalyticsError(
                     "another analytics runner applied these records first; run again")
+            if start == 0:
+                # Nothing applied yet under this NAME: rows an earlier version of the
+                # projection left are replaced, in this batch's transaction, not added to.
+                _clear(conn)
+                self._customers = {}
             self._load(conn, {r.customer for r in batch})
             touched: dict[str, _Customer] = {}
             customers = self._customers
@@ -591,6 +701,8 @@ class AnalyticsRunner:
                        mode="upsert", increment=("count",))
             write_rows(conn, export_days, [(*k, n) for k, n in sink.days.items()],
                        mode="upsert", increment=("records",))
+            write_rows(conn, site_months, list(sink.sites.values()), mode="upsert")
+            write_rows(conn, upstream_links, list(sink.links.values()), mode="upsert")
             end = batch[-1].position
             _move_position(conn, start, end)
             self._batches += 1
@@ -607,6 +719,13 @@ class AnalyticsRunner:
         for n in missing:
             if n not in self._customers:
                 self._customers[n] = _Customer(n)
+
+
+def _clear(conn: Connection) -> None:
+    """Delete every analytics row, and the tracking of earlier versions of the projection."""
+    for table in TABLES:
+        conn.execute(table.delete())
+    conn.execute(tracking.delete().where(tracking.c.name != NAME))
 
 
 def _read_position(conn: Connection) -> int:

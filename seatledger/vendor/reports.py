@@ -4,6 +4,9 @@ the caller brings the analytics up to date first (:class:`AnalyticsRunner`).
 
 Billing is a handful of set-based queries, each on one month's index (never a per-customer
 replay), so a month of thousands of customers is read in a fraction of a second.
+
+A chained master's seats are billed once, at that (downstream) master: its upstream's bill
+shows them as ``chained_agent_hours`` instead (:mod:`seatledger.vendor.chaining`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ledger.domain.values import AGENT_CLASSES, COMBINED_POOL
+from ledger.domain.values import AGENT_CLASSES, COMBINED_MEMBERS, COMBINED_POOL
 from projections.render import table, to_json
 from projections.timestamps import US_PER_HOUR, maybe_from_us
 from seatledger.vendor.analytics import (
@@ -33,11 +36,12 @@ from seatledger.vendor.analytics import (
     states,
     usage_months,
 )
+from seatledger.vendor.chaining import ChainedSite, Chaining, month_chaining
 from seatledger.vendor.findings import Finding, Findings
 from seatledger.vendor.registry import IssuedLicence, RegistryError, customers, licences
 
-__all__ = ["BILLING_FORMATS", "EXPIRY_WINDOW_DAYS", "BillingReport", "CustomerBilling",
-           "CustomerOverview", "ExpiringLicence", "PoolBilling", "billing_csv", "billing_html",
+__all__ = ["BILLING_FORMATS", "EXPIRY_WINDOW_DAYS", "BillingReport", "ChainedSite",
+           "CustomerBilling", "CustomerOverview", "ExpiringLicence", "PoolBilling", "billing_csv", "billing_html",
            "billing_json", "billing_report", "billing_table", "customers_overview",
            "expiring_licences", "latest_licences", "open_findings", "parse_month"]
 
@@ -50,7 +54,12 @@ _POOL_ORDER = {p: i for i, p in enumerate((*AGENT_CLASSES, COMBINED_POOL))}
 # ------------------------------------------------------------------ billing
 @attrs.frozen
 class PoolBilling:
-    """One pool's month: an agent class, or PRED+ACD when the licence caps the two."""
+    """One pool's month: an agent class, or PRED+ACD when the licence caps the two.
+
+    ``agent_hours`` is billed here; ``chained_agent_hours``, seat time of chained masters'
+    sites, is billed at those masters: the two add up to the pool's seat time. Peaks and
+    over-use count both (they are this master's concurrency); ``chained_overuse_agent_hours``
+    is the chained sites' share of the over-use."""
 
     pool: str
     agent_hours: float
@@ -64,12 +73,17 @@ class PoolBilling:
     overuse_grants: int
     offline_grants: int
     refusals: Mapping[str, int]
+    chained_agent_hours: float = 0.0
+    chained_overuse_agent_hours: float = 0.0
 
 
 @attrs.frozen
 class CustomerBilling:
     """One customer's month. ``over_limit_*`` count the time any pool was over its limit;
-    ``agent_hours`` adds the agent classes (PRED+ACD would count its seats twice)."""
+    ``agent_hours`` adds the agent classes (PRED+ACD would count its seats twice), as
+    ``chained_agent_hours`` does. ``chained_sites``: this customer's sites that chained
+    masters' exports name, billed there; ``chained_under``: ``upstream:site`` of the
+    upstream masters this one is chained under (its seats are billed here)."""
 
     customer: str
     month: str
@@ -80,6 +94,9 @@ class CustomerBilling:
     exports_received: int
     exports_missing: int | None  # None: no export ever received
     pools: tuple[PoolBilling, ...]
+    chained_agent_hours: float = 0.0
+    chained_sites: tuple[ChainedSite, ...] = ()
+    chained_under: tuple[str, ...] = ()
 
     @property
     def refused(self) -> int:
@@ -166,14 +183,16 @@ def billing_report(source: Engine | Connection, month: str, *, as_of: date,
     if customer is not None:
         first_q = first_q.where(states.c.customer == customer)
     first: dict[str, str | None] = dict(conn.execute(first_q).all())
+    chain = month_chaining(conn, index)
 
     result = []
     for name in names:
         rows = sorted(pools.get(name, ()), key=lambda r: _POOL_ORDER.get(r.pool, 99))
         by_class = refused.get(name, {})
         # PRED+ACD only when the licence caps it: otherwise it repeats PRED and ACD.
-        pool_rows = tuple(_pool(r, by_class.get(r.pool, {})) for r in rows
-                          if r.pool != COMBINED_POOL or r.limit is not None
+        pool_rows = tuple(_pool(r, by_class.get(r.pool, {}), chained=_chained(chain, name,
+                                                                             r.pool))
+                          for r in rows if r.pool != COMBINED_POOL or r.limit is not None
                           or r.start_limit is not None)
         totals: dict[str, int] = defaultdict(int)
         for reasons in by_class.values():
@@ -186,28 +205,43 @@ def billing_report(source: Engine | Connection, month: str, *, as_of: date,
         o = overall.get(name)
         got = received.get(name, 0)
         expected = _expected_days(index, first.get(name), as_of)
+        chained = sum(chain.taken_us.get((name, r.pool), 0) for r in rows
+                      if r.pool != COMBINED_POOL)
         result.append(CustomerBilling(
             customer=name, month=label,
-            agent_hours=sum(r.agent_us for r in rows if r.pool != COMBINED_POOL) / US_PER_HOUR,
+            agent_hours=(sum(r.agent_us for r in rows if r.pool != COMBINED_POOL)
+                         - chained) / US_PER_HOUR,
             over_limit_days=o.over_days if o is not None else 0,
             over_limit_minutes=(o.over_limit_us if o is not None else 0) / _US_PER_MINUTE,
             refusals=dict(sorted(totals.items())), exports_received=got,
             exports_missing=None if expected is None else max(0, expected - got),
-            pools=pool_rows + extra))
+            pools=pool_rows + extra, chained_agent_hours=chained / US_PER_HOUR,
+            chained_sites=chain.sites.get(name, ()),
+            chained_under=chain.upstreams.get(name, ())))
     return BillingReport(label, as_of, tuple(result))
 
 
-def _pool(r: Any, reasons: Mapping[str, int], pool: str | None = None) -> PoolBilling:
+def _chained(chain: Chaining, customer: str, pool: str) -> tuple[int, int]:
+    """Seat time of a pool's chained sites taken off the bill, and their over-use share."""
+    members = (COMBINED_MEMBERS if pool == COMBINED_POOL else (pool,))
+    return (sum(chain.taken_us.get((customer, c), 0) for c in members),
+            sum(chain.overuse_us.get((customer, c), 0) for c in members))
+
+
+def _pool(r: Any, reasons: Mapping[str, int], pool: str | None = None, *,
+          chained: tuple[int, int] = (0, 0)) -> PoolBilling:
     if r is None:
         return PoolBilling(str(pool), 0.0, 0, None, None, 0, 0.0, 0.0, 0, 0, 0,
                            dict(sorted(reasons.items())))
+    taken, overuse = chained
     return PoolBilling(
-        pool=r.pool, agent_hours=r.agent_us / US_PER_HOUR, peak=r.peak,
+        pool=r.pool, agent_hours=(r.agent_us - taken) / US_PER_HOUR, peak=r.peak,
         peak_at=maybe_from_us(r.peak_us), limit=r.limit, over_limit_days=r.over_days,
         over_limit_minutes=r.over_limit_us / _US_PER_MINUTE,
         overuse_agent_hours=r.excess_us / US_PER_HOUR, grants=r.grants,
         overuse_grants=r.overuse_grants, offline_grants=r.offline_grants,
-        refusals=dict(sorted(reasons.items())))
+        refusals=dict(sorted(reasons.items())), chained_agent_hours=taken / US_PER_HOUR,
+        chained_overuse_agent_hours=overuse / US_PER_HOUR)
 
 
 def _reasons(reasons: Mapping[str, int]) -> str:
@@ -218,8 +252,21 @@ def _when(value: datetime | None) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M")
 
 
+def _chained_sites(c: CustomerBilling) -> str:
+    """``site=downstream`` per chained site (``+`` between several downstreams)."""
+    return ",".join(f"{s.site}={'+'.join(s.billed_at)}" for s in c.chained_sites)
+
+
+def _chain_note(c: CustomerBilling) -> str:
+    """What the table says of a customer's chaining: its chained sites, its upstreams."""
+    under = ",".join(c.chained_under)
+    return " ".join(part for part in (_chained_sites(c), under and f"under {under}") if part)
+
+
 _HEADERS = ("customer", "pool", "agent-h", "peak", "peak at", "limit", "over days",
-            "over min", "over-use agent-h", "grants", "refused", "exports", "missing")
+            "over min", "over-use agent-h", "grants", "refused", "exports", "missing",
+            "chained agent-h", "chained")
+_NUMERIC = (2, 3, 5, 6, 7, 8, 9, 11, 12, 13)
 
 
 def _flat(report: BillingReport) -> list[list[Any]]:
@@ -228,12 +275,14 @@ def _flat(report: BillingReport) -> list[list[Any]]:
         missing = "" if c.exports_missing is None else c.exports_missing
         rows.append([c.customer, "all", f"{c.agent_hours:.2f}", "", "", "",
                      c.over_limit_days, f"{c.over_limit_minutes:.0f}", "", "",
-                     _reasons(c.refusals), c.exports_received, missing])
+                     _reasons(c.refusals), c.exports_received, missing,
+                     f"{c.chained_agent_hours:.2f}", _chain_note(c)])
         for p in c.pools:
             rows.append(["", p.pool, f"{p.agent_hours:.2f}", p.peak, _when(p.peak_at),
                          "" if p.limit is None else p.limit, p.over_limit_days,
                          f"{p.over_limit_minutes:.0f}", f"{p.overuse_agent_hours:.2f}",
-                         p.grants, _reasons(p.refusals), "", ""])
+                         p.grants, _reasons(p.refusals), "", "",
+                         f"{p.chained_agent_hours:.2f}", ""])
     return rows
 
 
@@ -241,29 +290,36 @@ def billing_table(report: BillingReport) -> str:
     if not report.customers:
         return f"billing {report.month}: no customers yet"
     return (f"billing {report.month} (UTC); exports expected before {report.as_of}\n"
-            + table(_HEADERS, _flat(report), right=(2, 3, 5, 6, 7, 8, 9, 11, 12)))
+            + table(_HEADERS, _flat(report), right=_NUMERIC))
 
 
 def billing_csv(report: BillingReport) -> str:
-    """One line per customer and pool (pool ``all``: the customer's month)."""
+    """One line per customer and pool (pool ``all``: the customer's month). The chained
+    columns come last: ``chained_sites`` is ``site=downstream,...``, ``chained_under``
+    ``upstream:site,...`` (on the ``all`` lines)."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(["month", "customer", "pool", "agent_hours", "peak", "peak_at", "limit",
                 "over_limit_days", "over_limit_minutes", "overuse_agent_hours", "grants",
                 "overuse_grants", "offline_grants", "refusals", "exports_received",
-                "exports_missing"])
+                "exports_missing", "chained_agent_hours", "chained_overuse_agent_hours",
+                "chained_sites", "chained_under"])
     for c in report.customers:
         w.writerow([report.month, c.customer, "all", f"{c.agent_hours:.4f}", "", "", "",
                     c.over_limit_days, f"{c.over_limit_minutes:.2f}", "", "", "", "",
                     _reasons(c.refusals), c.exports_received,
-                    "" if c.exports_missing is None else c.exports_missing])
+                    "" if c.exports_missing is None else c.exports_missing,
+                    f"{c.chained_agent_hours:.4f}",
+                    f"{sum(s.overuse_agent_hours for s in c.chained_sites):.4f}",
+                    _chained_sites(c), ",".join(c.chained_under)])
         for p in c.pools:
             w.writerow([report.month, c.customer, p.pool, f"{p.agent_hours:.4f}", p.peak,
                         "" if p.peak_at is None else p.peak_at.isoformat(),
                         "" if p.limit is None else p.limit, p.over_limit_days,
                         f"{p.over_limit_minutes:.2f}", f"{p.overuse_agent_hours:.4f}",
                         p.grants, p.overuse_grants, p.offline_grants, _reasons(p.refusals),
-                        "", ""])
+                        "", "", f"{p.chained_agent_hours:.4f}",
+                        f"{p.chained_overuse_agent_hours:.4f}", "", ""])
     return out.getvalue()
 
 
@@ -274,7 +330,7 @@ def billing_json(report: BillingReport) -> str:
 def billing_html(report: BillingReport, *, title: str | None = None) -> str:
     """The billing statement as one HTML page (inline CSS, no script, no network)."""
     body = [f"<tr class=c><td>{html.escape(r[0])}</td>" + "".join(
-        f"<td{' class=n' if i in (2, 3, 5, 6, 7, 8, 9, 11, 12) else ''}>"
+        f"<td{' class=n' if i in _NUMERIC else ''}>"
         f"{html.escape(str(v))}</td>" for i, v in enumerate(r[1:], start=1)) + "</tr>"
         for r in _flat(report)]
     head = "".join(f"<th>{html.escape(h)}</th>" for h in _HEADERS)

@@ -123,10 +123,13 @@ async def test_acknowledged_grants_survive_sigkill(tmp_path: Path) -> None:
             await trio.sleep(0.5)
             with sqlite3.connect(f"file:{root / 'ledger.db'}?mode=ro", uri=True) as db:
                 top = db.execute("SELECT MAX(id) FROM events").fetchone()[0]
-                try:
-                    positions = {r[0] for r in db.execute("SELECT position FROM view_tracking")}
-                except sqlite3.OperationalError:  # the views do not exist yet
-                    positions = set()
+            try:  # the read models' own file, beside the ledger's
+                with sqlite3.connect(f"file:{root / 'ledger.views.db'}?mode=ro",
+                                     uri=True) as views:
+                    positions = {r[0] for r in views.execute(
+                        "SELECT position FROM view_tracking")}
+            except sqlite3.OperationalError:  # the views do not exist yet
+                positions = set()
     assert positions == {top}, f"read models at {positions}, ledger at {top}"
     readings: list[int] = []
     with trio.move_on_after(60):

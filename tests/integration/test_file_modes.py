@@ -26,6 +26,7 @@ def test_the_data_directory_is_owner_only_after_everyday_commands(tmp_path: Path
     assert main(["audit", "verify", *data]) == 0
     modes = _modes(root)
     assert "ledger.db" in modes and "bundles/north.bundle" in modes
+    assert "ledger.views.db" in modes  # the read models' own file
     wrong = {name: oct(mode) for name, mode in modes.items()
              if mode != (0o700 if (root / name).is_dir() or name == "." else 0o600)}
     assert wrong == {}

@@ -136,7 +136,7 @@ def test_status_and_usage_show_hours_used_and_left(hours_day: Any) -> None:
         assert "held by cut-off sites" in text and "north: 2 seat(s) (PRED=2)" in text
         report = runner.usage(T0, T0 + timedelta(days=1), by="class", as_of=at)
         assert report.hours_at() == [("PRED", 20.0, 80.0)]
-        assert "PRED hours licence: 20.00 agent-hours used, 80.00 left" in usage_table(report)
+        assert "PRED     100.00   100.00  20.00             0.00  80.00" in usage_table(report)
 
 
 def test_the_timer_sends_the_hours_notices_with_no_traffic(hours_day: Any) -> None:

@@ -1,8 +1,8 @@
 """A copy of the store gives away no label: the views seal sites, users, tenants, campaigns,
 the customer and the free text that names them, under a key derived from the at-rest key.
 
-The raw bytes of ``ledger.db`` and its write-ahead log are searched for every label the
-ledger was given, while the answers of the views stay what they are with labels in clear.
+The raw bytes of ``ledger.db``, of the views' own ``ledger.views.db`` beside it and of their
+write-ahead logs are searched for every label the ledger was given, while the answers of the views stay what they are with labels in clear.
 """
 
 from __future__ import annotations
@@ -66,8 +66,9 @@ def working_day(app: LedgerApp, clock: ManualClock) -> None:
 
 
 def sqlite_files(root: Path) -> dict[str, bytes]:
-    """The raw bytes of the store and of whatever SQLite keeps beside it."""
-    return {p.name: p.read_bytes() for p in sorted(root.glob("ledger.db*"))}
+    """The raw bytes of the store, of the views' file and of whatever SQLite keeps beside
+    them."""
+    return {p.name: p.read_bytes() for p in sorted(root.glob("ledger.*db*"))}
 
 
 def found_in(files: dict[str, bytes], labels: Iterable[str]) -> dict[str, list[str]]:
@@ -113,11 +114,11 @@ def test_a_copied_store_holds_no_label_in_clear(sqlite_root: Path) -> None:
             assert runner.why_refused(USERS[3])[0].detail.startswith(f"site {SITES[0]} ")
             # While open, much of it is only in the write-ahead log ...
             live = sqlite_files(sqlite_root)
-            assert "ledger.db-wal" in live
+            assert "ledger.views.db-wal" in live
             assert found_in(live, LABELS) == {}
     # ... and once closed, in the store itself.
     closed = sqlite_files(sqlite_root)
-    assert closed["ledger.db"]
+    assert closed["ledger.db"] and closed["ledger.views.db"]
     assert found_in(closed, LABELS) == {}
 
 
@@ -140,12 +141,13 @@ def test_views_in_clear_from_an_older_version_leave_no_trace(sqlite_root: Path) 
     labels do not stay readable in free pages."""
     clock = ManualClock(at("06:00"))
     db = sqlite_root / "ledger.db"
+    views = sqlite_root / "ledger.views.db"
     with make_app(f"sqlite:///{db}", clock, os.urandom(32)) as app:
         working_day(app, clock)
         with ProjectionRunner(app) as runner:
             runner.run_once()
             expected = answers(runner)
-        with sqlite3.connect(db) as old:
+        with sqlite3.connect(views) as old:
             # The tables as the older version had them, labels in clear, many pages of them.
             old.execute("DROP TABLE view_pit_refusals")
             old.execute('CREATE TABLE view_pit_refusals (id INTEGER PRIMARY KEY, '

@@ -34,7 +34,9 @@ from seatledger.vendor.analytics import (
     AnalyticsRunner,
     ConcurrentAnalyticsError,
     hour_rows,
+    site_months,
     tracking,
+    usage_months,
 )
 from seatledger.vendor.home import VendorConfig, init_vendor_home
 from seatledger.vendor.records import VendorRecords
@@ -255,6 +257,26 @@ def _hours(store: VendorStore) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in conn.execute(
             sa.select(hour_rows).order_by(hour_rows.c.customer, hour_rows.c.pool,
                                           hour_rows.c.hour))]
+
+
+def test_rows_an_earlier_version_left_are_replaced_by_a_replay_from_the_start(
+        shipped: VendorStore) -> None:
+    records = vendor_records(shipped)
+    runner = AnalyticsRunner(records)
+    runner.run_once()
+    expected, position = figures(march(shipped)), runner.position()
+    with shipped.engine.begin() as conn:  # the store as the version before sites left it
+        conn.execute(tracking.delete())
+        conn.execute(tracking.insert().values(name="analytics", position=position))
+        conn.execute(usage_months.update().values(agent_us=usage_months.c.agent_us + 1))
+        conn.execute(site_months.delete())
+    assert AnalyticsRunner(records).pending() == position  # nothing applied in this version
+    assert AnalyticsRunner(records).run_once() == position
+    assert figures(march(shipped)) == expected
+    with shipped.engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(sa.select(tracking))] == [
+            ("analytics-2", position)]
+        assert conn.execute(sa.select(sa.func.count()).select_from(site_months)).scalar()
 
 
 def test_a_second_runner_behind_the_first_loses_the_race(shipped: VendorStore) -> None:

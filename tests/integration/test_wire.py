@@ -81,15 +81,18 @@ class World:
         b = self.bundles[name]
         return Bundle(b.site, b.ca_pem, b.cert_pem, b.key_pem, f"127.0.0.1:{self.port}", None)
 
-    async def start_master(self, nursery: trio.Nursery, port: int = 0, **settings: Any) -> None:
-        """Start a master on ``port``; ``settings`` override MasterSettings fields."""
+    async def start_master(self, nursery: trio.Nursery, port: int = 0, *,
+                           upstream: Any = None, **settings: Any) -> None:
+        """Start a master on ``port``; ``settings`` override MasterSettings fields;
+        ``upstream``: a chained master's connector to its upstream."""
         # On MockClock the commit runs inline: a worker thread looks idle to the clock.
         threaded = not isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
         self.master = Master(self.app, self.clock, master_context(self.config, self.app),
                              settings=MasterSettings(heartbeat_interval=10, missed_heartbeats=3,
                                                      worker_thread=threaded,
-                                                     refresh_interval=600, **settings),
-                             now=trio_now(START))
+                                                     refresh_interval=600,
+                                                     origin=self.config.origin, **settings),
+                             now=trio_now(START), upstream=upstream)
         self.scope = trio.CancelScope()
 
         async def run(task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:

@@ -23,6 +23,7 @@ from transport import (
     Hello,
     Notice,
     OfflineEvent,
+    Reclaimed,
     Refused,
     Release,
     Released,
@@ -266,3 +267,52 @@ async def test_the_slave_heartbeats_every_interval_from_welcome_on(
 
     await run_against(master, session)
     assert beats == pytest.approx([10.0, 20.0, 30.0, 40.0])
+
+
+class ReclaimingSession(Session):
+    """A session whose connector takes Reclaimed (it says so in its Hello)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reclaimed: list[Reclaimed] = []
+
+    async def run(self, stream: trio.abc.Stream, *, timeout: float = 10.0) -> None:
+        self.ended = await run_session(
+            stream, "master:1", "acme", payload=lambda: self.payload,
+            on_synced=self.on_synced, on_notice=self.notices.append,
+            on_reclaimed=self.reclaimed.append, handshake_timeout=timeout,
+            missed_heartbeats=3, chunk=500)
+
+
+async def test_a_slave_that_takes_reclaimed_says_so_and_gets_each_one(
+        autojump_clock: trio.testing.MockClock) -> None:
+    session = ReclaimingSession()
+
+    async def master(peer: RawPeer) -> None:
+        assert await peer.receive() == Hello("acme", PROTOCOL_VERSION, ("reclaim",))
+        await peer.send(Welcome("acme-1", INTERVAL))
+        assert isinstance(await peer.receive(), Sync)
+        await peer.send(Reclaimed("u1"))  # while the sync is being applied
+        await peer.send(SyncDone(0, 0, 0))
+        await peer.send(Reclaimed("u2", text="released at the master"))
+        await peer.send(Notice("overuse", "PRED", "info", text="over the limit"))
+        await peer.send(Goodbye())
+
+    await run_against(master, session)
+    assert session.reclaimed == [Reclaimed("u1"), Reclaimed("u2", "operator",
+                                                           "released at the master")]
+    assert [n.text for n in session.notices] == ["over the limit"]
+    assert session.ended is CloseReason.PEER_GOODBYE
+
+
+async def test_a_slave_that_takes_no_reclaimed_does_not_claim_to(
+        autojump_clock: trio.testing.MockClock) -> None:
+    hello: list[object] = []
+
+    async def master(peer: RawPeer) -> None:
+        hello.append(await peer.receive())
+        await peer.send(Goodbye())
+
+    with pytest.raises(MasterUnreachableError):
+        await run_against(master, Session())
+    assert hello == [Hello("acme", PROTOCOL_VERSION, ())]

@@ -29,6 +29,7 @@ from transport import (
     Message,
     Notice,
     OfflineEvent,
+    Reclaimed,
     Refused,
     Release,
     Released,
@@ -90,6 +91,7 @@ CONVERSATION: list[tuple[Role, Message]] = [
     (SERVER, Granted(1, "paris/u3")),
     (SERVER, Granted(2, "paris/u4", "overuse", 1.7e9 + 48 * 3600)),
     (SERVER, Released(3, "u2")),
+    (SERVER, Reclaimed("u3", "operator", "an operator at the master released this seat")),
     (CLIENT, Acquire(4, "u5", "VIR")),
     (SERVER, Refused(4, "limit_enforced", "grace spent")),
     (CLIENT, Release(5, "nobody")),
@@ -339,6 +341,38 @@ def test_acquire_before_the_sync_is_done_is_refused() -> None:
     deliver(client, server, Hello("paris", 1))
     deliver(server, client, Welcome("s", 10.0))
     server.receive_data(raw_frame(encode_message(Acquire(1, "u", "PRED"))))
+    with pytest.raises(RemoteProtocolError):
+        server.next_event()
+
+
+def test_reclaimed_may_come_from_welcome_on_like_a_notice() -> None:
+    client, server = Connection(CLIENT), Connection(SERVER, peer_site="paris")
+    with pytest.raises(LocalProtocolError):
+        server.send(Reclaimed("u1"))  # no Hello yet: nothing to reclaim from
+    deliver(client, server, Hello("paris", 1, ("reclaim",)))
+    deliver(server, client, Welcome("s", 10.0))
+    assert deliver(server, client, Reclaimed("u1")) == Reclaimed("u1", "operator", "")
+    deliver(client, server, Sync())
+    assert deliver(server, client, Reclaimed("u2")) == Reclaimed("u2")  # sync being applied
+    deliver(server, client, SyncDone(0, 0, 0))
+    assert deliver(server, client, Reclaimed("u3")) == Reclaimed("u3")
+    assert client.our_state is State.READY and server.our_state is State.READY
+
+
+def test_reclaimed_before_welcome_is_refused() -> None:
+    client = Connection(CLIENT)
+    client.send(Hello("paris", 1))
+    client.receive_data(raw_frame(encode_message(Reclaimed("u1"))))
+    with pytest.raises(RemoteProtocolError) as caught:
+        client.next_event()
+    assert caught.value.code == "out_of_state"
+
+
+def test_reclaimed_from_the_client_is_refused() -> None:
+    client, server = connected()
+    with pytest.raises(LocalProtocolError):
+        client.send(Reclaimed("u1"))
+    server.receive_data(raw_frame(encode_message(Reclaimed("u1"))))
     with pytest.raises(RemoteProtocolError):
         server.next_event()
 

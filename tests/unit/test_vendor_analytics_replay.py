@@ -72,6 +72,10 @@ def history(ops: list[tuple[int, bool, str]]) -> list[Any]:
 
 
 def replay(events: list[Any], stops: set[int]) -> dict[tuple[str, str, str], tuple[Any, ...]]:
+    return replay_sink(events, stops).months
+
+
+def replay_sink(events: list[Any], stops: set[int]) -> _Sink:
     sink = _Sink()
     c = _Customer("Acme")
     for i, e in enumerate(events, start=1):
@@ -83,7 +87,7 @@ def replay(events: list[Any], stops: set[int]) -> dict[tuple[str, str, str], tup
                                    "state": c.to_json()})
             c = _Customer.from_row(row)
     c.emit_month(sink)
-    return sink.months
+    return sink
 
 
 def reference(events: list[Any]) -> dict[tuple[str, str], tuple[int, int, int, int]]:
@@ -144,6 +148,83 @@ def test_stopping_anywhere_and_resuming_from_the_stored_state_changes_nothing(
         ops: list[tuple[int, bool, str]], stops: set[int]) -> None:
     events = history(ops)
     assert replay(events, stops) == replay(events, set())
+
+
+SITES = ("north", "south", "down")
+site_ops = st.lists(st.tuples(st.integers(0, 240), st.booleans(), st.sampled_from(["PRED", "ACD"]),
+                              st.sampled_from(SITES)), min_size=1, max_size=40)
+
+
+def site_history(ops: list[tuple[int, bool, str, str]]) -> list[Any]:
+    """Like :func:`history`, at three sites; a release only where a seat is held."""
+    t0 = START
+    events = [_event(Licence.LicenceAmended, t0, limits=LIMITS, total_pred_acd=TOTAL,
+                     expires_at=t0 + timedelta(days=300), grace_seconds=1, rearm_seconds=1,
+                     ceiling_percent=None)]
+    held: dict[tuple[str, str], int] = defaultdict(int)
+    minute = 0
+    for step, grant, cls, site in ops:
+        minute += step
+        t = t0 + timedelta(minutes=minute)
+        if grant:
+            held[(site, cls)] += 1
+            events.append(_event(Licence.SeatGranted, t, site=site, user=f"u{len(events)}",
+                                 agent_class=cls, tenant="", campaign="", seat=len(events),
+                                 overuse=False, offline=False, seq=None))
+        elif held[(site, cls)]:
+            held[(site, cls)] -= 1
+            events.append(_event(Licence.SeatReleased, t, site=site, user="x",
+                                 agent_class=cls, seat=0, reason="logoff", offline=False,
+                                 seq=None))
+    return events
+
+
+def site_reference(events: list[Any]) -> dict[tuple[str, str, str], tuple[int, float]]:
+    """(month, class, site) -> (agent-minutes, share of the class's excess seat-minutes)."""
+    end = events[-1].timestamp
+    minutes = int((end - START).total_seconds() // 60)
+    count: dict[tuple[str, str], int] = defaultdict(int)
+    got: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0.0])
+    i = 0
+    for m in range(minutes):
+        t = START + timedelta(minutes=m)
+        while i < len(events) and events[i].timestamp <= t:
+            e = events[i]
+            if isinstance(e, (Licence.SeatGranted, Licence.SeatReleased)):
+                count[(e.site, e.agent_class)] += 1 if isinstance(e, Licence.SeatGranted) else -1
+            i += 1
+        for cls, limit in LIMITS.items():
+            total = sum(count[(s, cls)] for s in SITES)
+            for site in SITES:
+                n = count[(site, cls)]
+                acc = got[(f"{t:%Y-%m}", cls, site)]
+                acc[0] += n
+                if total > limit:
+                    acc[1] += (total - limit) * n / total
+    return {k: (int(a), x) for k, (a, x) in got.items()}
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=site_ops, stops=st.sets(st.integers(1, 41), max_size=6))
+def test_site_rows_share_out_the_class_rows_and_resuming_changes_nothing(
+        ops: list[tuple[int, bool, str, str]], stops: set[int]) -> None:
+    events = site_history(ops)
+    sink = replay_sink(events, stops)
+    assert sink.sites == replay_sink(events, set()).sites
+    us = 60_000_000
+    for (month, cls, site), (agent, share) in site_reference(events).items():
+        row = sink.sites.get(("Acme", month, cls, site))
+        if row is None:
+            assert agent == 0
+            continue
+        assert row[4] == agent * us, (month, cls, site)
+        # Rounded down once per stretch between records: within a microsecond each.
+        assert share * us - len(events) <= row[5] <= share * us + 1e-3, (month, cls, site)
+    for (_, month, pool), row in sink.months.items():
+        if pool in LIMITS:  # the sites' seat time is the class's, and no more is shared out
+            sites = [r for k, r in sink.sites.items() if k[1:3] == (month, pool)]
+            assert sum(r[4] for r in sites) == row[3]
+            assert sum(r[5] for r in sites) <= row[8]
 
 
 def test_months_are_utc_calendar_months() -> None:

@@ -1,0 +1,113 @@
+"""The ledger writer process: a child of ``seatledger master`` (see
+:mod:`seatledger.master.ledger_process`). Not a command of its own.
+
+It opens the data directory's ledger, says ``ready`` on the socket it was given, and then
+runs each batch it is sent - decide, encode, seal, commit - in the time the master dictated,
+answering with the outcomes and the events committed. It ends when the master says
+``close`` (sealing its tail first), when the socket closes, or when the master dies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from exporters import ExportError
+from ledger import LedgerApp, LedgerError, StoreError
+from ledger.clock import DictatedTime
+from ledger.persistence.fencing import FencedError
+from seatledger.bootstrap import export_schedule
+from seatledger.config.settings import Config, ConfigError, load_config
+from seatledger.config.store import open_ledger
+from seatledger.daemons.orphans import die_with_parent, watch_parent
+from seatledger.master.admin import run_operation
+from seatledger.master.ledger_process import encode_frame, read_frame
+from seatledger.master.writer import execute_batch
+
+log = logging.getLogger("seatledger.writer")
+
+EXPORT = "export.run"
+"""The daily export, run in the writer process (it records AuditTrailExported)."""
+
+
+def operations(config: Config) -> Any:
+    """The named calls a master may send: the admin socket's operations and the export."""
+    schedule = export_schedule(config)
+
+    def run(app: LedgerApp, name: str, args: dict[str, Any]) -> Any:
+        if name != EXPORT:
+            return run_operation(app, name, args)
+        if schedule is None:
+            return {"days": [], "error": "no [export] settings"}
+        today = dt.date.fromisoformat(str(args["today"]))
+        try:
+            days = schedule.due(app, today)
+            schedule.run(app, days)
+        except (ConfigError, ExportError, OSError) as e:
+            return {"days": [d.isoformat() for d in days] if "days" in locals() else [],
+                    "error": str(e)}
+        return {"days": [d.isoformat() for d in days], "error": ""}
+
+    return run
+
+
+def serve(app: LedgerApp, sock: socket.socket, run: Any) -> None:
+    """Answer the master's batches until it says close (the ledger is closed then, its tail
+    sealed) or goes away (nothing more is written: another master may start now)."""
+    time = DictatedTime()
+    app.timekeeper = time
+    app.keep_saved = True
+    sock.sendall(encode_frame(("ready", app.sealer.frontier.size)))
+    while True:
+        try:
+            message = read_frame(sock)
+        except EOFError:
+            return
+        if message[0] == "close":
+            app.close()
+            sock.sendall(encode_frame(("closed",)))
+            return
+        _, recorded, step, commands = message
+        time.give(recorded, step)
+        loads = app.loads
+        try:
+            outcomes = execute_batch(app, commands, run)
+        except FencedError as e:
+            reply: tuple[Any, ...] = ("fenced", str(e))
+        except StoreError as e:
+            app.take_saved()  # a failed commit's events are not the store's
+            reply = ("failed", str(e))
+        else:
+            reply = ("done", outcomes, app.take_saved(), app.loads != loads)
+        sock.sendall(encode_frame(reply))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="seatledger-ledger-writer")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--parent-pid", type=int, required=True)
+    args = parser.parse_args(argv)
+    die_with_parent()
+    sock = socket.socket(fileno=args.fd)
+    watch_parent(args.parent_pid, lambda: sock.shutdown(socket.SHUT_RDWR))
+    try:
+        config = load_config(Path(args.data_dir))
+        app = open_ledger(config)
+    except (ConfigError, LedgerError) as e:
+        sock.sendall(encode_frame(("error", str(e))))
+        return 1
+    try:
+        serve(app, sock, operations(config))
+    except OSError:
+        pass  # the master is gone: nothing left to answer, and nothing more is written
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
