@@ -133,6 +133,28 @@ class Server:
         return code
 
 
+def set_writer(data: Path, mode: str) -> None:
+    """Set ``[master] writer`` in the data directory's configuration."""
+    config = data / "seatledger.toml"
+    text = config.read_text()
+    config.write_text(text.replace("[master]\n", f'[master]\nwriter = "{mode}"\n', 1))
+
+
+def writer_processes(parent: int) -> list[int]:
+    """The pids of ``parent``'s ledger writer processes."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit():
+                continue
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == parent and b"ledger_writer" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 def proc_status(pid: int) -> dict[str, int]:
     """VmRSS / VmHWM etc. of a process, in kB."""
     out = {}
@@ -258,6 +280,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=None, help="store size for 'ready'")
     parser.add_argument("--duration", type=float, default=None, help="measured seconds")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    parser.add_argument("--writer", choices=("process", "thread"), default=None,
+                        help="where the master commits ([master] writer; default: its default)")
     args = parser.parse_args()
     duration = args.duration or (4.0 if args.quick else 10.0)
     warmup = 1.0 if args.quick else 2.0
@@ -296,7 +320,10 @@ def main() -> None:
             "--request", str(tmp / "req.json"), "--seats", SEATS,
             "--output", str(tmp / "bench.licence"))
         cli("licence", "install", "--data-dir", str(data), str(tmp / "bench.licence"))
+        if args.writer is not None:
+            set_writer(data, args.writer)
         config = load_config(data)
+        result["setup"]["writer"] = config.writer
         app = open_ledger(config)
         names = [f"site{i:03d}" for i in range(SITES)]
         sites = []
@@ -370,6 +397,9 @@ def main() -> None:
             status = proc_status(master.pid)  # type: ignore[union-attr]
             rss["rss_mb"] = round(status["VmRSS"] / 1024, 1)
             rss["peak_rss_mb"] = round(status["VmHWM"] / 1024, 1)
+            writers = [proc_status(pid) for pid in writer_processes(master.pid)]  # type: ignore[union-attr]
+            if writers:  # the master's writer process holds the ledger's copy of the state
+                rss["writer_process_rss_mb"] = round(sum(w["VmRSS"] for w in writers) / 1024, 1)
 
         hold_seats(sites, master.host, master.port, 100, measure)
         result["rss"] = rss

@@ -37,10 +37,11 @@ from .render import (
     usage_table,
 )
 from .runner import PROJECTIONS, ProjectionRunner, check_names
-from .usage import DIMENSIONS, PERIODS, UsageReport, UsageRow, usage_report
+from .usage import DIMENSIONS, PERIODS, HoursUsage, UsageReport, UsageRow, usage_report
 
 __all__ = [
-    "DIMENSIONS", "PERIODS", "PROJECTIONS", "VIEWS_SCHEMA", "ConcurrentRunnerError", "HistoryEntry", "PoolAt",
+    "DIMENSIONS", "PERIODS", "PROJECTIONS", "VIEWS_SCHEMA", "ConcurrentRunnerError", "HistoryEntry",
+    "HoursUsage", "PoolAt",
     "PoolStatus", "ProjectionError", "ProjectionRunner", "RefusalAnswer", "SeatSpan",
     "SiteStatus", "StateAt", "Status", "UnknownProjectionError", "UsageReport", "UsageRow",
     "ViewStoreError", "check_names", "pool_windows", "read_status", "render_history_table",

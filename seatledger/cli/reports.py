@@ -240,7 +240,8 @@ def register(sub: Any, add: Add, audit_sub: Any) -> None:
     rsub = report.add_subparsers(dest="action", metavar="ACTION")
     rsub.required = True
     p = add(rsub, "usage", cmd_report_usage,
-            "usage statement: agent-hours, peaks, over-use and refusals per day (UTC)")
+            "usage statement: agent-hours, peaks, over-use and refusals per day (UTC), and "
+            "the hours licences' hours used and left")
     p.add_argument("--from", dest="start", type=_bound, required=True, metavar="DATE",
                    help="first day (YYYY-MM-DD) or instant (ISO 8601), UTC")
     p.add_argument("--to", dest="end", type=_bound, required=True, metavar="DATE",
