@@ -46,6 +46,11 @@ class Chain:
         return ChainedConnector(self.top.bundle("mid"), self.root / "mid-upstream",
                                 settings=UPSTREAM, now=trio_now(START))
 
+    def north(self) -> SlaveConnector:
+        """The slave connector of the site ``north``, at the middle master."""
+        return SlaveConnector(self.mid.bundle("north"), self.root / "north", settings=SITE,
+                              now=trio_now(START))
+
     async def start(self, nursery: trio.Nursery) -> None:
         await self.top.start_master(nursery)
         await self.mid.start_master(nursery, upstream=self.upstream())
@@ -75,8 +80,7 @@ async def test_a_seat_is_granted_by_both_masters_and_released_at_both(
         chain: Chain, nursery: trio.Nursery, tmp_path: Path,
         autojump_clock: trio.testing.MockClock) -> None:
     await chain.start(nursery)
-    async with SlaveConnector(chain.mid.bundle("north"), tmp_path / "north", settings=SITE,
-                              now=trio_now(START)) as north:
+    async with chain.north() as north:
         await north.wait_online()
         seat = await north.acquire("alice", "PRED", tenant="acme", campaign="sales")
         assert seat.status == "normal"
@@ -100,8 +104,7 @@ async def test_a_refusal_from_the_top_travels_down_with_its_reason(
         chain: Chain, nursery: trio.Nursery, tmp_path: Path,
         autojump_clock: trio.testing.MockClock) -> None:
     await chain.start(nursery)
-    async with SlaveConnector(chain.mid.bundle("north"), tmp_path / "north", settings=SITE,
-                              now=trio_now(START)) as north:
+    async with chain.north() as north:
         await north.wait_online()
         for user in ("a", "b", "c"):  # the top allows its site "mid" three PRED seats
             await north.acquire(user, "PRED")
@@ -127,8 +130,7 @@ async def test_the_middle_masters_own_refusal_never_reaches_the_top(
         chain: Chain, nursery: trio.Nursery, tmp_path: Path,
         autojump_clock: trio.testing.MockClock) -> None:
     await chain.start(nursery)
-    async with SlaveConnector(chain.mid.bundle("north"), tmp_path / "north", settings=SITE,
-                              now=trio_now(START)) as north:
+    async with chain.north() as north:
         await north.wait_online()
         with pytest.raises(SeatRefusedError) as refused:
             await north.acquire("x", "AGENT")  # not licensed at the middle master
@@ -143,8 +145,7 @@ async def test_overuse_at_the_top_is_normal_below_and_the_tops_notices_reach_the
     try:
         chain.top.app.amend_licence(limits={"PRED": 100, "ACD": 1})
         await chain.start(nursery)
-        async with SlaveConnector(chain.mid.bundle("north"), tmp_path / "north",
-                                  settings=SITE, now=trio_now(START)) as north:
+        async with chain.north() as north:
             await north.wait_online()
             first = await north.acquire("x1", "ACD")
             second = await north.acquire("x2", "ACD")
@@ -166,8 +167,7 @@ async def test_an_unreachable_top_is_survived_and_the_journal_syncs_once(
         autojump_clock: trio.testing.MockClock) -> None:
     await chain.start(nursery)
     top_port = chain.top.port
-    async with SlaveConnector(chain.mid.bundle("north"), tmp_path / "north", settings=SITE,
-                              now=trio_now(START)) as north:
+    async with chain.north() as north:
         await north.wait_online()
         await north.acquire("a", "PRED")
         chain.top.stop_master()
@@ -200,8 +200,7 @@ async def test_a_middle_master_cut_off_from_the_top_keeps_to_the_demo_limit(
         chain: Chain, nursery: trio.Nursery, tmp_path: Path,
         autojump_clock: trio.testing.MockClock) -> None:
     await chain.start(nursery)
-    async with SlaveConnector(chain.mid.bundle("north"), tmp_path / "north", settings=SITE,
-                              now=trio_now(START)) as north:
+    async with chain.north() as north:
         await north.wait_online()
         await north.acquire("held", "PRED")
         chain.top.stop_master()
@@ -225,8 +224,7 @@ async def test_an_operator_release_at_the_top_reaches_the_site(
     await chain.start(nursery)
     assert chain.top.master is not None
     admin = handler(chain.top.master.submit, describe_process)
-    async with SlaveConnector(chain.mid.bundle("north"), tmp_path / "north", settings=SITE,
-                              now=trio_now(START)) as north:
+    async with chain.north() as north:
         await north.wait_online()
         await north.acquire("alice", "PRED")
         await north.acquire("bob", "PRED")
