@@ -7,6 +7,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,10 @@ from sqlalchemy import Connection
 
 from ledger import AcquireSeat, Grant, LedgerApp, ManualClock
 from projections import VIEWS_SCHEMA, ProjectionError, ProjectionRunner, views_url
+from seatledger.cli.main import main
 from tests.conftest import START
+from tests.licensing import licensed_data_dir
+from tests.processes import die_with_parent
 
 
 @pytest.fixture
@@ -131,6 +137,41 @@ def test_the_follower_never_holds_the_stores_write_lock(tmp_path: Path, keys: di
         follower.close()
         master.close()
     assert seen == ["committed"]
+
+
+def test_the_follower_process_runs_while_another_holds_the_stores_write_lock(
+        tmp_path: Path) -> None:
+    """``seatledger projections follow`` (the master's child) brings the views level with
+    the store while another connection holds the store's write lock throughout: it never
+    needs it (with the views in the store's file it would wait for it, then fail)."""
+    root, _vendor = licensed_data_dir(tmp_path, "PRED=100")
+    assert main(["site", "enrol", "north", "--data-dir", str(root)]) == 0
+    store = root / "ledger.db"
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+        top = db.execute("SELECT MAX(id) FROM events").fetchone()[0]
+    db.close()
+    holder = sqlite3.connect(store, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "seatledger.cli", "projections", "follow", "--poll", "0.1",
+         "--data-dir", str(root)], preexec_fn=die_with_parent)
+    try:
+        positions: set[int] = set()
+        deadline = time.monotonic() + 30
+        while positions != {top} and time.monotonic() < deadline:
+            time.sleep(0.1)
+            assert follower.poll() is None, "the follower stopped"
+            views = root / "ledger.views.db"
+            if views.exists() and "view_tracking" in sqlite_tables(views):
+                with sqlite3.connect(f"file:{views}?mode=ro", uri=True) as db:
+                    positions = {r[0] for r in db.execute("SELECT position FROM view_tracking")}
+                db.close()
+        assert positions == {top}
+    finally:
+        follower.terminate()
+        follower.wait(timeout=30)
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 def test_views_left_in_an_older_store_are_not_used_and_the_new_file_starts_at_zero(
