@@ -99,20 +99,26 @@ def build_master(config: Config, *, now: Callable[[], datetime] = wall_clock,
     """A master over the data directory's ledger (opened here unless ``app`` is given, in
     which case its clock must be a :class:`ManualClock`), chained under ``upstream`` (by
     default the one ``[upstream] bundle`` names, if any). ``writer_process``: commit in a
-    writer process of its own (default: ``[master] writer``). Raises LedgerError,
-    ConfigError."""
+    writer process of its own (default: ``[master] writer`` when the ledger is opened here,
+    else no). Raises LedgerError, ConfigError."""
+    # A ledger the caller opened (the demo's on its virtual clock, a standby's fenced one)
+    # is written here unless told otherwise.
+    elsewhere = (config.writer == "process" and app is None if writer_process is None
+                 else writer_process)
     if app is None:
-        app = open_ledger(config, clock=ManualClock(now()))
+        # With a writer process, this process's copy of the licence is the one the writer
+        # loads: the store is read once, not twice, before the master serves.
+        app = open_ledger(config, clock=ManualClock(now()), read_only=elsewhere)
     clock = app.timekeeper.clock
     if not isinstance(clock, ManualClock):
         raise TypeError("a master drives the ledger's clock: open it with a ManualClock")
-    app.licence  # noqa: B018 - a master needs a licence: fail now with a clear error
+    if not elsewhere:
+        app.licence  # noqa: B018 - a master needs a licence: fail now with a clear error
     master = Master(app, clock, master_context(config, app),
                     settings=settings or master_settings(config), now=now,
                     upstream=upstream or upstream_connector(config),
-                    process=(LedgerProcess(ledger_writer_command(config), app)
-                             if (config.writer == "process" if writer_process is None
-                                 else writer_process) else None))
+                    process=LedgerProcess(ledger_writer_command(config), app)
+                    if elsewhere else None)
     master.refresh_context = context_refresher(config, app)
     return master
 

@@ -103,7 +103,7 @@ class Config:
     upstream_bundle: Path | None = None
     """A chained master's bundle from its upstream master ([upstream] bundle)."""
     upstream_answer_timeout: float = 2.0
-    writer: str = "thread"
+    writer: str = "process"
     """Where a master commits: "process" (a writer process of its own) or "thread"."""
     raw: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
@@ -135,7 +135,7 @@ def load_config(root: Path) -> Config:
     upstream = _table(raw, "upstream")
     bundle = _get(upstream, "bundle", str, "", "upstream")
     answer_timeout = float(_get(upstream, "answer_timeout", (int, float), 2.0, "upstream"))
-    writer = _get(master, "writer", str, "thread", "master")
+    writer = _get(master, "writer", str, "process", "master")
     if writer not in ("process", "thread"):
         raise ConfigError(f"{layout.config}: [master] writer must be \"process\" or "
                           f"\"thread\", not {writer!r}")

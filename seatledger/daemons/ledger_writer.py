@@ -62,7 +62,8 @@ def serve(app: LedgerApp, sock: socket.socket, run: Any) -> None:
     time = DictatedTime()
     app.timekeeper = time
     app.keep_saved = True
-    sock.sendall(encode_frame(("ready", app.sealer.frontier.size)))
+    # The master's copy of the licence is this one's: it need not read the store itself.
+    sock.sendall(encode_frame(("ready", app.licence if app.has_licence else None)))
     while True:
         try:
             message = read_frame(sock)

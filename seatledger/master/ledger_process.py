@@ -122,6 +122,8 @@ class LedgerProcess:
         if ready[0] != "ready":
             await self._reap()
             raise StoreError(f"the ledger writer process could not open the ledger: {ready[1]}")
+        if ready[1] is not None:
+            self.app.adopt(ready[1])  # the child's licence, as it loaded it
 
     async def execute(self, commands: list[Any]) -> list[Any]:
         """Run one batch in the child; its outcomes, once it is durable.
@@ -131,11 +133,26 @@ class LedgerProcess:
             FencedError: another master holds the lease.
             WriterDiedError: the child ended; :meth:`restart` it.
         """
+        await self.send(commands)
+        return await self.outcomes()
+
+    async def send(self, commands: list[Any]) -> None:
+        """Send one batch, in the ledger time read now; :meth:`outcomes` reads its answer.
+        Batches may be sent ahead: the child runs them in order, and answers in order.
+
+        Raises:
+            WriterDiedError: the child has ended.
+        """
         app = self.app
         recorded, step = app.timekeeper.read(app.licence.modified_on)
         if step is not None:
             app.note_clock_step(step)
         await self._send(("batch", recorded, step, commands))
+
+    async def outcomes(self) -> list[Any]:
+        """The outcomes of the oldest batch sent and not yet answered, once it is durable;
+        the master's copy has its events then. Raises as :meth:`execute`."""
+        app = self.app
         reply = await self._receive()
         match reply:
             case ("done", outcomes, events, reloaded):
@@ -151,11 +168,10 @@ class LedgerProcess:
         raise WriterDiedError(f"the ledger writer process answered {reply[0]!r}")
 
     async def restart(self) -> None:
-        """After the child died: reap it, start another, reload the master's copy."""
+        """After the child died: reap it, start another; the master's copy is reloaded."""
         await self._reap()
         self.restarts += 1
-        await self.start()
-        self.app.reload()
+        await self.start()  # the master's copy is the new child's, as it loaded it
 
     async def aclose(self) -> None:
         """Ask the child to seal its tail and close the ledger; wait for it to end."""

@@ -194,6 +194,7 @@ class Master:
             await self._serve(listeners, task_status)
             return
         await process.start()
+        self.timer.reschedule()  # its copy of the licence has come from the writer
         try:
             await self._serve(listeners, task_status)
         finally:

@@ -22,7 +22,8 @@ class DeadlineTimer:
         self.app = app
         self.submit = submit
         self.refresh_interval = refresh_interval
-        self._next_due: datetime | None = app.licence.next_due()
+        # (A master with a writer process has no licence until its writer has loaded it.)
+        self._next_due: datetime | None = app.licence.next_due() if app.has_licence else None
         self._changed = trio.Event()
 
     @property

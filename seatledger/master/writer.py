@@ -63,6 +63,16 @@ class StoreUnavailable:
     error: str
 
 
+@attrs.frozen
+class _Sent:
+    """A batch sent to the writer process: per segment, None (its outcomes come from the
+    child) or the outcomes it was answered with at once."""
+
+    batch: list[Request]
+    outcomes: list[list[Any] | None]
+    began: float
+
+
 @attrs.define
 class Request:
     command: Any
@@ -97,6 +107,7 @@ class Writer:
         self.process = process
         """The writer process that commits for this writer, if any (else this process)."""
         self._process_down = False
+        self._in_flight = 0
         self.on_fenced = on_fenced
         self.fenced: FencedError | None = None
         """Why this writer stopped writing for good (its lease is gone), once it has."""
@@ -166,29 +177,134 @@ class Writer:
         finally:
             self.alive = False
 
-    async def _write_batches(self) -> None:
+    async def _gather(self) -> list[Request]:
+        """The next batch: at least one request, and all that are queued (up to the cap)."""
         rx = self._rx
+        batch = [await rx.receive()]
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(rx.receive_nowait())
+            except trio.WouldBlock:
+                break
+        return batch
+
+    def _answer(self, batch: list[Request], outcomes: list[Any], took: float) -> None:
+        self.batches += 1
+        self.committed += len(batch)
+        self.largest_batch = max(self.largest_batch, len(batch))
+        for request, outcome in zip(batch, outcomes, strict=True):
+            request.reply(outcome)
+        if self.observer is not None:
+            self.observer(len(batch), took)
+        self.after_batch(outcomes)
+
+    async def _write_batches(self) -> None:
+        if self.process is not None:
+            await self._write_batches_elsewhere(self.process)
+            return
         while True:
-            batch = [await rx.receive()]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(rx.receive_nowait())
-                except trio.WouldBlock:
-                    break
+            batch = await self._gather()
             outcomes: list[Any] = []
             async with self._lock:
                 began = time.perf_counter()
                 for segment in _segments(batch):
                     outcomes += await self._commit([r.command for r in segment])
                 took = time.perf_counter() - began
-            self.batches += 1
-            self.committed += len(batch)
-            self.largest_batch = max(self.largest_batch, len(batch))
-            for request, outcome in zip(batch, outcomes, strict=True):
-                request.reply(outcome)
-            if self.observer is not None:
-                self.observer(len(batch), took)
-            self.after_batch(outcomes)
+            self._answer(batch, outcomes, took)
+
+    # ------------------------------------------------------------ in a writer process
+    async def _write_batches_elsewhere(self, process: LedgerProcess) -> None:
+        """Batches for the writer process, pipelined: the next batch is sent while the
+        child commits the one before (it runs them in order, and answers in order), so the
+        child never waits for this process to read an answer and apply its events."""
+        sent_tx, sent_rx = trio.open_memory_channel[_Sent](1)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_answers, process, sent_rx)
+            while True:
+                batch = await self._gather()
+                if self._process_down:
+                    await self._restart(process, sent_tx)
+                began = time.perf_counter()
+                sent = [await self._send_segment(process, [r.command for r in segment])
+                        for segment in _segments(batch)]
+                self._in_flight += 1
+                await sent_tx.send(_Sent(batch, sent, began))
+
+    async def _send_segment(self, process: LedgerProcess,
+                            commands: list[Any]) -> list[Any] | None:
+        """Send one segment; None if sent (its outcomes come from the child), else the
+        outcomes to answer with at once (the store is known unavailable; the child died)."""
+        operator = len(commands) == 1 and isinstance(commands[0], OperatorCall)
+        if self.store_error is not None and not operator:
+            if trio.current_time() < self._retry_at:
+                return self._unavailable(commands, self.store_error)
+        if self._process_down:
+            return self._unavailable(commands, StoreError("the ledger writer process died"))
+        if operator:
+            call = commands[0]
+            if call.args is None:
+                return [OperatorFailed(LedgerError(f"{call.name} cannot be sent to the "
+                                                   "ledger writer process"))]
+            commands = [RemoteCall(call.name, call.args)]
+        self.ledger_clock.set(self.now())
+        try:
+            await process.send(commands)
+        except WriterDiedError as e:
+            self._process_died(e, len(commands))
+            return self._unavailable(commands, StoreError(str(e)))
+        return None
+
+    async def _read_answers(self, process: LedgerProcess,
+                            sent_rx: trio.MemoryReceiveChannel[_Sent]) -> None:
+        async for sent in sent_rx:
+            outcomes: list[Any] = []
+            for segment, early in zip(_segments(sent.batch), sent.outcomes, strict=True):
+                commands = [r.command for r in segment]
+                if early is not None:
+                    outcomes += early
+                    continue
+                operator = len(commands) == 1 and isinstance(commands[0], OperatorCall)
+                outcomes += await self._segment_outcomes(process, commands, operator)
+            self._in_flight -= 1
+            self._answer(sent.batch, outcomes, time.perf_counter() - sent.began)
+
+    async def _segment_outcomes(self, process: LedgerProcess, commands: list[Any],
+                                operator: bool) -> list[Any]:
+        if self._process_down:  # it died with this segment sent: nothing will answer
+            return self._unavailable(commands, StoreError("the ledger writer process died"))
+        try:
+            outcomes = await process.outcomes()
+        except WriterDiedError as e:
+            self._process_died(e, len(commands))
+            return self._unavailable(commands, StoreError(str(e)))
+        except FencedError as e:
+            await self._stop_fenced(e)
+        except StoreError as e:
+            self._store_failed(e)
+            return self._unavailable(commands, e)
+        if self.store_error is not None and not operator:
+            self._store_recovered()
+        return outcomes
+
+    def _process_died(self, error: WriterDiedError, in_flight: int) -> None:
+        if not self._process_down:
+            log.critical("ALERT: %s with a batch of %d in flight: answered store_unavailable "
+                         "(the sites ask again); starting a new writer process",
+                         error, in_flight)
+        self._process_down = True
+
+    async def _restart(self, process: LedgerProcess,
+                       sent_tx: trio.MemorySendChannel[_Sent]) -> None:
+        """Start a new writer process once every batch sent to the dead one is answered."""
+        while self._in_flight:
+            await trio.sleep(0.001)
+        try:
+            await process.restart()
+        except StoreError as e:  # an outage like any other: retried after the interval
+            self._store_failed(e)
+            return
+        self._process_down = False
+        log.warning("a new ledger writer process (pid %s) serves", process.pid)
 
     async def _commit(self, commands: list[Any]) -> list[Any]:
         """Commit one segment; its outcomes, or StoreUnavailable for each if the store
@@ -200,19 +316,11 @@ class Writer:
                 return self._unavailable(commands, self.store_error)
         self.ledger_clock.set(self.now())
         try:
-            if self.process is not None:
-                outcomes = await self._execute_elsewhere(self.process, commands)
-            elif self.worker_thread:
+            if self.worker_thread:
                 outcomes = await trio.to_thread.run_sync(self._execute, commands)
             else:
                 outcomes = self._execute(commands)
                 await trio.lowlevel.checkpoint()
-        except WriterDiedError as e:
-            log.critical("ALERT: %s with a batch of %d in flight: answered store_unavailable "
-                         "(the sites ask again); starting a new writer process",
-                         e, len(commands))
-            self._process_down = True
-            return self._unavailable(commands, StoreError(str(e)))
         except FencedError as e:
             await self._stop_fenced(e)
         except StoreError as e:
@@ -256,20 +364,6 @@ class Writer:
 
     def _execute(self, commands: list[Any]) -> list[Any]:
         return execute_batch(self.app, commands)
-
-    async def _execute_elsewhere(self, process: LedgerProcess, commands: list[Any]) -> list[Any]:
-        """The batch, run by the writer process (started again first if it died)."""
-        if self._process_down:
-            await process.restart()  # a StoreError if it cannot: an outage, retried later
-            self._process_down = False
-            log.warning("a new ledger writer process (pid %s) serves", process.pid)
-        if len(commands) == 1 and isinstance(commands[0], OperatorCall):
-            call = commands[0]
-            if call.args is None:
-                return [OperatorFailed(LedgerError(f"{call.name} cannot be sent to the "
-                                                   "ledger writer process"))]
-            return await process.execute([RemoteCall(call.name, call.args)])
-        return await process.execute(commands)
 
 
 def execute_batch(app: LedgerApp, commands: list[Any],
