@@ -32,9 +32,9 @@ from ledger.domain.outcomes import Notice, Outcome, Release
 from ledger.domain.terms import LicenceTerms
 from ledger.domain.values import DEFAULT_CUTOFF_SECONDS, DEFAULT_POLICY, GracePolicy
 from ledger.errors import KeyFileError, LedgerError, LicenceError, LicenceNotFoundError, StoreError
-from ledger.persistence.codec import CompactTranscoder, RowCipher, SealedMapper
+from ledger.persistence.codec import CompactTranscoder, EventKind, RowCipher, SealedMapper
 from ledger.persistence.fencing import Fence, attach_fence, fenced_env
-from ledger.persistence.store import CompactSQLiteRecorder, persistence_env
+from ledger.persistence.store import CompactSQLiteRecorder, collector_paused, persistence_env
 from ledger.seal.merkle import Frontier
 from ledger.seal.seal import (
     DEFAULT_SIGN_EVERY_RECORDS,
@@ -285,6 +285,8 @@ class LedgerApp:
 
     # ---------------------------------------------------------------- saving
     def _save(self, licence: Licence) -> None:
+        if self.writes_elsewhere:
+            raise StoreError("this ledger's writer is another process: send it the command")
         if self.read_only:
             raise StoreError("this ledger was opened read-only (for an audit)")
         pending = len(licence.pending_events)
@@ -295,8 +297,6 @@ class LedgerApp:
             if self._events_since_snapshot >= self.snapshot_every:
                 self.take_snapshot()
             return
-        if self.writes_elsewhere:
-            raise StoreError("this ledger's writer is another process: send it the command")
         try:
             # What Application.save does, minus the recordings and notifications we do not
             # use: map the pending events and insert them in one transaction.
@@ -428,6 +428,10 @@ class LedgerApp:
         for event in events:
             event.mutate(licence)
 
+    def adopt(self, licence: Licence) -> None:
+        """Take ``licence`` as this copy's (the writer process loaded it from the store)."""
+        self._licence = licence
+
     def reload(self) -> None:
         """Load the licence again from the store (what the writer process committed)."""
         self._licence = None
@@ -517,46 +521,48 @@ class LedgerApp:
             eventsourcing's OriginatorVersionError: the licence's events are out of order.
             MapperDeserialisationError: a record cannot be read.
         """
-        if not isinstance(self.recorder, CompactSQLiteRecorder):
+        with collector_paused():
+            if isinstance(self.recorder, CompactSQLiteRecorder):
+                return self._replay_pages(self.recorder)
             licence: Licence | None = None
             for n in self.notifications():
                 if n.originator_id == LICENCE_ID:
                     licence = self.mapper.to_domain_event(n).mutate(licence)
             return licence
-        return self._replay_pages(self.recorder)
 
     def _replay_pages(self, recorder: CompactSQLiteRecorder) -> Licence | None:
-        """replay() on the compact store: its pages as read, records of other originators
-        skipped before they are decoded, one row view reused for every record, and
-        eventsourcing's mutate() done inline where an event class keeps the library's (the
-        same checks: the aggregate's id holds by the originator filter, the version is
-        checked here)."""
+        """replay() on the compact store: the licence's rows as SQLite reads them (without
+        the other originators' rows or the columns not needed), each topic resolved once,
+        each row decoded straight into its event (SealedMapper.decode_event), and
+        eventsourcing's mutate() done inline where an event class keeps the library's: the
+        same checks (the aggregate's id holds by the originator filter, the version is
+        checked here) and the same bookkeeping (version and modified_on)."""
         licence: Licence | None = None
-        row = _RowView()
-        to_domain_event = self.mapper.to_domain_event
+        mapper = self.mapper
+        decode = mapper.decode_event
         plain_mutate = CanMutateAggregate.mutate
-        topics: dict[int, str] = {}
-        licence_keys: dict[int, bool] = {}
+        # By topic key: the topic resolved, and the event class's apply() where mutate()
+        # is the library's (None where it is the class's own, as for the first event).
+        kinds: dict[int, tuple[EventKind, Callable[[Any, Licence], None] | None]] = {}
+        oid = LICENCE_ID.bytes
         version = 0
-        for rows in recorder.iter_keyed_pages():
-            for _, okey, row_version, tkey, stored in rows:
-                ours = licence_keys.get(okey)
-                if ours is None:
-                    ours = licence_keys[okey] = recorder.originator_of(okey) == LICENCE_ID
-                if not ours:
-                    continue
-                topic = topics.get(tkey)
-                if topic is None:
-                    topic = topics[tkey] = recorder.topic_of(tkey)
-                row.originator_version, row.topic, row.state = row_version, topic, stored
-                event = to_domain_event(row)  # type: ignore[arg-type]
-                if licence is None or type(event).mutate is not plain_mutate:
+        for rows in recorder.iter_originator_pages(LICENCE_ID):
+            for row_version, tkey, stored in rows:
+                known = kinds.get(tkey)
+                if known is None:
+                    kind = mapper.event_kind(recorder.topic_of(tkey))
+                    cls: Any = kind.cls
+                    known = kinds[tkey] = (kind, cls.apply if cls.mutate is plain_mutate
+                                           else None)
+                kind, apply = known
+                event = decode(kind, oid, LICENCE_ID, row_version, stored)
+                if apply is None or licence is None:
                     licence = event.mutate(licence)
                     version = licence.version if licence is not None else 0
                     continue
                 if row_version != version + 1:
                     raise OriginatorVersionError(row_version, version + 1)
-                event.apply(licence)
+                apply(event, licence)
                 version = licence.version = row_version
                 licence.modified_on = event.timestamp
         return licence
@@ -623,21 +629,22 @@ class LedgerApp:
         keyed = isinstance(self.recorder, CompactSQLiteRecorder)
         records = (chain.from_iterable(self.recorder.iter_keyed_pages()) if keyed
                    else self.recorder.iter_rows())
-        report = verify_records(
-            records,
-            rows,
-            frontier,
-            public_key=self.public_key,
-            note_key=self.note_key,
-            origin=self.origin,
-            cipher=self.cipher,
-            decode_state=self.mapper.transcoder.decode,
-            checkpoint_note=note,
-            contiguous_ids=self.contiguous_ids,
-            progress=progress,
-            originator_of=self.recorder.originator_of if keyed else None,
-            topic_of=self.recorder.topic_of if keyed else None,
-        )
+        with collector_paused():
+            report = verify_records(
+                records,
+                rows,
+                frontier,
+                public_key=self.public_key,
+                note_key=self.note_key,
+                origin=self.origin,
+                cipher=self.cipher,
+                decode_state=self.mapper.transcoder.decode,
+                checkpoint_note=note,
+                contiguous_ids=self.contiguous_ids,
+                progress=progress,
+                originator_of=self.recorder.originator_of if keyed else None,
+                topic_of=self.recorder.topic_of if keyed else None,
+            )
         return self._check_external_checkpoint(report)
 
     def _check_external_checkpoint(self, report: VerifyReport) -> VerifyReport:
@@ -658,18 +665,6 @@ class LedgerApp:
         if reason is None:
             return report
         return attrs.evolve(report, problem=Problem(report.records, reason))
-
-
-class _RowView:
-    """What the mapper reads of a stored event, reused for every row replay() decodes."""
-
-    __slots__ = ("originator_id", "originator_version", "state", "topic")
-
-    def __init__(self) -> None:
-        self.originator_id = LICENCE_ID
-        self.originator_version = 0
-        self.topic = ""
-        self.state = b""
 
 
 def key_fingerprint(public_key: Ed25519PublicKey) -> str:

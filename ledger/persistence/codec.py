@@ -233,6 +233,26 @@ def unpack_payload(data: bytes) -> bytes:
     raise ValueError("unknown payload flag")
 
 
+@attrs.frozen
+class EventKind:
+    """A stored topic, resolved (see SealedMapper.event_kind)."""
+
+    cls: type
+    topic: bytes  # the end of the cipher's associated data
+    class_version: int  # events stored at an older version are upcast to this one
+
+
+def _originator_bytes(originator_id: UUID | str) -> bytes:
+    """The originator's part of the cipher's associated data (RowCipher.associated_data)."""
+    return originator_id.bytes if isinstance(originator_id, UUID) else originator_id.encode()
+
+
+_new = object.__new__
+_set = object.__setattr__
+_NONCE = RowCipher.NONCE
+_VERSION = struct.Struct(">q").pack  # the version's part of the associated data
+
+
 class SealedMapper(Mapper[UUID]):
     """A Mapper using the compact transcoder and the row-bound cipher.
 
@@ -244,6 +264,7 @@ class SealedMapper(Mapper[UUID]):
         self.row_cipher = cipher
         self.compress = compress
         self._topics: dict[type, str] = {}
+        self._kinds: dict[str, EventKind] = {}
         self.recent_payloads: dict[tuple[Any, int], bytes] | None = None
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
@@ -273,40 +294,66 @@ class SealedMapper(Mapper[UUID]):
 
     def decode_state(self, stored: StoredEvent) -> dict[str, Any]:
         """Decrypt and decode a stored state. Raises MapperDeserialisationError."""
-        data = stored.state
+        oid = stored.originator_id
+        return self._open_state(_originator_bytes(oid), oid, stored.originator_version,
+                                stored.topic.encode(), stored.state)
+
+    def _open_state(self, oid: bytes, originator_id: Any, version: int, topic: bytes,
+                    stored: bytes) -> dict[str, Any]:
+        """decode_state, given the originator's and the topic's bytes (the associated data
+        but the version)."""
         try:
-            if self.row_cipher is not None:
-                data = self.row_cipher.open(
-                    data,
-                    RowCipher.associated_data(
-                        stored.originator_id, stored.originator_version, stored.topic
-                    ),
-                )
-            state: dict[str, Any] = self.transcoder.decode(unpack_payload(data))
+            data = stored
+            cipher = self.row_cipher
+            if cipher is not None:  # RowCipher.open, with the associated data built here
+                data = cipher._aead.decrypt(stored[:_NONCE], stored[_NONCE:],
+                                            oid + _VERSION(version) + topic)
+            # unpack_payload, inline for the usual flag (not compressed).
+            payload = data[1:] if data[:1] == b"\x00" else unpack_payload(data)
+            state: dict[str, Any] = self.transcoder.decode(payload)
         except InvalidTag as e:
             raise MapperDeserialisationError(
-                f"event {stored.originator_version} of {stored.originator_id}: "
+                f"event {version} of {originator_id}: "
                 "state fails authentication (wrong key, altered, or moved from another record)"
             ) from e
         except Exception as e:
             raise MapperDeserialisationError(
-                f"event {stored.originator_version} of {stored.originator_id}: "
-                f"state cannot be decoded: {e}"
+                f"event {version} of {originator_id}: state cannot be decoded: {e}"
             ) from e
         return state
 
+    def event_kind(self, topic: str) -> EventKind:
+        """What decoding events of ``topic`` needs, resolved once. Raises eventsourcing's
+        TopicError for a topic no class has."""
+        kind = self._kinds.get(topic)
+        if kind is None:
+            cls = resolve_topic(topic)
+            kind = self._kinds[topic] = EventKind(cls, topic.encode(),
+                                                  getattr(cls, "class_version", 1))
+        return kind
+
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
-        cls = resolve_topic(stored_event.topic)
-        state = self.decode_state(stored_event)
-        state["originator_id"] = stored_event.originator_id
-        state["originator_version"] = stored_event.originator_version
-        class_version = getattr(cls, "class_version", 1)
+        kind = self.event_kind(stored_event.topic)
+        oid = stored_event.originator_id
+        return self.decode_event(kind, _originator_bytes(oid), oid,
+                                 stored_event.originator_version, stored_event.state)
+
+    def decode_event(self, kind: EventKind, oid: bytes, originator_id: Any, version: int,
+                     stored: bytes) -> Any:
+        """to_domain_event for a row whose topic's ``kind`` and originator's bytes ``oid``
+        the caller resolved once for many rows (a replay). Raises
+        MapperDeserialisationError."""
+        state = self._open_state(oid, originator_id, version, kind.topic, stored)
+        state["originator_id"] = originator_id
+        state["originator_version"] = version
         from_version = state.pop("class_version", 1)
-        while from_version < class_version:
-            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
-            from_version += 1
-        event = object.__new__(cls)
-        object.__setattr__(event, "__dict__", state)
+        if from_version < kind.class_version:
+            cls = kind.cls
+            while from_version < kind.class_version:
+                getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+                from_version += 1
+        event: Any = _new(kind.cls)
+        _set(event, "__dict__", state)
         return event
 
 

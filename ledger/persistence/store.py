@@ -11,6 +11,7 @@ events, so that the events and the Merkle checkpoint covering them commit togeth
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 import stat
@@ -140,6 +141,27 @@ SEAL_TABLES_POSTGRES = (
 """The seal's tables. ``seal_checkpoints`` holds the signed checkpoint rows (every row, in a
 store written before signatures were spaced out); ``seal_frontiers`` the unsigned roots of the
 commits since the latest signed row; ``seal_state`` the frontier after the latest commit."""
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while the whole log is read a page at a time
+    (a replay, a verification).
+
+    A page keeps tens of thousands of rows alive while it is consumed: the collector would
+    promote them and rescan the whole heap every few pages, a sixth of a replay's time and a
+    tenth of a verification's. Nothing a replay or a verification allocates per record forms
+    cycles (reference counting frees it), so collection simply resumes afterwards. (The read
+    models' runner pauses it per batch for the same reason.)
+    """
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 class NotificationPaging:
@@ -397,6 +419,26 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
             if len(rows) < page:
                 return
             start = rows[-1][0]
+
+    def iter_originator_pages(self, originator_id: UUID, page: int = 50000
+                              ) -> Iterator[list[tuple[int, int, bytes]]]:
+        """One originator's records as (version, topic key, state), in order, read a page of
+        ids at a time up to the store's top when called: what a replay needs, without the
+        columns it does not use or the other originators' rows (fetching rows is a tenth of
+        a replay's time; two columns fewer make it a quarter cheaper)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT id FROM originators WHERE uuid = ?", (originator_id.bytes,))
+            found = c.fetchone()
+            c.execute(self.select_max_notification_id_statement)
+            top = c.fetchone()[0] or 0
+        if found is None:
+            return
+        for start in range(0, top, page):
+            with self.datastore.transaction(commit=False) as c:
+                # "+originator": filter while scanning by id, not through the index.
+                c.execute("SELECT version, topic, state FROM events WHERE id > ? AND id <= ? "
+                          "AND +originator = ? ORDER BY id", (start, start + page, found[0]))
+                yield c.fetchall()
 
     def originator_of(self, key: int) -> UUID:
         """The originator id stored under ``key``."""

@@ -277,6 +277,7 @@ class _Found(Exception):
 
 
 Row = tuple[int, Any, int, Any, bytes]  # id, originator, version, topic, stored state
+_NO_RUN = object()  # verify_records' originator before the first record
 
 
 def verify_records(
@@ -321,12 +322,15 @@ def verify_records(
     next_stop = stops[0]
     roots: dict[int, bytes] = {0: EMPTY_ROOT}
     check = _Checker(signed, unsigned, file_cp, roots, public_key, origin)
-    last_version: dict[Any, int] = {}
+    last_version: dict[Any, int] = {}  # latest version by originator (but the run's)
     notes = 0
     expected = 1
     # The hot loop: locals only; per-originator and per-topic bytes computed once. The leaf
     # is leaf_bytes() inlined, hashed as merkle.leaf_hash() does, and the frontier is
-    # merkle.Frontier.append() inlined (a list of subtree hashes, largest first).
+    # merkle.Frontier.append() inlined (a list of subtree hashes, largest first). Records
+    # come in runs of one originator (a ledger's store holds little but its licence): the
+    # run's originator, its bytes and its latest version are locals, and last_version is
+    # touched only where one run ends and another begins.
     originators: dict[Any, bytes] = {}
     topics: dict[Any, tuple[bytes, bool]] = {}
     pack = _Q.pack
@@ -339,23 +343,30 @@ def verify_records(
     nonce = RowCipher.NONCE
     next_progress = 10000 if progress is not None else -1
     record_id = 0
+    run: Any = _NO_RUN  # the current run's originator (key)
+    prev = 0  # its latest version
+    ob = b""  # its bytes
     try:
         for record_id, okey, version, tkey, stored in rows:
-            if contiguous_ids and record_id != expected:
+            if record_id != expected and contiguous_ids:
                 if record_id > expected:
                     raise _Found(expected, f"missing (the next stored record is {record_id})")
                 raise _Found(record_id, f"out of order: follows record {expected - 1}")
-            prev = last_version.get(okey, 0)
+            if okey is not run and okey != run:
+                if run is not _NO_RUN:
+                    last_version[run] = prev
+                run, prev = okey, last_version.get(okey, 0)
+                known = originators.get(okey)
+                if known is None:
+                    oid = originator_of(okey) if originator_of is not None else okey
+                    known = originators[okey] = (oid.bytes if hasattr(oid, "bytes")
+                                                 else str(oid).encode())
+                ob = known
             if version != prev + 1:
                 oid = originator_of(okey) if originator_of is not None else okey
                 raise _Found(record_id, f"version {version} of {oid} "
                                         f"follows version {prev}: reordered, removed or re-used")
-            last_version[okey] = version
-            ob = originators.get(okey)
-            if ob is None:
-                oid = originator_of(okey) if originator_of is not None else okey
-                ob = originators[okey] = (oid.bytes if hasattr(oid, "bytes")
-                                          else str(oid).encode())
+            prev = version
             topic = topics.get(tkey)
             if topic is None:
                 name = topic_of(tkey) if topic_of is not None else tkey
