@@ -105,10 +105,15 @@ def build_master(config: Config, *, now: Callable[[], datetime] = wall_clock,
     # is written here unless told otherwise.
     elsewhere = (config.writer == "process" and app is None if writer_process is None
                  else writer_process)
+    process = None
     if app is None:
         # With a writer process, this process's copy of the licence is the one the writer
-        # loads: the store is read once, not twice, before the master serves.
+        # loads: the store is read once, not twice, before the master serves; and the
+        # writer starts first, so that it loads while this process starts up.
         app = open_ledger(config, clock=ManualClock(now()), read_only=elsewhere)
+        if elsewhere:
+            process = LedgerProcess(ledger_writer_command(config), app)
+            process.spawn()
     clock = app.timekeeper.clock
     if not isinstance(clock, ManualClock):
         raise TypeError("a master drives the ledger's clock: open it with a ManualClock")
@@ -117,8 +122,8 @@ def build_master(config: Config, *, now: Callable[[], datetime] = wall_clock,
     master = Master(app, clock, master_context(config, app),
                     settings=settings or master_settings(config), now=now,
                     upstream=upstream or upstream_connector(config),
-                    process=LedgerProcess(ledger_writer_command(config), app)
-                    if elsewhere else None)
+                    process=process or (LedgerProcess(ledger_writer_command(config), app)
+                                        if elsewhere else None))
     master.refresh_context = context_refresher(config, app)
     return master
 

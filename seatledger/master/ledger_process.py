@@ -91,19 +91,18 @@ class LedgerProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._stream: trio.SocketStream | None = None
         self._buffer = bytearray()
+        self._socket: socket.socket | None = None
         app.writes_elsewhere = True
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    async def start(self) -> None:
-        """Start the child and wait until it has opened the ledger.
-
-        Raises:
-            StoreError: it could not open the ledger (its one-line reason), or did not say
-                so within :data:`READY_TIMEOUT`.
-        """
+    def spawn(self) -> None:
+        """Start the child now, without waiting for it (it opens the ledger meanwhile: a
+        master spawns it first thing, and :meth:`start` then waits less)."""
+        if self._proc is not None:
+            return
         ours, theirs = socket.socketpair()
         try:
             self._proc = subprocess.Popen(
@@ -111,7 +110,19 @@ class LedgerProcess:
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
         finally:
             theirs.close()
-        self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+        self._socket = ours
+
+    async def start(self) -> None:
+        """Start the child (unless :meth:`spawn` did) and wait until it has opened the
+        ledger.
+
+        Raises:
+            StoreError: it could not open the ledger (its one-line reason), or did not say
+                so within :data:`READY_TIMEOUT`.
+        """
+        self.spawn()
+        assert self._socket is not None
+        self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(self._socket))
         self._buffer.clear()
         try:
             with trio.fail_after(READY_TIMEOUT):
@@ -220,6 +231,9 @@ class LedgerProcess:
         if self._stream is not None:
             await trio.aclose_forcefully(self._stream)
             self._stream = None
+        elif self._socket is not None:
+            self._socket.close()
+        self._socket = None
         proc, self._proc = self._proc, None
         if proc is None:
             return
