@@ -26,7 +26,7 @@ from seatledger.config.settings import Config, ConfigError, load_config
 from seatledger.config.store import open_ledger
 from seatledger.daemons.orphans import die_with_parent, watch_parent
 from seatledger.master.admin import run_operation
-from seatledger.master.ledger_process import encode_frame, read_frame
+from seatledger.master.ledger_process import FrameReader, encode_frame
 from seatledger.master.writer import execute_batch
 
 log = logging.getLogger("seatledger.writer")
@@ -64,9 +64,10 @@ def serve(app: LedgerApp, sock: socket.socket, run: Any) -> None:
     app.keep_saved = True
     # The master's copy of the licence is this one's: it need not read the store itself.
     sock.sendall(encode_frame(("ready", app.licence if app.has_licence else None)))
+    frames = FrameReader(sock)
     while True:
         try:
-            message = read_frame(sock)
+            message = frames.read()
         except EOFError:
             return
         if message[0] == "close":

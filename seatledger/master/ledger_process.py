@@ -64,20 +64,38 @@ def encode_frame(value: Any) -> bytes:
     return _LENGTH.pack(len(body)) + body
 
 
-def read_frame(sock: socket.socket) -> Any:
-    """One frame from a blocking socket (the child's side); EOFError at the end."""
-    header = _read_exactly(sock, _LENGTH.size)
-    return pickle.loads(_read_exactly(sock, _LENGTH.unpack(header)[0]))
+def take_frame(buffer: bytearray) -> tuple[bool, Any]:
+    """(True, value) for the frame at the start of ``buffer``, removed from it; (False,
+    None) while it is not all there."""
+    if len(buffer) >= _LENGTH.size:
+        end = _LENGTH.size + _LENGTH.unpack_from(buffer)[0]
+        if len(buffer) >= end:
+            with memoryview(buffer) as view, view[_LENGTH.size:end] as body:
+                value = pickle.loads(body)
+            del buffer[:end]
+            return True, value
+    return False, None
 
 
-def _read_exactly(sock: socket.socket, n: int) -> bytes:
-    chunks = bytearray()
-    while len(chunks) < n:
-        chunk = sock.recv(n - len(chunks))
-        if not chunk:
-            raise EOFError("the master closed the writer's socket")
-        chunks += chunk
-    return bytes(chunks)
+class FrameReader:
+    """Frames from a blocking socket (the child's side), read in large pieces: one
+    ``recv`` usually brings a whole frame, often more."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buffer = bytearray()
+
+    def read(self) -> Any:
+        """The next frame's value. Raises EOFError at the end."""
+        buffer = self._buffer
+        while True:
+            whole, value = take_frame(buffer)
+            if whole:
+                return value
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise EOFError("the master closed the writer's socket")
+            buffer += chunk
 
 
 class LedgerProcess:
@@ -207,12 +225,9 @@ class LedgerProcess:
         assert self._stream is not None
         buffer = self._buffer
         while True:
-            if len(buffer) >= _LENGTH.size:
-                size = _LENGTH.unpack_from(buffer)[0]
-                if len(buffer) >= _LENGTH.size + size:
-                    body = bytes(buffer[_LENGTH.size:_LENGTH.size + size])
-                    del buffer[:_LENGTH.size + size]
-                    return pickle.loads(body)
+            whole, value = take_frame(buffer)
+            if whole:
+                return value
             try:
                 data = await self._stream.receive_some(1 << 20)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
@@ -245,5 +260,5 @@ class LedgerProcess:
             await trio.to_thread.run_sync(proc.wait)
 
 
-__all__ = ["READY_TIMEOUT", "LedgerProcess", "RemoteCall", "WriterDiedError", "encode_frame",
-           "read_frame"]
+__all__ = ["READY_TIMEOUT", "FrameReader", "LedgerProcess", "RemoteCall", "WriterDiedError",
+           "encode_frame"]
