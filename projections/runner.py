@@ -24,7 +24,6 @@ join the thread to stop. Errors other than a lost race with another runner propa
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,6 +37,7 @@ from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 from ledger.application import LedgerApp
+from ledger.persistence.store import collector_paused
 
 from . import tracking
 from .base import Handler, Projection
@@ -263,7 +263,8 @@ class ProjectionRunner:
         source = self.app.notifications(min(self._positions.values()) + 1)
         try:
             while True:
-                with _collector_paused():
+                # A batch keeps many records alive until its commit: see collector_paused.
+                with collector_paused():
                     batch = list(islice(source, self.batch_size))
                     if not batch:
                         break
@@ -429,25 +430,6 @@ def _secure_delete(conn: Connection) -> Iterator[None]:
         yield
     finally:
         conn.exec_driver_sql(f"PRAGMA secure_delete = {was}")
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Hold off the cyclic garbage collector for one batch.
-
-    A batch keeps tens of thousands of records and rows alive until its commit; the
-    collector would promote them and then rescan the whole heap every few batches, which
-    costs more than the replay's SQL. Nothing a batch allocates forms cycles (reference
-    counting frees it), so collection simply resumes after the batch.
-    """
-    paused = gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
 
 
 def check_names(names: Iterable[str] | None) -> tuple[str, ...]:

@@ -149,3 +149,14 @@ async def test_the_writer_process_dies_with_its_master(tmp_path: Path) -> None:
         gone = not Path(f"/proc/{writer}").exists() or "Z" in (
             Path(f"/proc/{writer}/stat").read_text().rsplit(")", 1)[1].split()[0])
         assert gone
+
+
+def test_a_bad_writer_setting_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    world = deploy(tmp_path, "")
+    config = world.root / "seatledger.toml"
+    config.write_text(config.read_text().replace("[master]\n", '[master]\nwriter = "fork"\n'))
+    done = subprocess.run([*CLI, "master", "--data-dir", str(world.root)], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1
+    assert "[master] writer must be" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0
