@@ -45,13 +45,14 @@ def operations(config: Config) -> Any:
         if schedule is None:
             return {"days": [], "error": "no [export] settings"}
         today = dt.date.fromisoformat(str(args["today"]))
+        days: list[dt.date] = []
+        error = ""
         try:
             days = schedule.due(app, today)
             schedule.run(app, days)
         except (ConfigError, ExportError, OSError) as e:
-            return {"days": [d.isoformat() for d in days] if "days" in locals() else [],
-                    "error": str(e)}
-        return {"days": [d.isoformat() for d in days], "error": ""}
+            error = str(e)
+        return {"days": [d.isoformat() for d in days], "error": error}
 
     return run
 

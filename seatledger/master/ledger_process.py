@@ -105,7 +105,6 @@ class LedgerProcess:
     def __init__(self, command: Sequence[str], app: LedgerApp) -> None:
         self.command = list(command)
         self.app = app
-        self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._stream: trio.SocketStream | None = None
         self._buffer = bytearray()
@@ -199,7 +198,6 @@ class LedgerProcess:
     async def restart(self) -> None:
         """After the child died: reap it, start another; the master's copy is reloaded."""
         await self._reap()
-        self.restarts += 1
         await self.start()  # the master's copy is the new child's, as it loaded it
 
     async def aclose(self) -> None:

@@ -98,14 +98,6 @@ def upstream_name(site: str, user: str) -> str:
     return f"{site}/{user}"
 
 
-@attrs.define
-class UpstreamStatistics:
-    asked: int = 0
-    refused: int = 0
-    given_back: int = 0
-    asked_later: int = 0
-
-
 class Upstream:
     """The chain's logic at this master; :meth:`run` it in the master's nursery."""
 
@@ -114,7 +106,6 @@ class Upstream:
         self.connector = connector
         self.app = app
         self.writer = writer
-        self.stats = UpstreamStatistics()
         connector.on_notice = broadcast
         connector.on_synced = self._synced
         connector.on_reclaimed = self._reclaimed
@@ -125,15 +116,10 @@ class Upstream:
         again until the next session with it."""
         self._origin: str | None = None
         self._wanted = trio.Event()
-        self._started = False
 
     @property
     def site(self) -> str:
         return self.connector.site
-
-    def describe(self) -> dict[str, Any]:
-        return {"site": self.site, "state": self.connector.state,
-                **attrs.asdict(self.stats)}
 
     # ------------------------------------------------------------------ one acquire
     async def acquire(self, command: AcquireSeat, reply: Callable[[Any], None]) -> None:
@@ -145,11 +131,9 @@ class Upstream:
             assessed = await self.writer.submit(AssessSeat(command))
             if isinstance(assessed, Assessment) and assessed.grant and not assessed.repeated:
                 asked = True
-                self.stats.asked += 1
                 refusal = await self.connector.ask(name, command.agent_class, command.tenant,
                                                    command.campaign)
                 if refusal is not None:
-                    self.stats.refused += 1
                     # Recorded and sent on as upstream:<reason>, within the wire's 256.
                     command = attrs.evolve(command, upstream_refusal=refusal[0][:240],
                                            upstream_detail=refusal[1][:3000])
@@ -237,16 +221,13 @@ class Upstream:
         for name in sorted(set(there) - set(here)):
             if name in self._in_flight:
                 continue
-            if await self.connector.give_back(name):
-                self.stats.given_back += 1
-            else:
+            if not await self.connector.give_back(name):
                 retry = True
         if self.connector.online:
             for name in sorted(set(here) - set(there)):
                 if name in self._in_flight or name in self._refused_later:
                     continue
                 agent_class, tenant, campaign = here[name]
-                self.stats.asked_later += 1
                 refusal = await self.connector.ask(name, agent_class, tenant, campaign)
                 if refusal is not None:
                     self._refused_later.add(name)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -223,7 +223,7 @@ class Writer:
             while True:
                 batch = await self._gather()
                 if self._process_down:
-                    await self._restart(process, sent_tx)
+                    await self._restart(process)
                 began = time.perf_counter()
                 sent = [await self._send_segment(process, [r.command for r in segment])
                         for segment in _segments(batch)]
@@ -273,18 +273,10 @@ class Writer:
         if self._process_down:  # it died with this segment sent: nothing will answer
             return self._unavailable(commands, StoreError("the ledger writer process died"))
         try:
-            outcomes = await process.outcomes()
+            return await self._settled(commands, operator, process.outcomes())
         except WriterDiedError as e:
             self._process_died(e, len(commands))
             return self._unavailable(commands, StoreError(str(e)))
-        except FencedError as e:
-            await self._stop_fenced(e)
-        except StoreError as e:
-            self._store_failed(e)
-            return self._unavailable(commands, e)
-        if self.store_error is not None and not operator:
-            self._store_recovered()
-        return outcomes
 
     def _process_died(self, error: WriterDiedError, in_flight: int) -> None:
         if not self._process_down:
@@ -293,8 +285,7 @@ class Writer:
                          error, in_flight)
         self._process_down = True
 
-    async def _restart(self, process: LedgerProcess,
-                       sent_tx: trio.MemorySendChannel[_Sent]) -> None:
+    async def _restart(self, process: LedgerProcess) -> None:
         """Start a new writer process once every batch sent to the dead one is answered."""
         while self._in_flight:
             await trio.sleep(0.001)
@@ -315,12 +306,21 @@ class Writer:
                 await trio.lowlevel.checkpoint()
                 return self._unavailable(commands, self.store_error)
         self.ledger_clock.set(self.now())
+        return await self._settled(commands, operator, self._execute_here(commands))
+
+    async def _execute_here(self, commands: list[Any]) -> list[Any]:
+        if self.worker_thread:
+            return await trio.to_thread.run_sync(self._execute, commands)
+        outcomes = self._execute(commands)
+        await trio.lowlevel.checkpoint()
+        return outcomes
+
+    async def _settled(self, commands: list[Any], operator: bool,
+                       committing: Awaitable[list[Any]]) -> list[Any]:
+        """The outcomes ``committing`` gives, or StoreUnavailable for each if the store
+        could not be written; a fenced commit stops this writer."""
         try:
-            if self.worker_thread:
-                outcomes = await trio.to_thread.run_sync(self._execute, commands)
-            else:
-                outcomes = self._execute(commands)
-                await trio.lowlevel.checkpoint()
+            outcomes = await committing
         except FencedError as e:
             await self._stop_fenced(e)
         except StoreError as e:
