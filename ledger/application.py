@@ -536,35 +536,51 @@ class LedgerApp:
         each row decoded straight into its event (SealedMapper.decode_event), and
         eventsourcing's mutate() done inline where an event class keeps the library's: the
         same checks (the aggregate's id holds by the originator filter, the version is
-        checked here) and the same bookkeeping (version and modified_on)."""
+        checked here) and the same bookkeeping (version and modified_on). Seat events'
+        counts in the pools are kept aside between other events (Licence.count_later):
+        most of the log is seat events, and a pool made anew for each is most of their
+        cost."""
         licence: Licence | None = None
         mapper = self.mapper
         decode = mapper.decode_event
         plain_mutate = CanMutateAggregate.mutate
-        # By topic key: the topic resolved, and the event class's apply() where mutate()
-        # is the library's (None where it is the class's own, as for the first event).
-        kinds: dict[int, tuple[EventKind, Callable[[Any, Licence], None] | None]] = {}
+        # By topic key: the topic resolved, the event class's apply() where mutate() is the
+        # library's (None where it is the class's own, as for the first event), and
+        # whether its seat counts may be kept aside.
+        kinds: dict[int, tuple[EventKind, Callable[[Any, Licence], None] | None, bool]] = {}
         oid = LICENCE_ID.bytes
         version = 0
-        for rows in recorder.iter_originator_pages(LICENCE_ID):
-            for row_version, tkey, stored in rows:
-                known = kinds.get(tkey)
-                if known is None:
-                    kind = mapper.event_kind(recorder.topic_of(tkey))
-                    cls: Any = kind.cls
-                    known = kinds[tkey] = (kind, cls.apply if cls.mutate is plain_mutate
-                                           else None)
-                kind, apply = known
-                event = decode(kind, oid, LICENCE_ID, row_version, stored)
-                if apply is None or licence is None:
-                    licence = event.mutate(licence)
-                    version = licence.version if licence is not None else 0
-                    continue
-                if row_version != version + 1:
-                    raise OriginatorVersionError(row_version, version + 1)
-                apply(event, licence)
-                version = licence.version = row_version
-                licence.modified_on = event.timestamp
+        try:
+            for rows in recorder.iter_originator_pages(LICENCE_ID):
+                for row_version, tkey, stored in rows:
+                    known = kinds.get(tkey)
+                    if known is None:
+                        kind = mapper.event_kind(recorder.topic_of(tkey))
+                        cls: Any = kind.cls
+                        known = kinds[tkey] = (kind, cls.apply if cls.mutate is plain_mutate
+                                               else None, cls.counts_seats_only)
+                    kind, apply, seats_only = known
+                    event = decode(kind, oid, LICENCE_ID, row_version, stored)
+                    if apply is None or licence is None:
+                        if licence is not None:
+                            licence.count_now()
+                        licence = event.mutate(licence)
+                        if licence is not None:
+                            licence.count_later()
+                        version = licence.version if licence is not None else 0
+                        continue
+                    if row_version != version + 1:
+                        raise OriginatorVersionError(row_version, version + 1)
+                    if not seats_only:
+                        licence.count_now()
+                    apply(event, licence)
+                    if not seats_only:
+                        licence.count_later()
+                    version = licence.version = row_version
+                    licence.modified_on = event.timestamp
+        finally:
+            if licence is not None:
+                licence.count_now()
         return licence
 
     def records(self, start: int = 1, stop: int | None = None

@@ -45,6 +45,7 @@ from ledger.domain.pools import (
     PoolState,
     apply_pool_event,
     pool_limits,
+    recounted,
     within_local_limit,
 )
 from ledger.domain.terms import LicenceTerms, check_installable
@@ -173,6 +174,10 @@ class Licence(Aggregate):
     # ------------------------------------------------------------------ events
     class Event(Aggregate.Event):
         occurred_at: datetime
+
+        # Whether this event's apply() reads no pool and changes pools only by counting a
+        # seat in or out: a replay may then defer that count (see Licence.count_later).
+        counts_seats_only: ClassVar[bool] = False
 
     class LicenceIssued(Aggregate.Created):
         """Terms set directly (tests; stores of earlier versions, whose operator issued its
@@ -359,6 +364,8 @@ class Licence(Aggregate):
         offline: bool
         seq: int | None
 
+        counts_seats_only = True
+
         def apply(self, licence: Licence) -> None:
             site = licence.sites[self.site]
             replaced = site.seats.get(self.user)
@@ -398,6 +405,8 @@ class Licence(Aggregate):
         reason: str
         offline: bool
         seq: int | None
+
+        counts_seats_only = True
 
         def apply(self, licence: Licence) -> None:
             site = licence.sites[self.site]
@@ -581,6 +590,8 @@ class Licence(Aggregate):
     hours_state: dict[str, Balance] | None = None
     # The upstream master this one is chained under: (origin, site name there, CA sha256).
     upstream: tuple[str, str, str] | None = None
+    # Seat counts kept aside by class during a replay (count_later); None: none kept.
+    _uncounted: dict[str, int] | None = None
 
     @property
     def hours_balances(self) -> dict[str, Balance] | None:
@@ -649,9 +660,34 @@ class Licence(Aggregate):
 
     def _count(self, agent_class: str, kind: PoolEventKind, at: datetime) -> None:
         """A seat of ``agent_class`` was granted or released: count it in its pools."""
+        later = self._uncounted
+        if later is not None:
+            later[agent_class] = later.get(agent_class, 0) + (
+                1 if kind is PoolEventKind.SEAT_GRANTED else -1)
+            return
         pools = self.pools
         for name in self._pool_names_for(agent_class):
             pools[name] = apply_pool_event(pools[name], kind, at)
+
+    def count_later(self) -> None:
+        """From now on, keep seat counts aside instead of making a new pool for each seat
+        event (a replay of many thousands). Until :meth:`count_now`, only events whose
+        class ``counts_seats_only`` may be applied: any other may read the pools."""
+        if self._uncounted is None:
+            self._uncounted = {}
+
+    def count_now(self) -> None:
+        """Count the seats kept aside in the pools, and count each seat event as it comes
+        again. The same pools as counting one by one: a seat event changes only in-use."""
+        later = self._uncounted
+        if later is None:
+            return
+        del self._uncounted  # back to the class's None (and out of any snapshot's state)
+        pools = self.pools
+        for agent_class, delta in later.items():
+            if delta:
+                for name in self._pool_names_for(agent_class):
+                    pools[name] = recounted(pools[name], pools[name].in_use + delta)
 
     def _add_hours(self, added: Mapping[str, int], at: datetime) -> None:
         """A licence added agent-hours (per class) at record time ``at``."""

@@ -115,15 +115,15 @@ def apply_pool_event(
     # Seat events are most of the log: they take a fast path (no enum attribute lookups,
     # no evolve()); the match below is the whole table.
     if kind is _SEAT_GRANTED:
-        return _counted(pool, pool.in_use + 1)
+        return recounted(pool, pool.in_use + 1)
     if kind is _SEAT_RELEASED:
-        return _counted(pool, pool.in_use - 1)
+        return recounted(pool, pool.in_use - 1)
     evolve = attrs.evolve
     match kind:
         case PoolEventKind.SEAT_GRANTED:
-            return _counted(pool, pool.in_use + 1)
+            return recounted(pool, pool.in_use + 1)
         case PoolEventKind.SEAT_RELEASED:
-            return _counted(pool, pool.in_use - 1)
+            return recounted(pool, pool.in_use - 1)
         case PoolEventKind.LIMIT:
             return evolve(pool, limit=pool.limit if limit is None else limit,
                           in_use=pool.in_use if in_use is None else in_use)
@@ -151,7 +151,8 @@ _SEAT_GRANTED = PoolEventKind.SEAT_GRANTED
 _SEAT_RELEASED = PoolEventKind.SEAT_RELEASED
 
 
-def _counted(p: Pool, in_use: int) -> Pool:
+def recounted(p: Pool, in_use: int) -> Pool:
+    """``p`` with ``in_use`` seats: what any number of seat events do to a pool."""
     return Pool(p.name, p.members, p.limit, in_use, p.state, p.deadline, p.opened_at,
                 p.closed_at, p.overuse, p.severity, p.enforced)
 

@@ -176,10 +176,12 @@ class CompactTranscoder(Transcoder):
 
     def decode(self, data: bytes) -> Any:
         obj = self._decoder.decode(data)
-        if isinstance(obj, dict):
+        if type(obj) is dict:
             if _TIMESTAMP in obj and _OCCURRED_AT not in obj:
                 obj[_OCCURRED_AT] = obj[_TIMESTAMP]
-            obj = {FIELD_NAMES[k] if type(k) is int else k: v for k, v in obj.items()}
+            # (Local names: the comprehension reads them as closure cells, not globals.)
+            names, kind, code = FIELD_NAMES, type, int
+            obj = {names[k] if kind(k) is code else k: v for k, v in obj.items()}
         return obj
 
 
