@@ -53,6 +53,16 @@ DEFAULT_CHECKPOINT_EVERY = 10_000
 
 
 @attrs.frozen
+class Staged:
+    """A batch decided and encoded, not yet written (:meth:`LedgerApp.stage`)."""
+
+    licence: Licence
+    outcomes: list[Outcome]
+    events: list[Any]
+    stored: list[StoredEvent]
+
+
+@attrs.frozen
 class ImportedRecord:
     """One record as another ledger exported it (see docs/export-format.md)."""
 
@@ -138,6 +148,7 @@ class LedgerApp:
         self.snapshot_when_idle = snapshot_when_idle
         self.timekeeper = TimeKeeper(clock or SystemClock())
         self._needs_reload = False
+        self._staged = 0  # batches staged and not settled (see ahead)
         self.writes_elsewhere = False
         """A master's copy of a ledger whose writer is another process: it never writes
         (its aggregate follows the writer's events, see :meth:`absorb`)."""
@@ -284,45 +295,113 @@ class LedgerApp:
         return steps
 
     # ---------------------------------------------------------------- saving
-    def _save(self, licence: Licence) -> None:
+    def _check_writable(self) -> None:
         if self.writes_elsewhere:
             raise StoreError("this ledger's writer is another process: send it the command")
         if self.read_only:
             raise StoreError("this ledger was opened read-only (for an audit)")
-        pending = len(licence.pending_events)
-        if not pending:
-            # Nothing to commit (an idle master's tick): time may still have come to sign
-            # the tail into the file outside the store.
+
+    def _save(self, licence: Licence) -> None:
+        self._check_writable()
+        try:
+            staged = self._encode(licence, [])
+            self.write_staged(staged)
+        except StoreError:
+            self.recover()
+            raise
+        self._settle(staged)
+
+    def _encode(self, licence: Licence, outcomes: list[Outcome]) -> Staged:
+        # What Application.save does, minus the recordings and notifications we do not
+        # use: map the pending events (and insert them in one transaction: write_staged).
+        events = licence.collect_events()
+        self._staged += 1
+        to_stored = self.mapper.to_stored_event
+        try:
+            stored = [to_stored(e) for e in events]
+        except (PersistenceError, OSError) as e:
+            raise StoreError(f"commit failed: {_first_line(e)}") from e
+        return Staged(licence, outcomes, events, stored)
+
+    def stage(self, commands: Sequence[Command]) -> Staged:
+        """Decide a batch and encode its records, without writing them: :meth:`execute`
+        in three steps, for a writer that overlaps commits (decides the next batch while
+        this one's transaction is made durable). Then :meth:`write_staged` it and
+        :meth:`settle_staged` it; if the write fails, :meth:`recover` and decide again
+        (this batch and any staged after it: the licence in memory was ahead of the
+        store). Raises StoreError (nothing recorded) if the records cannot be encoded:
+        then :meth:`recover` too, once no write is in flight."""
+        self._check_writable()
+        licence = self.licence
+        now = self._time(licence)
+        return self._encode(licence, [run_command(licence, now, c) for c in commands])
+
+    def write_staged(self, staged: Staged) -> None:
+        """Commit a staged batch's records in one transaction. Touches only the store and
+        the seal, so it may run in another thread while the next batch is staged. Raises
+        StoreError (nothing of it recorded); then call :meth:`recover` once no batch is
+        being staged."""
+        if not staged.stored:
+            return
+        try:
+            self.recorder.insert_events(staged.stored)
+        except (PersistenceError, OSError) as e:
+            raise StoreError(f"commit failed: {_first_line(e)}") from e
+
+    def overlaps(self, staged: Staged) -> bool:
+        """Whether the next batch may be staged while ``staged`` is written: settling it
+        will record nothing more and take no snapshot (either must see the licence as the
+        store has it, not a batch ahead)."""
+        if not staged.events:
+            return self._events_since_snapshot < self.snapshot_every
+        size = self.sealer.frontier.size + len(staged.stored)
+        return (size - staged.licence.last_checkpoint_size < self.checkpoint_every
+                and self._events_since_snapshot + len(staged.events) < self._snapshot_after)
+
+    def settle_staged(self, staged: Staged) -> list[Outcome]:
+        """After a staged batch is written: the ledger's bookkeeping; its outcomes."""
+        self._settle(staged)
+        return staged.outcomes
+
+    @property
+    def ahead(self) -> bool:
+        """Whether the licence in memory holds decisions the store does not (a batch
+        staged and not settled, or one whose write failed): :meth:`recover` then."""
+        return self._staged > 0
+
+    def recover(self) -> None:
+        """After a failed write: the licence in memory is ahead of the store; reload what
+        was committed. If the reload fails too (the disk is still full), the next
+        :meth:`refresh` retries."""
+        self._staged = 0
+        self._licence = None
+        self._needs_reload = True
+        self._open_seal()
+        self._load()
+        self._needs_reload = False
+
+    @property
+    def _snapshot_after(self) -> int:
+        """Events after which a commit takes the snapshot itself (see snapshot_when_idle)."""
+        return self.snapshot_every * (2 if self.snapshot_when_idle else 1)
+
+    def _settle(self, staged: Staged) -> None:
+        licence, events = staged.licence, staged.events
+        self._staged -= 1
+        if not events:
+            # Nothing was committed (an idle master's tick): time may still have come to
+            # sign the tail into the file outside the store.
             self.sealer.note_if_due()
             if self._events_since_snapshot >= self.snapshot_every:
                 self.take_snapshot()
             return
-        try:
-            # What Application.save does, minus the recordings and notifications we do not
-            # use: map the pending events and insert them in one transaction.
-            mapper = self.mapper
-            events = licence.collect_events()
-            stored = [mapper.to_stored_event(e) for e in events]
-            self.recorder.insert_events(stored)
-        except (PersistenceError, StoreError, OSError) as e:
-            # The aggregate in memory is now ahead of the store: reload what was committed.
-            # If the reload fails too (the disk is still full), the next refresh() retries.
-            self._licence = None
-            self._needs_reload = True
-            self._open_seal()
-            self._load()
-            self._needs_reload = False
-            if isinstance(e, StoreError):
-                raise
-            raise StoreError(f"commit failed: {_first_line(e)}") from e
         self._licence = licence
         self._wrote = True
         if self.keep_saved:
             self._saved += events
-        self._events_since_snapshot += pending
+        self._events_since_snapshot += len(events)
         # A snapshot is taken after the events' transaction, never inside it.
-        if self._events_since_snapshot >= self.snapshot_every * (
-                2 if self.snapshot_when_idle else 1):
+        if self._events_since_snapshot >= self._snapshot_after:
             self.take_snapshot()
         if self.sealer.frontier.size - licence.last_checkpoint_size >= self.checkpoint_every:
             self._record_checkpoint()

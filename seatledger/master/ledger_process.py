@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import select
 import socket
 import struct
 import subprocess
@@ -84,6 +85,14 @@ class FrameReader:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._buffer = bytearray()
+
+    def arrived(self) -> bool:
+        """Whether the next frame has begun to arrive (so :meth:`read` will not wait for
+        the master to send one)."""
+        if self._buffer:
+            return True
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        return bool(readable)
 
     def read(self) -> Any:
         """The next frame's value. Raises EOFError at the end."""
