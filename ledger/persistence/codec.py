@@ -267,6 +267,7 @@ class SealedMapper(Mapper[UUID]):
         self.compress = compress
         self._topics: dict[type, str] = {}
         self._kinds: dict[str, EventKind] = {}
+        self._oid_bytes: dict[Any, bytes] = {}
         self.recent_payloads: dict[tuple[Any, int], bytes] | None = None
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
@@ -337,8 +338,11 @@ class SealedMapper(Mapper[UUID]):
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         kind = self.event_kind(stored_event.topic)
         oid = stored_event.originator_id
-        return self.decode_event(kind, _originator_bytes(oid), oid,
-                                 stored_event.originator_version, stored_event.state)
+        oid_bytes = self._oid_bytes.get(oid)
+        if oid_bytes is None:  # (a ledger has a handful of originators: kept, not bounded)
+            oid_bytes = self._oid_bytes[oid] = _originator_bytes(oid)
+        return self.decode_event(kind, oid_bytes, oid, stored_event.originator_version,
+                                 stored_event.state)
 
     def decode_event(self, kind: EventKind, oid: bytes, originator_id: Any, version: int,
                      stored: bytes) -> Any:
