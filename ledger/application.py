@@ -32,7 +32,13 @@ from ledger.domain.outcomes import Notice, Outcome, Release
 from ledger.domain.terms import LicenceTerms
 from ledger.domain.values import DEFAULT_CUTOFF_SECONDS, DEFAULT_POLICY, GracePolicy
 from ledger.errors import KeyFileError, LedgerError, LicenceError, LicenceNotFoundError, StoreError
-from ledger.persistence.codec import CompactTranscoder, EventKind, RowCipher, SealedMapper
+from ledger.persistence.codec import (
+    CompactTranscoder,
+    EventKind,
+    RowCipher,
+    SealedMapper,
+    originator_bytes,
+)
 from ledger.persistence.fencing import Fence, attach_fence, fenced_env
 from ledger.persistence.store import CompactSQLiteRecorder, collector_paused, persistence_env
 from ledger.seal.merkle import Frontier
@@ -589,6 +595,32 @@ class LedgerApp:
     def events(self, start: int = 1, stop: int | None = None) -> Iterator[tuple[int, Any]]:
         for n in self.notifications(start, stop):
             yield n.id, self.decode(n)
+
+    def decoded(self, start: int = 1) -> Iterator[tuple[int, Any]]:
+        """:meth:`events`, read faster on the compact store: a page of rows at a time, each
+        topic and originator resolved once (the read models' follower reads the whole log
+        this way). Raises StoreError for a record that cannot be read."""
+        recorder = self.recorder
+        if not isinstance(recorder, CompactSQLiteRecorder):
+            yield from self.events(start)
+            return
+        decode = self.mapper.decode_event
+        kinds: dict[int, EventKind] = {}
+        origins: dict[int, tuple[UUID, bytes]] = {}
+        for rows in recorder.iter_keyed_pages(20000, after=start - 1):
+            for record_id, okey, version, tkey, state in rows:
+                kind = kinds.get(tkey)
+                if kind is None:
+                    kind = kinds[tkey] = self.mapper.event_kind(recorder.topic_of(tkey))
+                origin = origins.get(okey)
+                if origin is None:
+                    oid = recorder.originator_of(okey)
+                    origin = origins[okey] = (oid, originator_bytes(oid))
+                try:
+                    event = decode(kind, origin[1], origin[0], version, state)
+                except MapperDeserialisationError as e:
+                    raise StoreError(f"record {record_id}: {e}") from e
+                yield record_id, event
 
     def max_id(self) -> int:
         return int(self.recorder.max_notification_id() or 0)

@@ -32,7 +32,6 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from eventsourcing.persistence import Notification
 from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -260,7 +259,7 @@ class ProjectionRunner:
         self._ensure_loaded()
         started = time.perf_counter()
         done = 0
-        source = self.app.notifications(min(self._positions.values()) + 1)
+        source = self.app.decoded(min(self._positions.values()) + 1)
         try:
             while True:
                 # A batch keeps many records alive until its commit: see collector_paused.
@@ -280,30 +279,27 @@ class ProjectionRunner:
             self._last_run_seconds = time.perf_counter() - started
         return done
 
-    def _apply(self, batch: Sequence[Notification]) -> None:
-        first, last = batch[0].id, batch[-1].id
+    def _apply(self, batch: Sequence[tuple[int, Any]]) -> None:
+        """Apply a batch of (record id, event) and commit it with the positions."""
+        first, last = batch[0][0], batch[-1][0]
         behind = [n for n in self.names if self._positions[n] < last]
         if not behind:
             return
-        decode = self.app.decode
         event: Any = None
         if all(self._positions[n] < first for n in behind):
             dispatch = self._dispatch(behind)
-            for note in batch:
-                event = decode(note)
+            for nid, event in batch:
                 handlers = dispatch.get(type(event))
                 if handlers:
-                    nid = note.id
                     for handler in handlers:
                         handler(nid, event)
         else:  # some read model is part-way through this batch (after a partial rebuild)
             singles = {n: self._dispatch([n]) for n in behind}
-            for note in batch:
-                event = decode(note)
+            for nid, event in batch:
                 for n in behind:
-                    if note.id > self._positions[n]:
+                    if nid > self._positions[n]:
                         for handler in singles[n].get(type(event), ()):
-                            handler(note.id, event)
+                            handler(nid, event)
         self._batches += 1
         if self.batch_hook is not None:
             self.batch_hook("applied", self._batches)

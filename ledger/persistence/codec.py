@@ -244,7 +244,7 @@ class EventKind:
     class_version: int  # events stored at an older version are upcast to this one
 
 
-def _originator_bytes(originator_id: UUID | str) -> bytes:
+def originator_bytes(originator_id: UUID | str) -> bytes:
     """The originator's part of the cipher's associated data (RowCipher.associated_data)."""
     return originator_id.bytes if isinstance(originator_id, UUID) else originator_id.encode()
 
@@ -298,7 +298,7 @@ class SealedMapper(Mapper[UUID]):
     def decode_state(self, stored: StoredEvent) -> dict[str, Any]:
         """Decrypt and decode a stored state. Raises MapperDeserialisationError."""
         oid = stored.originator_id
-        return self._open_state(_originator_bytes(oid), oid, stored.originator_version,
+        return self._open_state(originator_bytes(oid), oid, stored.originator_version,
                                 stored.topic.encode(), stored.state)
 
     def _open_state(self, oid: bytes, originator_id: Any, version: int, topic: bytes,
@@ -340,7 +340,7 @@ class SealedMapper(Mapper[UUID]):
         oid = stored_event.originator_id
         oid_bytes = self._oid_bytes.get(oid)
         if oid_bytes is None:  # (a ledger has a handful of originators: kept, not bounded)
-            oid_bytes = self._oid_bytes[oid] = _originator_bytes(oid)
+            oid_bytes = self._oid_bytes[oid] = originator_bytes(oid)
         return self.decode_event(kind, oid_bytes, oid, stored_event.originator_version,
                                  stored_event.state)
 

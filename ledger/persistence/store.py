@@ -406,10 +406,12 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
             for r in rows:
                 yield r[0], origin[r[1]], r[2], topic[r[3]], r[4]
 
-    def iter_keyed_pages(self, page: int = 50000) -> Iterator[list[tuple[int, int, int, int, bytes]]]:
-        """Every stored record as (id, originator key, version, topic key, state), in order,
-        a page at a time; :meth:`originator_of` and :meth:`topic_of` resolve the keys."""
-        start = 0
+    def iter_keyed_pages(self, page: int = 50000, after: int = 0
+                         ) -> Iterator[list[tuple[int, int, int, int, bytes]]]:
+        """Every stored record after id ``after`` as (id, originator key, version, topic
+        key, state), in order, a page at a time; :meth:`originator_of` and
+        :meth:`topic_of` resolve the keys."""
+        start = after
         while True:
             with self.datastore.transaction(commit=False) as c:
                 c.execute("SELECT id, originator, version, topic, state FROM events "
