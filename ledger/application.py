@@ -159,8 +159,8 @@ class LedgerApp:
         """A master's copy of a ledger whose writer is another process: it never writes
         (its aggregate follows the writer's events, see :meth:`absorb`)."""
         self.keep_saved = False
-        """Keep the events of each commit for :meth:`take_saved` (a writer process)."""
-        self._saved: list[Any] = []
+        """Keep the records of each commit for :meth:`take_saved` (a writer process)."""
+        self._saved: list[tuple[Any, int, str, bytes]] = []
         self.loads = 0
         """How many times the licence was loaded from the store (a reload changes it)."""
         # The commit connection's data version when the store's top last matched the seal
@@ -404,7 +404,8 @@ class LedgerApp:
         self._licence = licence
         self._wrote = True
         if self.keep_saved:
-            self._saved += events
+            self._saved += [(e.originator_id, e.originator_version, e.topic, e.state)
+                            for e in staged.stored]
         self._events_since_snapshot += len(events)
         # A snapshot is taken after the events' transaction, never inside it.
         if self._events_since_snapshot >= self._snapshot_after:
@@ -502,16 +503,29 @@ class LedgerApp:
         then records nothing."""
         return self._command(lambda lic, now: lic.release_seats(now, site, users))
 
-    def take_saved(self) -> list[Any]:
-        """The events committed since the last call (with :attr:`keep_saved`)."""
+    def take_saved(self) -> list[tuple[Any, int, str, bytes]]:
+        """The records committed since the last call (with :attr:`keep_saved`), as stored:
+        (originator id, version, topic, state), for :meth:`absorb`."""
         saved, self._saved = self._saved, []
         return saved
 
-    def absorb(self, events: Sequence[Any]) -> None:
-        """Apply events the writer process committed to this copy's licence."""
-        licence = self.licence
-        for event in events:
-            event.mutate(licence)
+    def absorb(self, records: Sequence[tuple[Any, int, str, bytes]]) -> None:
+        """Apply to this copy's licence the records the writer process committed, as it
+        stored them (:meth:`take_saved`): decoding them costs less than unpickling events.
+
+        Raises StoreError if one cannot be decoded, or does not follow this copy's licence;
+        then :meth:`reload`."""
+        mapper = self.mapper
+        decode, kind_of = mapper.decode_event, mapper.event_kind
+
+        def events() -> Iterator[Any]:
+            for oid, version, topic, state in records:
+                yield decode(kind_of(topic), originator_bytes(oid), oid, version, state)
+
+        try:
+            self._licence = apply_events(self.licence, events())
+        except (MapperDeserialisationError, OriginatorVersionError) as e:
+            raise StoreError(f"the writer process's records do not follow: {e}") from e
 
     def adopt(self, licence: Licence) -> None:
         """Take ``licence`` as this copy's (the writer process loaded it from the store)."""
@@ -644,55 +658,22 @@ class LedgerApp:
     def _replay_pages(self, recorder: CompactSQLiteRecorder) -> Licence | None:
         """replay() on the compact store: the licence's rows as SQLite reads them (without
         the other originators' rows or the columns not needed), each topic resolved once,
-        each row decoded straight into its event (SealedMapper.decode_event), and
-        eventsourcing's mutate() done inline where an event class keeps the library's: the
-        same checks (the aggregate's id holds by the originator filter, the version is
-        checked here) and the same bookkeeping (version and modified_on). Seat events'
-        counts in the pools are kept aside between other events (Licence.count_later):
-        most of the log is seat events, and a pool made anew for each is most of their
-        cost."""
-        licence: Licence | None = None
+        each row decoded straight into its event (SealedMapper.decode_event), and applied
+        by :func:`apply_events`."""
         mapper = self.mapper
         decode = mapper.decode_event
-        plain_mutate = CanMutateAggregate.mutate
-        # By topic key: the topic resolved, the event class's apply() where mutate() is the
-        # library's (None where it is the class's own, as for the first event), and
-        # whether its seat counts may be kept aside.
-        kinds: dict[int, tuple[EventKind, Callable[[Any, Licence], None] | None, bool]] = {}
+        kinds: dict[int, EventKind] = {}
         oid = LICENCE_ID.bytes
-        version = 0
-        try:
+
+        def events() -> Iterator[Any]:
             for rows in recorder.iter_originator_pages(LICENCE_ID):
                 for row_version, tkey, stored in rows:
-                    known = kinds.get(tkey)
-                    if known is None:
-                        kind = mapper.event_kind(recorder.topic_of(tkey))
-                        cls: Any = kind.cls
-                        known = kinds[tkey] = (kind, cls.apply if cls.mutate is plain_mutate
-                                               else None, cls.counts_seats_only)
-                    kind, apply, seats_only = known
-                    event = decode(kind, oid, LICENCE_ID, row_version, stored)
-                    if apply is None or licence is None:
-                        if licence is not None:
-                            licence.count_now()
-                        licence = event.mutate(licence)
-                        if licence is not None:
-                            licence.count_later()
-                        version = licence.version if licence is not None else 0
-                        continue
-                    if row_version != version + 1:
-                        raise OriginatorVersionError(row_version, version + 1)
-                    if not seats_only:
-                        licence.count_now()
-                    apply(event, licence)
-                    if not seats_only:
-                        licence.count_later()
-                    version = licence.version = row_version
-                    licence.modified_on = event.timestamp
-        finally:
-            if licence is not None:
-                licence.count_now()
-        return licence
+                    kind = kinds.get(tkey)
+                    if kind is None:
+                        kind = kinds[tkey] = mapper.event_kind(recorder.topic_of(tkey))
+                    yield decode(kind, oid, LICENCE_ID, row_version, stored)
+
+        return apply_events(None, events())
 
     def records(self, start: int = 1, stop: int | None = None
                 ) -> Iterator[tuple[Notification, bytes]]:
@@ -792,6 +773,55 @@ class LedgerApp:
         if reason is None:
             return report
         return attrs.evolve(report, problem=Problem(report.records, reason))
+
+
+def apply_events(licence: Licence | None, events: Iterable[Any]) -> Licence | None:
+    """``licence`` (None: not yet begun) after ``events``, in order: eventsourcing's
+    mutate(), done inline where an event class keeps the library's, with the same checks
+    (the version follows; the caller's events are all the licence's) and the same
+    bookkeeping (version and modified_on). Seat events' counts in the pools are kept aside
+    between other events (Licence.count_later): most of a log is seat events, and a pool
+    made anew for each is most of their cost.
+
+    Raises eventsourcing's OriginatorVersionError for an event out of order."""
+    plain_mutate = CanMutateAggregate.mutate
+    # By event class: its apply() where mutate() is the library's (None where it is the
+    # class's own, as for the first event), and whether its seat counts may wait.
+    classes: dict[type, tuple[Callable[[Any, Licence], None] | None, bool]] = {}
+    version = 0
+    if licence is not None:
+        version = licence.version
+        licence.count_later()
+    try:
+        for event in events:
+            cls: Any = type(event)
+            known = classes.get(cls)
+            if known is None:
+                known = classes[cls] = (cls.apply if cls.mutate is plain_mutate else None,
+                                        cls.counts_seats_only)
+            apply, seats_only = known
+            if apply is None or licence is None:
+                if licence is not None:
+                    licence.count_now()
+                licence = event.mutate(licence)
+                if licence is not None:
+                    licence.count_later()
+                    version = licence.version
+                continue
+            event_version = event.originator_version
+            if event_version != version + 1:
+                raise OriginatorVersionError(event_version, version + 1)
+            if not seats_only:
+                licence.count_now()
+            apply(event, licence)
+            if not seats_only:
+                licence.count_later()
+            version = licence.version = event_version
+            licence.modified_on = event.timestamp
+    finally:
+        if licence is not None:
+            licence.count_now()
+    return licence
 
 
 def key_fingerprint(public_key: Ed25519PublicKey) -> str:

@@ -9,7 +9,8 @@ and a watch on its parent), and is restarted by it.
 Each batch goes over a socketpair as one frame (a length, then a pickle): the commands, and
 the ledger time the master read for them (the master owns ledger time, so trio's clock,
 MockClock in tests, drives the whole master). The child answers with the outcomes and the
-events it committed; the master applies those events to its own copy of the licence
+records it committed, as stored (encrypted: decoding them costs the master less than
+unpickling events); the master decodes and applies them to its own copy of the licence
 (:meth:`ledger.LedgerApp.absorb`), which every read in the master uses (sessions, the timer,
 the alerts, the dashboard). Only then are the requests answered: no acknowledgement leaves
 before its batch is durable.
@@ -192,11 +193,15 @@ class LedgerProcess:
         app = self.app
         reply = await self._receive()
         match reply:
-            case ("done", outcomes, events, reloaded):
+            case ("done", outcomes, records, reloaded):
                 if reloaded:  # the child caught up with another process's commit
                     app.reload()
                 else:
-                    app.absorb(events)
+                    try:
+                        app.absorb(records)
+                    except StoreError as e:  # committed all the same: read the store
+                        log.warning("%s: reloading the licence", e)
+                        app.reload()
                 return list(outcomes)
             case ("failed", error):
                 raise StoreError(error)

@@ -28,6 +28,7 @@ from ledger import (
     ManualClock,
     OfflineEvent,
     ReleaseSeat,
+    StoreError,
     SyncSite,
 )
 from ledger.domain.terms import ExportObligation, LicenceTerms
@@ -209,3 +210,34 @@ def test_replay_of_an_empty_store_is_none(tmp_path: Path, clock: ManualClock) ->
         assert app.replay() is None
     finally:
         app.close()
+
+
+def state(licence: Licence) -> dict[str, Any]:
+    """A licence's state to compare (a snapshot gives the upstream link back as a list)."""
+    return {**vars(licence), "upstream": tuple(licence.upstream or ())}
+
+
+def test_a_copy_absorbs_the_records_a_writer_committed(
+        tmp_path: Path, clock: ManualClock, keys: dict[str, Any]) -> None:
+    """A writer process's records, as stored, bring a master's copy level with the writer
+    (LedgerApp.absorb: the same apply_events as replay); records that do not follow the
+    copy are refused whole, as a StoreError, and the copy reloads."""
+    clock.set(T0)
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    writer = open_app(url, clock, keys)
+    history(writer, clock, "trial")
+    copy = open_app(url, clock, keys)
+    writer.keep_saved = True
+    writer.execute([AcquireSeat("east", "later", "ACD"), ReleaseSeat("east", "e2")])
+    writer.tick()
+    records = writer.take_saved()
+    assert len(records) >= 2 and writer.take_saved() == []
+    copy.absorb(records)
+    assert state(copy.licence) == state(writer.licence)
+    version = copy.licence.version
+    with pytest.raises(StoreError, match="do not follow"):
+        copy.absorb(records)  # again: the versions no longer follow
+    copy.reload()
+    assert copy.licence.version == version and state(copy.licence) == state(writer.licence)
+    copy.close()
+    writer.close()
