@@ -400,6 +400,7 @@ class LedgerApp:
             self.sealer.note_if_due()
             if self._events_since_snapshot >= self.snapshot_every:
                 self.take_snapshot()
+            self._checkpoint_wal()
             return
         self._licence = licence
         self._wrote = True
@@ -432,6 +433,20 @@ class LedgerApp:
             # failing the commit now would refuse what was recorded. Try again next time.
             return
         self._events_since_snapshot = 0
+
+    def _checkpoint_wal(self) -> None:
+        """While the ledger is idle (after the snapshot it may have taken), copy SQLite's
+        write-ahead log into the database file once it has grown, so that no commit does:
+        the commit that grows the log past SQLite's auto-checkpoint threshold pays for the
+        copy and its fsyncs, the longest commit of all, whether or not a snapshot was
+        written (see CompactSQLiteRecorder.checkpoint_if_grown). A ledger that is not idle
+        often enough still checkpoints in that commit."""
+        if not isinstance(self.recorder, CompactSQLiteRecorder):
+            return  # (PostgreSQL checkpoints by itself)
+        try:
+            self.recorder.checkpoint_if_grown()
+        except PersistenceError:
+            pass  # only housekeeping: the auto-checkpoint copies the log instead
 
     def _command(self, fn: Callable[[Licence, datetime], _T]) -> _T:
         licence = self.licence

@@ -180,6 +180,15 @@ class NotificationPaging:
             start = batch[-1].id + 1
 
 
+IDLE_CHECKPOINT_COMMITS = 64
+"""Commits after which an idle ledger checkpoints the write-ahead log (see
+CompactSQLiteRecorder.checkpoint_if_grown). A commit adds four pages to the log at least, so
+this is at most a quarter of the 1000 pages past which SQLite checkpoints in a commit; and
+the checkpoint's cost (its copy and fsyncs, and one more fsync in the next commit, which
+starts the log afresh) is spread over that many commits, as SQLite's own is, not paid by
+every idle tick of a lightly loaded master."""
+
+
 class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
     """SQLite application recorder with a compact schema and in-transaction sealing."""
 
@@ -191,6 +200,7 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
         self._topics: dict[int, str] = {}
         self._committer: sqlite3.Connection | None = None
         self._committer_lock = threading.Lock()
+        self._commits_unchecked = 0  # commits since checkpoint_wal (a lower bound of the log)
         super().__init__(datastore, events_table_name="events")
         t = self.events_table_name
         self._insert = f"INSERT INTO {t} (id, originator, version, topic, state) VALUES (?,?,?,?,?)"
@@ -266,6 +276,7 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
                             for i, s in zip(ids, stored_events, strict=True)]
                     token = self.seal_hook.seal_in_transaction(c.execute, rows)
                 conn.commit()
+                self._commits_unchecked += 1
             except sqlite3.IntegrityError as e:  # another writer took these versions
                 conn.rollback()
                 raise IntegrityError(e) from e
@@ -310,6 +321,29 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
                 return int(conn.execute("PRAGMA data_version").fetchone()[0])
         except sqlite3.Error as e:
             raise OperationalError(e) from e
+
+    def checkpoint_if_grown(self) -> None:
+        """:meth:`checkpoint_wal` once IDLE_CHECKPOINT_COMMITS commits were made since the
+        last one: what the ledger does when idle, so that no commit has to."""
+        if self._commits_unchecked >= IDLE_CHECKPOINT_COMMITS:
+            self.checkpoint_wal()
+
+    def checkpoint_wal(self) -> None:
+        """Copy the pages committed to the write-ahead log into the database file now
+        (``PRAGMA wal_checkpoint(PASSIVE)``), so that the next commit starts the log afresh
+        instead of being the one that grows it past SQLite's auto-checkpoint threshold
+        (1000 pages) and pays for the copy and its fsyncs: the longest commit of all.
+
+        On a pooled connection, not the commit connection: a passive checkpoint takes
+        neither its lock nor SQLite's write lock, and waits for no reader or writer (it
+        copies what no reader still needs), so a commit never waits for it; a commit's own
+        auto-checkpoint meanwhile finds the checkpoint lock taken and skips."""
+        try:
+            with self.datastore.get_connection(commit=False) as conn, conn.cursor() as c:
+                c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as e:
+            raise OperationalError(e) from e
+        self._commits_unchecked = 0
 
     def close(self) -> None:
         """Close the commit connection (the pool's close with the datastore)."""
