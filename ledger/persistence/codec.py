@@ -13,6 +13,7 @@ the payload is zlib-compressed (done only when it saves space, i.e. for snapshot
 
 from __future__ import annotations
 
+import operator
 import os
 import struct
 import zlib
@@ -92,6 +93,7 @@ _TIMESTAMP = _CODE["timestamp"]
 
 _EXT_UUID = 1
 _EXT_ATTRS = 2
+_EXT_SEATS = 3  # a map of users to Seats, as one list of rows (see _seats_ext)
 
 # Value classes that may appear inside aggregate snapshots, by stored code. Append-only: a
 # code, once used, keeps its class forever. A class's stored fields are its init fields, in
@@ -120,6 +122,7 @@ _ATTRS_DECODERS: dict[int, Callable[..., object]] = {
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None), bytes, datetime, UUID})
+_SEAT_FIELDS = operator.attrgetter(*_STORED_FIELDS[Seat])
 
 
 class CompactTranscoder(Transcoder):
@@ -150,10 +153,19 @@ class CompactTranscoder(Transcoder):
             values = [self._prepare(getattr(obj, name)) for name in _STORED_FIELDS[kind]]
             return msgspec.msgpack.Ext(_EXT_ATTRS, self._inner.encode([code, *values]))
         if kind is dict:
+            if obj and all(type(v) is Seat for v in obj.values()):
+                return self._seats_ext(obj)
             return {k: self._prepare(v) for k, v in obj.items()}
         if kind in (list, tuple):
             return [self._prepare(v) for v in obj]
         return obj
+
+    def _seats_ext(self, seats: dict[str, Seat]) -> msgspec.msgpack.Ext:
+        """A site's seats (10,000 in a large snapshot) as one extension value: a row per
+        seat, [user, [the Seat's stored fields]] (all scalars), encoded in one call,
+        not an extension value each (which took a 10k-seat snapshot 50 ms to encode)."""
+        return msgspec.msgpack.Ext(_EXT_SEATS, self._inner.encode(
+            list(zip(seats.keys(), map(_SEAT_FIELDS, seats.values()), strict=True))))
 
     def _ext_hook(self, code: int, data: memoryview) -> Any:
         if code == _EXT_UUID:
@@ -161,6 +173,8 @@ class CompactTranscoder(Transcoder):
         if code == _EXT_ATTRS:
             cls_code, *values = self._decoder.decode(data)
             return _ATTRS_DECODERS[cls_code](*values)
+        if code == _EXT_SEATS:
+            return {user: Seat(*values) for user, values in self._decoder.decode(data)}
         raise ValueError(f"unknown extension type {code}")
 
     def encode(self, obj: Any) -> bytes:
@@ -221,7 +235,9 @@ class RowCipher:
 
 def pack_payload(payload: bytes, compress: bool = True) -> bytes:
     if compress and len(payload) > _COMPRESS_ABOVE:
-        packed = zlib.compress(payload, 6)
+        # Level 1: what is compressed is mostly snapshots, taken between commits; for a
+        # 10k-seat one, level 6 costs 8 ms against 2 ms, for 13 % less.
+        packed = zlib.compress(payload, 1)
         if len(packed) < len(payload):
             return b"\x01" + packed
     return b"\x00" + payload

@@ -41,3 +41,25 @@ def test_a_site_stores_only_its_init_fields_not_the_derived_count() -> None:
     ext = raw["x"]
     assert len(ext) == 1 + 7  # the class code, then the seven init fields
     assert ext[:5] == [2, "north", "fp", {}, "new"]
+
+
+def test_a_sites_seats_are_stored_as_one_list_of_rows() -> None:
+    """Seats are most of a large snapshot: one extension value holds a site's seats as
+    [user, [fields]] rows, not one extension value per seat."""
+    seats = {f"u{i}": Seat(i, "PRED", "t", f"c{i % 3}", T0, i % 2 == 0) for i in range(50)}
+    codec = CompactTranscoder()
+    data = codec.encode({"seats": seats})
+    rows = msgspec.msgpack.decode(data, ext_hook=lambda code, d: (code, msgspec.msgpack.decode(d)))
+    code, stored = rows["seats"]
+    assert code == 3 and len(stored) == 50
+    assert stored[4] == ["u4", [4, "PRED", "t", "c1", T0, True, False]]
+    assert codec.decode(data) == {"seats": seats}
+
+
+def test_seats_stored_one_by_one_by_earlier_versions_still_decode() -> None:
+    """Snapshots taken before the rows: each seat an extension value of its own."""
+    inner = msgspec.msgpack.Encoder()
+    old = {"seats": {"u1": msgspec.msgpack.Ext(2, inner.encode([1, 1, "ACD", "t", "c", T0,
+                                                                  False, True]))}}
+    assert CompactTranscoder().decode(msgspec.msgpack.encode(old)) == {
+        "seats": {"u1": Seat(1, "ACD", "t", "c", T0, False, True)}}
