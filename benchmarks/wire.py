@@ -18,6 +18,8 @@ Prints one JSON object. Phases, in one run:
    `seatledger master` to its "serving" line and to a first grant over a fresh mTLS
    connection.
 5. ``rss``: that master's VmRSS with 10,000 seats held over 100 connected sites.
+6. ``grant_cost``: the ledger's cost per grant or release in-process with 10,000 seats held
+   over 100 sites with local limits, against 100 seats held (the ratio's goal: 1.2).
 
 The load generator runs in this process (one selectors loop) by default; ``--load-procs N``
 splits the links over N processes. The machine has 2 cores shared by the master (event loop
@@ -81,7 +83,7 @@ SITES = 100  # enrolled; the throughput phases use the first --sites of them
 SEATS = "PRED=20000,ACD=100"
 TARGETS = {"grants_releases_per_second": 10_000, "ratio_to_bare_tls": 0.5,
            "p99_ms_at_5k_per_second": 10.0, "ready_seconds_over_1.8M_events": 2.0,
-           "rss_mb_10k_seats_100_sites": 200}
+           "rss_mb_10k_seats_100_sites": 200, "grant_cost_ratio_10k_to_100_seats": 1.2}
 
 
 def seatledger_command() -> list[str]:
@@ -269,6 +271,37 @@ def build_store(config: Any, names: list[str], target: int) -> dict[str, Any]:
             "events_after_latest_snapshot": tail, "seal_checkpoint_rows": seal_rows}
 
 
+def grant_cost(tmp: Path, held: int, commands: int = 4000) -> dict[str, Any]:
+    """The ledger's cost per grant or release (decide, encode, seal, commit; batches of 10,
+    the size a lightly loaded master commits) with ``held`` seats held over 100 sites that
+    each have a local limit: what a grant costs must not grow with the seats held."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ledger import LedgerApp, ManualClock
+
+    clock = ManualClock()
+    app = LedgerApp(f"sqlite:///{tmp}/grant-cost-{held}.db", key=os.urandom(32),
+                    signing_key=Ed25519PrivateKey.generate(), clock=clock)
+    try:
+        app.issue_licence(customer="Bench", limits={"PRED": held + 1000, "ACD": 100})
+        names = [f"site{i:03d}" for i in range(100)]
+        for name in names:
+            app.enrol_site(name, local_limits={"PRED": held // 100 + 100})
+        for first in range(0, held, 1000):
+            app.execute([AcquireSeat(names[i % 100], f"held{i}", "PRED")
+                         for i in range(first, min(held, first + 1000))])
+        start = time.perf_counter()
+        for first in range(0, commands, 10):
+            clock.advance(seconds=1)
+            app.execute([AcquireSeat(names[i % 100], f"x{i // 2}", "PRED") if i % 2 == 0
+                         else ReleaseSeat(names[i % 100], f"x{i // 2}")
+                         for i in range(first, first + 10)])
+        seconds = time.perf_counter() - start
+    finally:
+        app.close()
+    return {"seats_held": held, "sites": 100, "us_per_command": round(seconds / commands * 1e6, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -406,6 +439,11 @@ def main() -> None:
         result["master_exit_code_2"] = master.stop()
         master = None
 
+        # 6: a grant's cost does not grow with the seats held (sites with local limits).
+        few, many = grant_cost(tmp, 100), grant_cost(tmp, 10_000)
+        result["grant_cost"] = {"few": few, "many": many, "ratio": round(
+            many["us_per_command"] / few["us_per_command"], 3)}
+
         result["targets"] = TARGETS
         result["met"] = {
             "grants_releases_per_second": result["master"]["requests_per_second"]
@@ -416,6 +454,8 @@ def main() -> None:
             "ready_seconds_over_1.8M_events": ready["first_grant_seconds"]
             <= TARGETS["ready_seconds_over_1.8M_events"] and events >= 1_800_000,
             "rss_mb_10k_seats_100_sites": rss["rss_mb"] <= TARGETS["rss_mb_10k_seats_100_sites"],
+            "grant_cost_ratio_10k_to_100_seats": result["grant_cost"]["ratio"]
+            <= TARGETS["grant_cost_ratio_10k_to_100_seats"],
         }
     finally:
         if master is not None:
