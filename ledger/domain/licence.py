@@ -853,11 +853,16 @@ class Licence(Aggregate):
 
     def _emit(self, event_class: type[Any], now: datetime, occurred_at: datetime | None = None,
               **fields: Any) -> None:
-        """Record one event: what the library's trigger_event does, without its per-call
-        checks (the classes here are fixed), as this is the hot path of every grant."""
-        event = event_class(originator_id=self.id, originator_version=self.version + 1,
+        """Record one event: what the library's trigger_event and mutate() do, without
+        their checks (the event is made here, for this licence, as its next version), as
+        this is the hot path of every grant. No event class here has a mutate() of its own
+        but the licence's first."""
+        version = self.version + 1
+        event = event_class(originator_id=self.id, originator_version=version,
                             timestamp=now, occurred_at=occurred_at or now, **fields)
-        event.mutate(self)
+        event.apply(self)
+        self.version = version
+        self.modified_on = now
         self._pending_events.append(event)
 
     def collect_events(self) -> list[Any]:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 import pytest
+from eventsourcing.domain import CanMutateAggregate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -207,3 +208,14 @@ def test_aggregate_and_live_status_agree_on_any_sequence(seq: list[tuple[str, in
             lic.tick(now)
         project(lic, view)
         assert view.pools == lic.pools
+
+
+def test_only_the_first_event_has_a_mutate_of_its_own() -> None:
+    """Licence._emit and apply_events apply an event without the library's mutate(): right
+    only while no later event class overrides it, and while seat events read no pool."""
+    classes = {n: v for n, v in vars(Licence).items()
+               if isinstance(v, type) and issubclass(v, CanMutateAggregate)}
+    own = {n for n, v in classes.items() if v.mutate is not CanMutateAggregate.mutate}
+    assert own == {"LicenceIssued", "TrialStarted", "Created"}
+    assert {n for n, v in classes.items() if getattr(v, "counts_seats_only", False)} == {
+        "SeatGranted", "SeatReleased"}
