@@ -13,13 +13,14 @@ import attrs
 
 from ledger.domain.licence import Licence
 from ledger.domain.outcomes import Failure, HeldSeat, OfflineEvent, Outcome
-from ledger.domain.values import ReleaseReason
+from ledger.domain.values import ReleaseReason, pickled_as_fields
 from ledger.errors import LedgerError
 
 __all__ = ["AcquireSeat", "AssessSeat", "Command", "LinkUpstream", "ConnectSite", "DisconnectSite", "Failure", "Outcome",
            "ReleaseSeat", "SyncSite", "Tick", "run_command"]
 
 
+@pickled_as_fields
 @attrs.frozen
 class AcquireSeat:
     site: str
@@ -48,6 +49,7 @@ class LinkUpstream:
     ca: str
 
 
+@pickled_as_fields
 @attrs.frozen
 class ReleaseSeat:
     site: str

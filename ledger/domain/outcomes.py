@@ -9,9 +9,10 @@ from datetime import datetime
 
 import attrs
 
-from ledger.domain.values import RefusalReason, ReleaseReason, Severity
+from ledger.domain.values import RefusalReason, ReleaseReason, Severity, pickled_as_fields
 
 
+@pickled_as_fields
 @attrs.frozen
 class Notice:
     """An abuse notice to broadcast to every connected site."""
@@ -23,6 +24,7 @@ class Notice:
     kind: str = "grace"  # "hours": an hours licence's notice (20/10/5 % left, used up)
 
 
+@pickled_as_fields
 @attrs.frozen
 class Grant:
     """Outcome of a granted seat (also returned for an idempotent repeat)."""
@@ -38,6 +40,7 @@ class Grant:
     notices: tuple[Notice, ...] = ()  # the notices recorded for those openings, to broadcast
 
 
+@pickled_as_fields
 @attrs.frozen
 class Refusal:
     """Outcome of a refused seat, with the recorded reason code."""
@@ -64,6 +67,7 @@ class Assessment:
     detail: str = ""
 
 
+@pickled_as_fields
 @attrs.frozen
 class Release:
     site: str
@@ -106,6 +110,7 @@ class SyncResult:
     notices: tuple[Notice, ...] = ()  # grace windows the site's offline over-use opened
 
 
+@pickled_as_fields
 @attrs.frozen
 class Failure:
     """A command the ledger rejected without recording anything (e.g. an unknown seat)."""
