@@ -5,6 +5,12 @@ The audit seal hashes every stored record into a leaf (``leaf_hash``) and keeps 
 root can be advanced one record at a time without re-reading history. Proofs are built
 from the full list of leaf hashes, which only the verifier of an export holds.
 
+A verifier re-reading many records adds them a page at a time instead: ``leaf_hashes``
+hashes the page's leaves, ``subtree_levels`` the perfect subtrees over them level by level,
+and :meth:`Frontier.extend` appends any prefix of the page as the few subtrees that make
+it up. Those are the hashes appending leaf by leaf computes, with the calls made by map()
+rather than by a Python statement per hash.
+
 Leaf indexes are 0-based. Functions raise :class:`ValueError` for arguments that cannot
 describe a tree (an index outside it, an old size larger than the new one); verifiers
 return ``False`` for any proof that does not check out.
@@ -13,7 +19,10 @@ return ``False`` for any proof that does not check out.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import operator
+from collections import deque
+from collections.abc import Iterable, Sequence
+from itertools import repeat
 
 __all__ = [
     "EMPTY_ROOT",
@@ -22,8 +31,10 @@ __all__ = [
     "consistency_proof",
     "inclusion_proof",
     "leaf_hash",
+    "leaf_hashes",
     "node_hash",
     "root_from_leaf_hashes",
+    "subtree_levels",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -31,6 +42,10 @@ __all__ = [
 HASH_SIZE = 32
 _sha256 = hashlib.sha256
 EMPTY_ROOT = _sha256(b"").digest()
+# Hashes already fed RFC 9162's domain-separation byte, for _hash_each to copy.
+_LEAF = _sha256(b"\x00")
+_NODE = _sha256(b"\x01")
+_copy, _update, _digest = type(_LEAF).copy, type(_LEAF).update, type(_LEAF).digest
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -43,6 +58,44 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return _sha256(b"\x01" + left + right).digest()
 
 
+def leaf_hashes(leaves: Sequence[bytes]) -> list[bytes]:
+    """``leaf_hash`` of each of ``leaves``."""
+    return _hash_each(_LEAF, leaves, len(leaves))
+
+
+def _parents(level: Sequence[bytes]) -> list[bytes]:
+    """The node hashes over each pair of consecutive hashes of ``level`` (0 and 1, 2 and 3,
+    ...); an odd last hash has none."""
+    pairs = iter(level)
+    return _hash_each(_NODE, map(operator.add, pairs, pairs), len(level) // 2)
+
+
+def _hash_each(seeded: hashlib._Hash, messages: Iterable[bytes], count: int) -> list[bytes]:
+    """The SHA-256 of what ``seeded`` was fed followed by each of ``count`` ``messages``.
+
+    Hashing short messages one Python statement at a time costs more in the interpreter
+    than in SHA-256: here map() makes the calls, and each hash starts as a copy of one
+    already fed its first byte, which is quicker than a new hash object (that looks the
+    digest up in OpenSSL every time).
+    """
+    hashers = list(map(_copy, repeat(seeded, count)))
+    deque(map(_update, hashers, messages), maxlen=0)  # update() returns None: just run it
+    return list(map(_digest, hashers))
+
+
+def subtree_levels(leaf_hashes: Sequence[bytes]) -> list[list[bytes]]:
+    """The roots of the perfect subtrees over ``leaf_hashes``, height by height.
+
+    ``levels[h][i]`` is the root of the leaves ``i * 2**h`` to ``(i + 1) * 2**h - 1``
+    (``levels[0]`` the leaves themselves); :meth:`Frontier.extend` takes its subtrees from
+    here.
+    """
+    levels = [list(leaf_hashes)]
+    while len(levels[-1]) > 1:
+        levels.append(_parents(levels[-1]))
+    return levels
+
+
 def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
     """The Merkle tree hash (MTH) of a list of leaf hashes; ``EMPTY_ROOT`` for none.
 
@@ -53,10 +106,7 @@ def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
         return EMPTY_ROOT
     level = list(hashes)
     while len(level) > 1:
-        paired = [
-            _sha256(b"\x01" + left + right).digest()
-            for left, right in zip(level[0::2], level[1::2], strict=False)
-        ]
+        paired = _parents(level)
         if len(level) % 2:
             paired.append(level[-1])
         level = paired
@@ -72,7 +122,9 @@ class Frontier:
     """The compact range ``[0, size)``: one subtree hash per set bit of ``size``.
 
     Hashes are held largest subtree first, so appending merges from the right, like
-    incrementing a binary counter: one node hash per append on average.
+    incrementing a binary counter: one node hash per append on average. A perfect subtree of
+    ``2**h`` leaves merges in the same way, at its height, where the size is a multiple of
+    its width (:meth:`extend`).
     """
 
     __slots__ = ("_hashes", "_size")
@@ -94,14 +146,35 @@ class Frontier:
         """
         if len(leaf_hash) != HASH_SIZE:
             raise ValueError(f"a leaf hash is {HASH_SIZE} bytes, not {len(leaf_hash)}")
+        self._push(leaf_hash, 0)
+
+    def extend(self, levels: Sequence[Sequence[bytes]], count: int) -> None:
+        """Add the first ``count`` leaves of ``levels`` (from :func:`subtree_levels`).
+
+        They join as the perfect subtrees that make up their range, one per set bit of
+        ``count``, largest first: the size must be a multiple of the largest, so that each
+        lands on its own boundary. Pages of ``2**k`` leaves added from size 0 always do
+        (and so does a shorter last page).
+
+        Raises:
+            ValueError: the size is not a multiple of the largest subtree's width.
+        """
+        for height in reversed(range(count.bit_length())):
+            if count >> height & 1:
+                self._push(levels[height][(count >> height) - 1], height)
+
+    def _push(self, subtree: bytes, height: int) -> None:
+        """Add the root of the next ``2**height`` leaves: the carry of a binary counter."""
+        if self._size & ((1 << height) - 1):
+            raise ValueError(f"a subtree of {1 << height} leaves cannot follow {self._size}")
         hashes = self._hashes
-        carry = leaf_hash
-        n = self._size
+        carry = subtree
+        n = self._size >> height
         while n & 1:
             carry = _sha256(b"\x01" + hashes.pop() + carry).digest()
             n >>= 1
         hashes.append(carry)
-        self._size += 1
+        self._size += 1 << height
 
     def root(self) -> bytes:
         """The tree's root hash: equal to ``root_from_leaf_hashes`` of every leaf appended."""

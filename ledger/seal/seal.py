@@ -26,7 +26,14 @@ holding a signed note; those travel in the daily export.
 Verification re-reads every record and checks, in one pass: ids without gaps, each
 originator's versions in order, each state's AES-GCM tag (which binds the state to its row),
 and the Merkle root at every stored checkpoint row, signed or not, and at the checkpoint file.
-It names the first bad record and why.
+It names the first bad record and why. Beyond reading, decrypting and hashing, its cost is the
+Python work per record, so it works a page of PAGE records at a time: a page of one originator's consecutive records (nearly every page: a ledger's store holds
+little but its licence) is checked as whole sequences, decrypted in one comprehension and hashed
+by map() into perfect subtrees (``merkle.subtree_levels``), from which the roots at the sizes
+inside the page are taken. Any other page, or one where a state fails authentication, is gone
+through record by record to find its first bad record; the checks at checkpoint sizes and of
+recorded checkpoints then run in record order up to that record, so what is found first is
+named, as record by record.
 
 What an unsigned tail leaves open. Anyone who can write the store can also rewrite its
 unsigned rows. Changing one makes verification fail: the root recomputed from the records is
@@ -43,11 +50,12 @@ price of not signing every commit; a re-sealed store is caught only by the vendo
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
+from itertools import islice, repeat
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +68,14 @@ from ledger.errors import CheckpointError, StoreError
 from ledger.persistence.codec import RowCipher, unpack_payload
 from ledger.persistence.store import SealHook
 from ledger.seal.checkpoint import Checkpoint, note_with_signature, open_checkpoint, sign_checkpoint
-from ledger.seal.merkle import EMPTY_ROOT, Frontier, leaf_hash, node_hash
+from ledger.seal.merkle import EMPTY_ROOT, Frontier, leaf_hash, leaf_hashes, subtree_levels
 
 CHECKPOINT_TOPIC_SUFFIX = "Licence.AuditCheckpointSigned"
 DEFAULT_SIGN_EVERY_RECORDS = 1000
 DEFAULT_SIGN_EVERY_SECONDS = 1.0
 FILE_INTERVAL = 0.5  # wall-clock seconds between rewrites of the latest-checkpoint file
-_Q = struct.Struct(">Q")
+_pack = struct.Struct(">Q").pack
+_NONCE = RowCipher.NONCE
 
 
 def leaf_bytes(record_id: int, originator_id: Any, version: int, topic: str,
@@ -79,7 +88,7 @@ def leaf_bytes(record_id: int, originator_id: Any, version: int, topic: str,
     a recipient of the export, who never holds the at-rest key, recompute every leaf.
     """
     oid = originator_id.bytes if hasattr(originator_id, "bytes") else str(originator_id).encode()
-    return _Q.pack(record_id) + oid + _Q.pack(version) + topic.encode() + b"\n" + payload
+    return _pack(record_id) + oid + _pack(version) + topic.encode() + b"\n" + payload
 
 
 def open_payload(cipher: RowCipher | None, n: Notification) -> bytes:
@@ -276,7 +285,7 @@ class _Found(Exception):
 
 
 Row = tuple[int, Any, int, Any, bytes]  # id, originator, version, topic, stored state
-_NO_RUN = object()  # verify_records' originator before the first record
+PAGE = 1024  # records verified together (a power of two: a perfect subtree of the tree)
 
 
 def verify_records(
@@ -300,6 +309,7 @@ def verify_records(
     ``seal_rows`` are the stored checkpoint rows (an empty signature marks an unsigned one).
     A row's originator and topic may be keys that ``originator_of`` and ``topic_of`` turn
     into the originator id and topic (a store's lookup tables); by default they are those.
+    ``progress`` is called with the number of records verified after each page of them.
     """
     signed: dict[int, list[tuple[bytes, bytes]]] = {}
     unsigned: dict[int, bytes] = {}
@@ -316,97 +326,18 @@ def verify_records(
         except CheckpointError as e:
             file_error = str(e)
     stops = sorted(set(signed) | set(unsigned) | ({file_cp.size} if file_cp else set()))
-    stops.append(-1)  # a sentinel no tree size equals
-    stop_index = 0
-    next_stop = stops[0]
     roots: dict[int, bytes] = {0: EMPTY_ROOT}
     check = _Checker(signed, unsigned, file_cp, roots, public_key, origin)
-    last_version: dict[Any, int] = {}  # latest version by originator (but the run's)
-    notes = 0
-    expected = 1
-    # The hot loop: locals only; per-originator and per-topic bytes computed once. The leaf
-    # is leaf_bytes() inlined, hashed as merkle.leaf_hash() does, and the frontier is
-    # merkle.Frontier.append() inlined (a list of subtree hashes, largest first). Records
-    # come in runs of one originator (a ledger's store holds little but its licence): the
-    # run's originator, its bytes and its latest version are locals, and last_version is
-    # touched only where one run ends and another begins.
-    originators: dict[Any, bytes] = {}
-    topics: dict[Any, tuple[bytes, bool]] = {}
-    pack = _Q.pack
-    # Each hash starts as a copy of one already fed its first byte (RFC 9162: 0x00 for a
-    # leaf, 0x01 for a node): a copy is quicker to make than a new hash object (which
-    # looks the digest up in OpenSSL every time).
-    leaf_hasher = hashlib.sha256(b"\x00").copy
-    node_hasher = hashlib.sha256(b"\x01").copy
-    hashes: list[bytes] = []
-    pop, push = hashes.pop, hashes.append
-    size = 0
-    decrypt = cipher._aead.decrypt if cipher is not None else None
-    nonce = RowCipher.NONCE
-    next_progress = 10000 if progress is not None else -1
-    record_id = 0
-    run: Any = _NO_RUN  # the current run's originator (key)
-    prev = 0  # its latest version
-    ob = b""  # its bytes
+    pages = _Pages(check, stops, roots, note_key or public_key, origin, cipher, decode_state,
+                   contiguous_ids, originator_of, topic_of)
+    rest = iter(rows)
     try:
-        for record_id, okey, version, tkey, stored in rows:
-            if record_id != expected and contiguous_ids:
-                if record_id > expected:
-                    raise _Found(expected, f"missing (the next stored record is {record_id})")
-                raise _Found(record_id, f"out of order: follows record {expected - 1}")
-            if okey is not run and okey != run:
-                if run is not _NO_RUN:
-                    last_version[run] = prev
-                run, prev = okey, last_version.get(okey, 0)
-                known = originators.get(okey)
-                if known is None:
-                    oid = originator_of(okey) if originator_of is not None else okey
-                    known = originators[okey] = (oid.bytes if hasattr(oid, "bytes")
-                                                 else str(oid).encode())
-                ob = known
-            if version != prev + 1:
-                oid = originator_of(okey) if originator_of is not None else okey
-                raise _Found(record_id, f"version {version} of {oid} "
-                                        f"follows version {prev}: reordered, removed or re-used")
-            prev = version
-            topic = topics.get(tkey)
-            if topic is None:
-                name = topic_of(tkey) if topic_of is not None else tkey
-                topic = topics[tkey] = (name.encode(), name.endswith(CHECKPOINT_TOPIC_SUFFIX))
-            tb, is_note = topic
-            head = ob + pack(version) + tb  # also the cipher's associated data
-            if decrypt is not None:
-                try:
-                    state = decrypt(stored[:nonce], stored[nonce:], head)
-                except (InvalidTag, ValueError):
-                    raise _Found(record_id, "state fails authentication: altered, or moved from "
-                                            "another record") from None
-            else:
-                state = stored
-            if is_note:
-                notes += 1
-                _check_note(record_id, decode_state(unpack_payload(state)), roots,
-                            note_key or public_key, origin)
-            h = leaf_hasher()
-            h.update(pack(record_id) + head + b"\n" + state)
-            carry = h.digest()
-            n = size
-            while n & 1:
-                h = node_hasher()
-                h.update(pop() + carry)
-                carry = h.digest()
-                n >>= 1
-            push(carry)
-            size += 1
-            expected = record_id + 1
-            if size == next_stop:
-                stop_index += 1
-                next_stop = stops[stop_index]
-                check.at(size, record_id, _root(hashes))
-            if size == next_progress:
-                next_progress += 10000
-                progress(size)  # type: ignore[misc]
-        root = _root(hashes)
+        while page := list(islice(rest, PAGE)):
+            pages.verify(page)
+            if progress is not None:
+                progress(pages.frontier.size)
+        size = pages.frontier.size
+        root = pages.frontier.root()
         check.finish()
         if seal_rows:
             top = max(r[0] for r in seal_rows)
@@ -434,18 +365,171 @@ def verify_records(
             raise _Found(size + 1, f"missing: the latest checkpoint covers {file_cp.size} "
                                    f"records but the store ends at {size} (truncated)")
     except _Found as found:
-        return VerifyReport(size, check.checkpoints, notes, _root(hashes), found.problem)
-    return VerifyReport(size, check.checkpoints, notes, root, None)
+        return VerifyReport(pages.frontier.size, check.checkpoints, pages.notes,
+                            pages.frontier.root(), found.problem)
+    return VerifyReport(size, check.checkpoints, pages.notes, root, None)
 
 
-def _root(hashes: Sequence[bytes]) -> bytes:
-    """The root of a frontier held as its subtree hashes, largest first (Frontier.root)."""
-    if not hashes:
-        return EMPTY_ROOT
-    root = hashes[-1]
-    for left in reversed(hashes[:-1]):
-        root = node_hash(left, root)
-    return root
+class _Pages:
+    """verify_records' pass over the records, a page at a time (see the module docstring).
+
+    verify() raises what the first bad record or check raised (_Found, for a problem found),
+    with the frontier as it was there.
+    """
+
+    def __init__(self, check: _Checker, stops: list[int], roots: dict[int, bytes],
+                 note_key: Ed25519PublicKey, origin: str, cipher: RowCipher | None,
+                 decode_state: Callable[[bytes], dict[str, Any]], contiguous_ids: bool,
+                 originator_of: Callable[[Any], Any] | None,
+                 topic_of: Callable[[Any], str] | None):
+        self.check = check
+        self.stops = stops
+        self.next_stop = bisect_right(stops, 0)  # a size of 0 or less covers no record
+        self.roots = roots
+        self.note_key = note_key
+        self.origin = origin
+        self.decrypt = cipher._aead.decrypt if cipher is not None else None
+        self.decode_state = decode_state
+        self.contiguous_ids = contiguous_ids
+        self.originator_of = originator_of
+        self.topic_of = topic_of
+        self.frontier = Frontier()
+        self.notes = 0
+        self.expected = 1  # the next record's id
+        self.last_version: dict[Any, int] = {}  # by originator (key)
+        self.originators: dict[Any, bytes] = {}  # originator id bytes by key
+        self.topics: dict[Any, bytes] = {}  # topic bytes by key
+        self.note_topics: set[Any] = set()  # the keys of CHECKPOINT_TOPIC_SUFFIX topics
+
+    def verify(self, page: list[Row]) -> None:
+        """Check the next page of (at most PAGE) records."""
+        ids, okeys, versions, tkeys, states = zip(*page, strict=True)
+        present = set(tkeys)
+        # A topic first seen is looked up record by record (in record order, up to the
+        # first bad record, as a lookup can fail).
+        opened = (self._open_run(ids, okeys, versions, tkeys, states)
+                  if present.issubset(self.topics) else None)
+        heads, plaintexts, problem = opened or self._open_each(page)
+        good = len(heads)  # the records before the first bad one
+        # The leaves are leaf_bytes() inlined; a head is also the cipher's associated data.
+        levels = subtree_levels(leaf_hashes(list(map(
+            b"".join, zip(map(_pack, ids), heads, repeat(b"\n"), plaintexts, strict=False)))))
+        start = self.frontier.size
+        stops = self.stops[self.next_stop:bisect_right(self.stops, start + good)]
+        self.next_stop += len(stops)
+        notes = ([i for i, tkey in enumerate(tkeys[:good]) if tkey in self.note_topics]
+                 if not present.isdisjoint(self.note_topics) else [])
+        # In record order, each at the number of the page's leaves in the tree then: a
+        # record's note is checked before its leaf joins the tree, a stop as soon as the tree
+        # reaches its size (so a stop comes first where both are at the same count).
+        checks = sorted([(stop - start, False) for stop in stops] + [(i, True) for i in notes])
+        try:
+            for at, is_note in checks:
+                if is_note:
+                    self.notes += 1
+                    _check_note(ids[at], self.decode_state(unpack_payload(plaintexts[at])),
+                                self.roots, self.note_key, self.origin)
+                else:
+                    self._stop(levels, at, ids[at - 1])
+        except _Found:
+            self.frontier.extend(levels, at)
+            raise
+        self.frontier.extend(levels, good)
+        if problem is not None:
+            raise problem
+
+    def _stop(self, levels: list[list[bytes]], count: int, record_id: int) -> None:
+        """The checks where the tree reaches a stored checkpoint's size (the page's first
+        ``count`` records in it)."""
+        tree = self.frontier.copy()
+        tree.extend(levels, count)
+        self.check.at(tree.size, record_id, tree.root())
+
+    def _originator(self, okey: Any) -> bytes:
+        known = self.originators.get(okey)
+        if known is None:
+            oid = self.originator_of(okey) if self.originator_of is not None else okey
+            known = self.originators[okey] = (oid.bytes if hasattr(oid, "bytes")
+                                              else str(oid).encode())
+        return known
+
+    def _topic(self, tkey: Any) -> bytes:
+        known = self.topics.get(tkey)
+        if known is None:
+            name = self.topic_of(tkey) if self.topic_of is not None else tkey
+            known = self.topics[tkey] = name.encode()
+            if name.endswith(CHECKPOINT_TOPIC_SUFFIX):
+                self.note_topics.add(tkey)
+        return known
+
+    def _open_run(self, ids: tuple[int, ...], okeys: tuple[Any, ...], versions: tuple[int, ...],
+                  tkeys: tuple[Any, ...], states: tuple[bytes, ...]
+                  ) -> tuple[list[bytes], list[bytes], None] | None:
+        """A page of consecutive records of one originator as a whole: each record's head
+        (originator || version || topic) and plaintext; None if it is not such a page or a
+        state fails authentication."""
+        okey = okeys[0]
+        first = self.last_version.get(okey, 0) + 1
+        expected = self.expected
+        if (okeys.count(okey) != len(okeys) or versions != tuple(range(first, first + len(ids)))
+                or self.contiguous_ids and ids != tuple(range(expected, expected + len(ids)))):
+            return None
+        ob, topics = self._originator(okey), self.topics
+        heads = [ob + _pack(version) + topics[tkey]
+                 for version, tkey in zip(versions, tkeys, strict=True)]
+        plaintexts = list(states)
+        if self.decrypt is not None:
+            decrypt = self.decrypt
+            try:
+                plaintexts = [decrypt(stored[:_NONCE], stored[_NONCE:], head)
+                              for stored, head in zip(states, heads, strict=True)]
+            except (InvalidTag, ValueError):
+                return None
+        self.last_version[okey] = versions[-1]
+        self.expected = ids[-1] + 1
+        return heads, plaintexts, None
+
+    def _open_each(self, page: list[Row]) -> tuple[list[bytes], list[bytes], Exception | None]:
+        """_open_run record by record, for any page: the heads and plaintexts of the records
+        before the first bad one, and what it raised (_Found, or a key's lookup failing),
+        for verify() to raise once the records before it are checked; None if none is bad."""
+        heads: list[bytes] = []
+        plaintexts: list[bytes] = []
+        for row in page:
+            try:
+                head, plaintext = self._open(*row)
+            except Exception as e:
+                return heads, plaintexts, e
+            heads.append(head)
+            plaintexts.append(plaintext)
+        return heads, plaintexts, None
+
+    def _open(self, record_id: int, okey: Any, version: int, tkey: Any, stored: bytes
+              ) -> tuple[bytes, bytes]:
+        """One record's head and plaintext; raises _Found if it is out of order or fails
+        authentication."""
+        expected = self.expected
+        if record_id != expected and self.contiguous_ids:
+            if record_id > expected:
+                raise _Found(expected, f"missing (the next stored record is {record_id})")
+            raise _Found(record_id, f"out of order: follows record {expected - 1}")
+        ob = self._originator(okey)
+        prev = self.last_version.get(okey, 0)
+        if version != prev + 1:
+            oid = self.originator_of(okey) if self.originator_of is not None else okey
+            raise _Found(record_id, f"version {version} of {oid} follows version {prev}: "
+                                    "reordered, removed or re-used")
+        head = ob + _pack(version) + self._topic(tkey)
+        plaintext = stored
+        if self.decrypt is not None:
+            try:
+                plaintext = self.decrypt(stored[:_NONCE], stored[_NONCE:], head)
+            except (InvalidTag, ValueError):
+                raise _Found(record_id, "state fails authentication: altered, or moved from "
+                                        "another record") from None
+        self.last_version[okey] = version
+        self.expected = record_id + 1
+        return head, plaintext
 
 
 class _Checker:
