@@ -281,29 +281,33 @@ class SealedMapper(Mapper[UUID]):
         super().__init__(transcoder=transcoder)
         self.row_cipher = cipher
         self.compress = compress
-        self._topics: dict[type, str] = {}
+        self._topics: dict[type, tuple[str, bytes, int]] = {}
         self._kinds: dict[str, EventKind] = {}
         self._oid_bytes: dict[Any, bytes] = {}
         self.recent_payloads: dict[tuple[Any, int], bytes] | None = None
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         cls = type(domain_event)
-        topic = self._topics.get(cls)
-        if topic is None:
-            topic = self._topics[cls] = get_topic(cls)
+        known = self._topics.get(cls)
+        if known is None:  # the class's topic, as text and as associated data; its version
+            topic = get_topic(cls)
+            known = self._topics[cls] = (topic, topic.encode(), getattr(cls, "class_version", 1))
+        topic, topic_bytes, class_version = known
         state = dict(domain_event.__dict__)
         originator_id = state.pop("originator_id")
         version = state.pop("originator_version")
-        class_version = getattr(cls, "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
         data = pack_payload(self.transcoder.encode(state), self.compress)
         if self.recent_payloads is not None:
             self.recent_payloads[(originator_id, version)] = data
-        if self.row_cipher is not None:
-            data = self.row_cipher.seal(
-                data, RowCipher.associated_data(originator_id, version, topic)
-            )
+        cipher = self.row_cipher
+        if cipher is not None:  # RowCipher.seal, with the associated data built here
+            oid = self._oid_bytes.get(originator_id)
+            if oid is None:
+                oid = self._oid_bytes[originator_id] = originator_bytes(originator_id)
+            nonce = os.urandom(_NONCE)
+            data = nonce + cipher._aead.encrypt(nonce, data, oid + _VERSION(version) + topic_bytes)
         return StoredEvent(
             originator_id=originator_id,
             originator_version=version,

@@ -358,15 +358,18 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
         c.execute(self.select_max_notification_id_statement)
         first = (c.fetchone()[0] or 0) + 1
         rows = []
+        originators: dict[Any, int] = self._originator_ids
+        topics = self._topic_ids
         for n, s in enumerate(stored_events):
-            rows.append((
-                first + n,
-                self._lookup_id(c, "originators", "uuid", s.originator_id,
-                                self._originator_ids, staged_o),
-                s.originator_version,
-                self._lookup_id(c, "topics", "topic", s.topic, self._topic_ids, staged_t),
-                s.state,
-            ))
+            # (Known keys from the caches directly: _lookup_id for a first sight.)
+            o = originators.get(s.originator_id)
+            if o is None:
+                o = self._lookup_id(c, "originators", "uuid", s.originator_id,
+                                    originators, staged_o)
+            t = topics.get(s.topic)
+            if t is None:
+                t = self._lookup_id(c, "topics", "topic", s.topic, topics, staged_t)
+            rows.append((first + n, o, s.originator_version, t, s.state))
         c.executemany(self._insert, rows)
         return [first + n for n in range(len(rows))]
 
