@@ -290,16 +290,19 @@ def grant_cost(tmp: Path, held: int, commands: int = 4000) -> dict[str, Any]:
         for first in range(0, held, 1000):
             app.execute([AcquireSeat(names[i % 100], f"held{i}", "PRED")
                          for i in range(first, min(held, first + 1000))])
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for first in range(0, commands, 10):
             clock.advance(seconds=1)
             app.execute([AcquireSeat(names[i % 100], f"x{i // 2}", "PRED") if i % 2 == 0
                          else ReleaseSeat(names[i % 100], f"x{i // 2}")
                          for i in range(first, first + 10)])
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
         app.close()
-    return {"seats_held": held, "sites": 100, "us_per_command": round(seconds / commands * 1e6, 1)}
+    # CPU is the cost compared: the wall time also holds each batch's fdatasync, whose
+    # jitter on a shared disk is larger than the difference looked for.
+    return {"seats_held": held, "sites": 100, "us_per_command": round(seconds / commands * 1e6, 1),
+            "cpu_us_per_command": round(cpu / commands * 1e6, 1)}
 
 
 def main() -> None:
@@ -442,7 +445,7 @@ def main() -> None:
         # 6: a grant's cost does not grow with the seats held (sites with local limits).
         few, many = grant_cost(tmp, 100), grant_cost(tmp, 10_000)
         result["grant_cost"] = {"few": few, "many": many, "ratio": round(
-            many["us_per_command"] / few["us_per_command"], 3)}
+            many["cpu_us_per_command"] / few["cpu_us_per_command"], 3)}
 
         result["targets"] = TARGETS
         result["met"] = {
