@@ -18,7 +18,10 @@ The commands: ``seatledger --help``, ``seatledger status --help``, ``seat list``
 ``seat acquire`` with no slave running (the "no slave is running" error, exit 1), against a
 fake slave (a stdlib thread answering on a Unix socket, so only the client is timed), and
 ``seat list`` against a real ``seatledger slave`` (cut off: no master runs; ``--no-real-slave``
-skips it). Each result says whether its median meets the target.
+skips it). Each result says whether its median meets the target; ``all_meet_target`` is over
+the seat commands and ``--help`` (the issue's target), ``status --help`` being for information.
+Timed runs use the bytecode cache, as an installation does, even where the caller's
+environment turned it off (``bytecode_cache_off_in_caller``).
 """
 
 from __future__ import annotations
@@ -49,8 +52,14 @@ from transport.local_client import receive_line  # noqa: E402  (stdlib only)
 TARGET_MS = 150.0
 SLAVE_START_TIMEOUT = 60.0
 CHECKOUT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ,
-       "PYTHONPATH": os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")]))}
+# An installed command line runs from its compiled bytecode (pip compiles it when it
+# installs; Python caches it on first import): a PYTHONDONTWRITEBYTECODE in the caller's
+# environment (this project's sandbox sets it) would make every timed run compile every
+# module from source instead, which no installation does. The warm-up run writes the cache.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+ENV["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")]))
+BYTECODE_OFF_BY_CALLER = "PYTHONDONTWRITEBYTECODE" in os.environ
+INFORMATION_ONLY = {"status_help"}
 
 _FAKE_SEATS = [
     {"user": "u1", "class": "PRED", "tenant": "t", "campaign": "c", "seat": "s-1",
@@ -192,10 +201,14 @@ def measure(work: Path, runs: int, with_real_slave: bool) -> dict[str, Any]:
         except (RuntimeError, subprocess.CalledProcessError) as e:
             real = {"skipped": f"could not start a slave: {e}"}
     interpreter = time_command([sys.executable, "-c", "pass"], runs, 0)
-    targeted = [r for runner in ("script", "module") for r in results[runner].values()
-                if "median_ms" in r]
+    # The issue's target is the dialler's seat commands and the top-level --help; a command
+    # group's --help (status imports the whole daemon) is timed for information only.
+    targeted = [r for runner in ("script", "module") for name, r in results[runner].items()
+                if "median_ms" in r and name not in INFORMATION_ONLY]
     return {
         "benchmark": "cli_startup",
+        # (the caller's environment turned the bytecode cache off: it is on for these runs)
+        "bytecode_cache_off_in_caller": BYTECODE_OFF_BY_CALLER,
         "target_ms": {"wall_median_max": TARGET_MS,
                       "applies_to": ["script", "module"]},
         "all_meet_target": all(r["meets_target"] and "error" not in r for r in targeted),
