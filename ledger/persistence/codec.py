@@ -301,13 +301,11 @@ class SealedMapper(Mapper[UUID]):
         data = pack_payload(self.transcoder.encode(state), self.compress)
         if self.recent_payloads is not None:
             self.recent_payloads[(originator_id, version)] = data
-        cipher = self.row_cipher
-        if cipher is not None:  # RowCipher.seal, with the associated data built here
+        if self.row_cipher is not None:  # (RowCipher.associated_data, from kept bytes)
             oid = self._oid_bytes.get(originator_id)
             if oid is None:
                 oid = self._oid_bytes[originator_id] = originator_bytes(originator_id)
-            nonce = os.urandom(_NONCE)
-            data = nonce + cipher._aead.encrypt(nonce, data, oid + _VERSION(version) + topic_bytes)
+            data = self.row_cipher.seal(data, oid + _VERSION(version) + topic_bytes)
         return StoredEvent(
             originator_id=originator_id,
             originator_version=version,

@@ -130,11 +130,10 @@ class Committer:
         seats = app.has_licence and not any(isinstance(c, RemoteCall) for c in commands)
         if self._writing is not None and not (seats and app.overlaps(self._writing.staged)):
             replies.append(self.finish())
+        set_time()
         if not seats:
-            set_time()
             replies.append(self._alone(commands))
             return replies
-        set_time()
         loads = app.loads
         try:
             if self._writing is None:
@@ -149,7 +148,7 @@ class Committer:
                 staged = None  # decided on a licence ahead of the store
         if staged is None:
             self._recover()
-            set_time()
+            set_time()  # (the batch before may have run again, in its own time)
             replies.append(self._alone(commands))
             return replies
         written = self._pool.submit(app.write_staged, staged)
@@ -183,7 +182,6 @@ class Committer:
         """Bring the licence in memory back to the store's, if it is ahead (a staged batch
         or a failed write); if the store cannot be read, the next batch's refresh retries."""
         app = self.app
-        app.take_saved()  # a failed commit's events are not the store's
         if app.has_licence and app.ahead:
             try:
                 app.recover()

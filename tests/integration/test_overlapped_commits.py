@@ -6,7 +6,7 @@ recorded once."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,8 +151,7 @@ def test_an_operator_call_waits_for_the_write_in_flight_and_runs_alone(
         calls.append(len(ledger.licence.sites["north"].seats))
         return {"ran": name}
 
-    run_: Callable[..., Any] = run
-    with Committer(app, run_) as committer:
+    with Committer(app, run) as committer:
         assert committer.batch(acquires("a1"), no_time) == []
         replies = committer.batch([RemoteCall("licence.show", {})], no_time)
         assert [r[0] for r in replies] == ["done", "done"]
