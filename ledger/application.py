@@ -24,6 +24,7 @@ from eventsourcing.persistence import (
     PersistenceError,
     StoredEvent,
 )
+from eventsourcing.utils import TopicError
 
 from ledger.clock import Clock, SystemClock, TimeKeeper
 from ledger.domain.commands import Command, run_command
@@ -53,6 +54,11 @@ from ledger.seal.seal import (
 )
 
 _T = TypeVar("_T")
+
+FedRow = tuple[int, Any, int, str, bytes]
+"""A committed record as the seal hashed it: (record id, originator id, version, topic,
+plaintext payload). See :meth:`LedgerApp.take_fed`."""
+_LICENCE_BYTES = LICENCE_ID.bytes
 
 DEFAULT_SNAPSHOT_EVERY = 20_000
 DEFAULT_CHECKPOINT_EVERY = 10_000
@@ -158,9 +164,8 @@ class LedgerApp:
         self.writes_elsewhere = False
         """A master's copy of a ledger whose writer is another process: it never writes
         (its aggregate follows the writer's events, see :meth:`absorb`)."""
-        self.keep_saved = False
-        """Keep the records of each commit for :meth:`take_saved` (a writer process)."""
-        self._saved: list[tuple[Any, int, str, bytes]] = []
+        self._keep_fed = False
+        self._fed: list[FedRow] = []
         self.loads = 0
         """How many times the licence was loaded from the store (a reload changes it)."""
         # The commit connection's data version when the store's top last matched the seal
@@ -180,6 +185,8 @@ class LedgerApp:
         if fence is not None:
             attach_fence(self.recorder, fence)
         self.mapper: SealedMapper = self._app.mapper  # type: ignore[assignment]
+        # Decodes plaintext payloads (the writer process's records, the read models' feed).
+        self._plain = SealedMapper(self.mapper.transcoder, None, True)  # type: ignore[arg-type]
         self.contiguous_ids = isinstance(self.recorder, CompactSQLiteRecorder)
         self._licence: Licence | None = None
         self._events_since_snapshot = 0
@@ -220,6 +227,7 @@ class LedgerApp:
                              clock=self._ledger_seconds)
         self.recorder.seal_hook = self.sealer
         self.mapper.recent_payloads = self.sealer.recent_payloads
+        self.sealer.keep_rows = self._keep_fed
 
     def _ledger_seconds(self) -> float:
         return self.now().timestamp()
@@ -353,6 +361,9 @@ class LedgerApp:
             self.recorder.insert_events(staged.stored)
         except (PersistenceError, OSError) as e:
             raise StoreError(f"commit failed: {_first_line(e)}") from e
+        if self._keep_fed:
+            self._fed += self.sealer.sealed_rows
+            self.sealer.sealed_rows = []
 
     def overlaps(self, staged: Staged) -> bool:
         """Whether the next batch may be staged while ``staged`` is written: settling it
@@ -404,9 +415,6 @@ class LedgerApp:
             return
         self._licence = licence
         self._wrote = True
-        if self.keep_saved:
-            self._saved += [(e.originator_id, e.originator_version, e.topic, e.state)
-                            for e in staged.stored]
         self._events_since_snapshot += len(events)
         # A snapshot is taken after the events' transaction, never inside it.
         if self._events_since_snapshot >= self._snapshot_after:
@@ -521,24 +529,40 @@ class LedgerApp:
         then records nothing."""
         return self._command(lambda lic, now: lic.release_seats(now, site, users))
 
-    def take_saved(self) -> list[tuple[Any, int, str, bytes]]:
-        """The records committed since the last call (with :attr:`keep_saved`), as stored:
-        (originator id, version, topic, state), for :meth:`absorb`."""
-        saved, self._saved = self._saved, []
-        return saved
+    @property
+    def keep_fed(self) -> bool:
+        """Whether each commit's records are kept for :meth:`take_fed` (a writer process
+        answering its master; a master feeding its read models)."""
+        return self._keep_fed
 
-    def absorb(self, records: Sequence[tuple[Any, int, str, bytes]]) -> None:
-        """Apply to this copy's licence the records the writer process committed, as it
-        stored them (:meth:`take_saved`): decoding them costs less than unpickling events.
+    @keep_fed.setter
+    def keep_fed(self, keep: bool) -> None:
+        self._keep_fed = self.sealer.keep_rows = keep
+        if not keep:
+            self._fed = []
+
+    def take_fed(self) -> list[FedRow]:
+        """The records committed since the last call (with :attr:`keep_fed`), in order, as
+        the seal hashed them: (record id, originator id, version, topic, plaintext payload),
+        for :meth:`absorb` and the read models' feed. Only committed records: a failed
+        commit's are never here."""
+        fed, self._fed = self._fed, []
+        return fed
+
+    def absorb(self, records: Sequence[FedRow]) -> None:
+        """Apply to this copy's licence the records the writer process committed
+        (:meth:`take_fed`): decoding their plaintexts costs less than unpickling events, and
+        nothing needs decrypting.
 
         Raises StoreError if one cannot be decoded, or does not follow this copy's licence;
         then :meth:`reload`."""
-        mapper = self.mapper
-        decode, kind_of = mapper.decode_event, mapper.event_kind
+        decode = self._plain.decode_event
+        kind_of = self._plain.event_kind
 
         def events() -> Iterator[Any]:
-            for oid, version, topic, state in records:
-                yield decode(kind_of(topic), originator_bytes(oid), oid, version, state)
+            for _, oid, version, topic, payload in records:
+                if oid == LICENCE_ID:
+                    yield decode(kind_of(topic), _LICENCE_BYTES, oid, version, payload)
 
         try:
             self._licence = apply_events(self.licence, events())
@@ -653,6 +677,24 @@ class LedgerApp:
                 except MapperDeserialisationError as e:
                     raise StoreError(f"record {record_id}: {e}") from e
                 yield record_id, event
+
+    def decode_fed(self, rows: Iterable[tuple[int, bytes, int, str, bytes]]
+                   ) -> Iterator[tuple[int, Any]]:
+        """(record id, event) for records fed by a writer (:meth:`take_fed`, the originator
+        as its 16 bytes): as :meth:`decoded`, without reading or decrypting the store.
+        Raises StoreError for a record that cannot be decoded."""
+        plain = self._plain
+        decode, kind_of = plain.decode_event, plain.event_kind
+        origins: dict[bytes, UUID] = {}
+        for record_id, oid_bytes, version, topic, payload in rows:
+            oid = origins.get(oid_bytes)
+            if oid is None:
+                oid = origins[oid_bytes] = UUID(bytes=oid_bytes)
+            try:
+                event = decode(kind_of(topic), oid_bytes, oid, version, payload)
+            except (MapperDeserialisationError, TopicError) as e:
+                raise StoreError(f"record {record_id} as fed: {e}") from e
+            yield record_id, event
 
     def max_id(self) -> int:
         return int(self.recorder.max_notification_id() or 0)

@@ -42,6 +42,7 @@ from . import tracking
 from .base import Handler, Projection
 from .engine import make_engine, views_schema, views_url
 from .errors import ConcurrentRunnerError, UnknownProjectionError, ViewStoreError
+from .feed import FeedReceiver, follows
 from .labels import Labels, bind
 from .live_status import LiveStatusProjection, Status, read_status
 from .point_in_time import (
@@ -110,6 +111,7 @@ class ProjectionRunner:
         self._stopping = False
         self._batches = 0
         self._events = 0
+        self._fed = 0
         self._last_run_seconds = 0.0
 
     # ---------------------------------------------------------------- setup
@@ -357,18 +359,57 @@ class ProjectionRunner:
         self._nudged.clear()
         return nudged
 
-    def follow(self, poll_seconds: float = 1.0) -> None:
+    def follow(self, poll_seconds: float = 1.0, feed: FeedReceiver | None = None) -> None:
         """Catch up after every nudge, and every ``poll_seconds`` regardless, until
         :meth:`stop_following` is called. Meant for a worker thread of a daemon; errors
-        propagate, except a lost race with another runner, which is simply retried."""
+        propagate, except a lost race with another runner, which is simply retried.
+
+        With a ``feed`` (the master's writer sending each commit: :mod:`.feed`), records
+        that follow on from the read models' positions are applied as fed, without
+        reading the store; the store is read after a gap, an unusable message, or
+        ``poll_seconds`` of silence."""
         self._stopping = False
+        fed: tuple[bool, list[tuple[int, bytes, int, str, bytes]]] | None = None
         while not self._stopping:
             self._nudged.clear()
             try:
-                self.run_once()
+                if fed is None or not self.apply_fed(*fed):
+                    self.run_once()
             except ConcurrentRunnerError:
+                fed = None
                 continue
-            self._nudged.wait(poll_seconds)
+            fed = None
+            if feed is None or feed.closed:
+                self._nudged.wait(poll_seconds)
+            elif feed.wait(poll_seconds) and not self._stopping:
+                fed = feed.drain()
+
+    def apply_fed(self, contiguous: bool,
+                  rows: Sequence[tuple[int, bytes, int, str, bytes]]) -> bool:
+        """Apply records a writer fed (:meth:`LedgerApp.decode_fed`), if they follow on from
+        every read model's position with none missing; False (nothing applied) if they do
+        not: then :meth:`run_once` reads the store. Raises as :meth:`run_once`."""
+        self._ensure_loaded()
+        low = min(self._positions.values())
+        if not contiguous:
+            return False
+        fresh = [r for r in rows if r[0] > low]
+        if not fresh:
+            return bool(rows)  # all applied already (read from the store meanwhile)
+        if not follows(fresh, low):
+            return False
+        started = time.perf_counter()
+        try:
+            with collector_paused():
+                for at in range(0, len(fresh), self.batch_size):
+                    self._apply(list(self.app.decode_fed(fresh[at:at + self.batch_size])))
+        except BaseException:
+            self._loaded = False  # memory may hold part of a batch: the tables rule
+            raise
+        finally:
+            self._last_run_seconds = time.perf_counter() - started
+        self._fed += len(fresh)
+        return True
 
     def stop_following(self) -> None:
         self._stopping = True
@@ -376,7 +417,8 @@ class ProjectionRunner:
 
     def statistics(self) -> dict[str, Any]:
         return {"positions": dict(self._positions), "batches": self._batches,
-                "events": self._events, "last_run_seconds": self._last_run_seconds}
+                "events": self._events, "fed_events": self._fed,
+                "last_run_seconds": self._last_run_seconds}
 
     # ---------------------------------------------------------------- answers
     @contextmanager

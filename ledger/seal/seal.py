@@ -99,6 +99,9 @@ def open_payload(cipher: RowCipher | None, n: Notification) -> bytes:
                                                            n.topic))
 
 
+_RECENT_CAP = 1 << 16
+
+
 class Sealer(SealHook):
     """Extends the tree inside each insert transaction; see the module docstring.
 
@@ -128,6 +131,12 @@ class Sealer(SealHook):
         self._signed_size = frontier.size
         # Plaintexts the mapper just encrypted, so sealing need not decrypt them again.
         self.recent_payloads: dict[tuple[Any, int], bytes] = {}
+        self.keep_rows = False
+        """Keep each sealed transaction's rows with their plaintexts (:attr:`sealed_rows`)."""
+        self.sealed_rows: list[tuple[int, Any, int, str, bytes]] = []
+        """With :attr:`keep_rows`: the rows the latest :meth:`seal_in_transaction` sealed, as
+        (record id, originator id, version, topic, plaintext payload). Its transaction may
+        still fail: the ledger takes them only once it has committed."""
         self.frontier = frontier
         self.signing_key = signing_key
         self.origin = origin
@@ -145,6 +154,7 @@ class Sealer(SealHook):
                             rows: Sequence[tuple[int, Any, int, str, bytes]]) -> Any:
         f = self.frontier.copy()
         recent = self.recent_payloads
+        kept: list[tuple[int, Any, int, str, bytes]] | None = [] if self.keep_rows else None
         for record_id, originator_id, version, topic, stored in rows:
             if self.contiguous_ids and record_id != f.size + 1:
                 raise StoreError(
@@ -157,7 +167,14 @@ class Sealer(SealHook):
                     id=record_id, originator_id=originator_id, originator_version=version,
                     topic=topic, state=stored))
             f.append(leaf_hash(leaf_bytes(record_id, originator_id, version, topic, payload)))
-        recent.clear()
+            if kept is not None:
+                kept.append((record_id, originator_id, version, topic, payload))
+        if len(recent) > _RECENT_CAP:
+            # Not emptied each time: the next batch may be being encoded meanwhile (an
+            # overlapped commit). What stays is a discarded batch's: bounded, and replaced.
+            recent.clear()
+        if kept is not None:
+            self.sealed_rows = kept
         root = f.root()
         body: str | None = None
         signature: bytes | None = None

@@ -170,7 +170,7 @@ def cmd_projections_follow(args: argparse.Namespace) -> int:
     (the master runs this as a child process, so that the views are updated on the second
     core, not under its interpreter lock)."""
     run_follower(load_config(data_dir_from(args.data_dir)), poll_seconds=args.poll,
-                 parent_pid=args.parent_pid or None)
+                 parent_pid=args.parent_pid or None, feed_fd=args.feed_fd)
     return EXIT_OK
 
 
@@ -262,6 +262,7 @@ def register(sub: Any, add: Add, audit_sub: Any) -> None:
     p.add_argument("--poll", type=float, default=0.2, metavar="SECONDS",
                    help="how often to look for new records")
     p.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--feed-fd", type=int, default=None, help=argparse.SUPPRESS)
     p = add(psub, "rebuild", cmd_projections_rebuild,
             "drop read models and rebuild them from the whole log")
     p.add_argument("name", nargs="?", choices=list(PROJECTIONS), metavar="NAME",

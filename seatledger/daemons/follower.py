@@ -10,18 +10,21 @@ import signal
 import threading
 
 from projections import ProjectionRunner
+from projections.feed import FeedReceiver
 from seatledger.config.settings import Config
 from seatledger.config.store import open_ledger
 from seatledger.daemons.orphans import die_with_parent, watch_parent
 
 
 def run_follower(config: Config, *, poll_seconds: float = 0.2,
-                 parent_pid: int | None = None) -> None:
-    """Follow the ledger into the read models until SIGTERM/SIGINT or the parent's death."""
+                 parent_pid: int | None = None, feed_fd: int | None = None) -> None:
+    """Follow the ledger into the read models until SIGTERM/SIGINT or the parent's death;
+    fed each commit on ``feed_fd`` by the master's writer, if given (:mod:`projections.feed`)."""
     if parent_pid is not None:
         die_with_parent()
         if os.getppid() != parent_pid:
             return  # the master is gone already: nothing to follow for
+    feed = FeedReceiver(feed_fd) if feed_fd is not None else None
     app = open_ledger(config, read_only=True)
     try:
         with ProjectionRunner(app) as runner:
@@ -38,9 +41,11 @@ def run_follower(config: Config, *, poll_seconds: float = 0.2,
             while not stopping.is_set():
                 # follow() clears the runner's stop flag when it starts; a stop that came
                 # before that is kept in ``stopping`` and checked again here.
-                runner.follow(poll_seconds=poll_seconds)
+                runner.follow(poll_seconds=poll_seconds, feed=feed)
     finally:
         app.close()
+        if feed is not None:
+            feed.close()
 
 
 __all__ = ["run_follower"]

@@ -68,7 +68,7 @@ def serve(app: LedgerApp, sock: socket.socket, run: Any) -> None:
     sealed) or goes away (nothing more is written: another master may start now)."""
     time = DictatedTime()
     app.timekeeper = time
-    app.keep_saved = True
+    app.keep_fed = True
     # The master's copy of the licence is this one's: it need not read the store itself.
     sock.sendall(encode_frame(("ready", app.licence if app.has_licence else None)))
     frames = FrameReader(sock)
@@ -176,7 +176,7 @@ class Committer:
             writing.set_time()
             return self._alone(writing.commands, writing.loads), False
         outcomes = app.settle_staged(writing.staged)
-        return ("done", outcomes, app.take_saved(), app.loads != writing.loads), True
+        return ("done", outcomes, app.take_fed(), app.loads != writing.loads), True
 
     def _recover(self) -> None:
         """Bring the licence in memory back to the store's, if it is ahead (a staged batch
@@ -197,9 +197,9 @@ class Committer:
         except FencedError as e:
             return ("fenced", str(e))
         except StoreError as e:
-            app.take_saved()  # a failed commit's events are not the store's
+            app.take_fed()  # a failed commit's events are not the store's
             return ("failed", str(e))
-        return ("done", outcomes, app.take_saved(), app.loads != loads)
+        return ("done", outcomes, app.take_fed(), app.loads != loads)
 
 
 @attrs.frozen

@@ -27,6 +27,7 @@ import trio
 from exporters import ExportError
 from ledger import LedgerError, ManualClock, StoreError
 from ledger.persistence.fencing import FencedError
+from projections.feed import FeedSender
 from seatledger.alerts import Dispatcher, child_alert, export_failed_alert, observed_alert
 from seatledger.bootstrap import (
     ExportSchedule,
@@ -99,8 +100,7 @@ async def run_master(config: Config, listen: str, *,
         lock.release()
         raise
     try:
-        follower = Supervisor("read-model follower", follower_command(config, os.getpid()),
-                              on_change=child_changed(config, alerts, master.now))
+        follower = read_model_follower(config, master, alerts)
         alert_on(master, alerts)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(alerts.run)
@@ -166,6 +166,20 @@ def alert_on(master: Master, alerts: Dispatcher) -> None:
             alerts.submit(alert)
 
     master.observers.append(observe)
+
+
+def read_model_follower(config: Config, master: Master, alerts: Dispatcher) -> Supervisor:
+    """The read-model follower, supervised, fed each commit by ``master``'s writer (over a
+    new socket pair each time it starts: :mod:`projections.feed`)."""
+    feed = FeedSender(contiguous=master.app.contiguous_ids)
+    master.writer.attach_feed(feed.send)
+
+    def prepare() -> tuple[list[str], list[int]]:
+        fd = feed.connect()
+        return ["--feed-fd", str(fd)], [fd]
+
+    return Supervisor("read-model follower", follower_command(config, os.getpid()),
+                      on_change=child_changed(config, alerts, master.now), prepare=prepare)
 
 
 def child_changed(config: Config, alerts: Dispatcher,
@@ -391,8 +405,7 @@ class HaMaster:
                      listeners: list[trio.SocketListener]) -> None:
         """Run ``master`` (and the follower and the daily export) until it stops or steps
         down."""
-        follower = Supervisor("read-model follower", follower_command(self.config, os.getpid()),
-                              on_change=child_changed(self.config, self.alerts, master.now))
+        follower = read_model_follower(self.config, master, self.alerts)
         alert_on(master, self.alerts)
         nursery.start_soon(follower.run)
         await nursery.start(functools.partial(master.run, self.host, self.port,

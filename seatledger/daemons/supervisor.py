@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import signal
 from collections.abc import Callable, Sequence
 
@@ -59,8 +60,12 @@ class Supervisor:
 
     def __init__(self, name: str, command: Sequence[str], *,
                  policy: RestartPolicy = RestartPolicy(), stop_grace: float = 5.0,
-                 on_change: Callable[[ChildStatus], None] | None = None):
+                 on_change: Callable[[ChildStatus], None] | None = None,
+                 prepare: Callable[[], tuple[list[str], list[int]]] | None = None):
         self.command = list(command)
+        self.prepare = prepare
+        """Called before each start: arguments to add and descriptors to pass to the child
+        (closed here once it has started)."""
         self.on_change = on_change
         self.policy = policy
         self.stop_grace = stop_grace
@@ -97,7 +102,15 @@ class Supervisor:
             self.status.restarts += 1
 
     async def _run_once(self) -> int:
-        process = await trio.lowlevel.open_process(self.command)
+        command, fds = self.command, list[int]()
+        if self.prepare is not None:
+            extra, fds = self.prepare()
+            command = command + extra
+        try:
+            process = await trio.lowlevel.open_process(command, pass_fds=fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
         self.status.pid = process.pid
         self._set(ChildState.RUNNING)
         try:

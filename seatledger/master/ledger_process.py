@@ -33,13 +33,14 @@ import select
 import socket
 import struct
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 import trio
 
 from ledger import LedgerApp, StoreError
+from ledger.application import FedRow
 from ledger.persistence.fencing import FencedError
 
 log = logging.getLogger("seatledger.master")
@@ -119,6 +120,8 @@ class LedgerProcess:
         self._stream: trio.SocketStream | None = None
         self._buffer = bytearray()
         self._socket: socket.socket | None = None
+        self.feed: Callable[[list[FedRow]], None] | None = None
+        """Given each batch's committed records (see Writer.attach_feed)."""
         app.writes_elsewhere = True
 
     @property
@@ -202,6 +205,8 @@ class LedgerProcess:
                     except StoreError as e:  # committed all the same: read the store
                         log.warning("%s: reloading the licence", e)
                         app.reload()
+                if self.feed is not None:
+                    self.feed(records)
                 return list(outcomes)
             case ("failed", error):
                 raise StoreError(error)

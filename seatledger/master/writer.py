@@ -33,6 +33,7 @@ import attrs
 import trio
 
 from ledger import LedgerApp, LedgerError, ManualClock, StoreError, Tick
+from ledger.application import FedRow
 from ledger.persistence.fencing import FencedError
 from seatledger.master.ledger_process import LedgerProcess, RemoteCall, WriterDiedError
 
@@ -131,6 +132,17 @@ class Writer:
         self.unavailable_answers = 0
         self.observer: Callable[[int, float], None] | None = None
         """Called after each batch with its size and the seconds its commit took (metrics)."""
+        self._feed: Callable[[list[FedRow]], None] | None = None
+
+    def attach_feed(self, feed: Callable[[list[FedRow]], None]) -> None:
+        """Give ``feed`` every record committed from now on, in order, once durable, as the
+        seal hashed it (the read models' feed: :mod:`projections.feed`). It must not block;
+        it is called from the thread that commits."""
+        if self.process is not None:
+            self.process.feed = feed
+        else:
+            self.app.keep_fed = True
+            self._feed = feed
 
     @property
     def available(self) -> bool:
@@ -363,7 +375,11 @@ class Writer:
         self._retry_at = -math.inf
 
     def _execute(self, commands: list[Any]) -> list[Any]:
-        return execute_batch(self.app, commands)
+        try:
+            return execute_batch(self.app, commands)
+        finally:  # what was committed, even when a later step failed
+            if self._feed is not None:
+                self._feed(self.app.take_fed())
 
 
 def execute_batch(app: LedgerApp, commands: list[Any],

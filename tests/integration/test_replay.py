@@ -227,11 +227,11 @@ def test_a_copy_absorbs_the_records_a_writer_committed(
     writer = open_app(url, clock, keys)
     history(writer, clock, "trial")
     copy = open_app(url, clock, keys)
-    writer.keep_saved = True
+    writer.keep_fed = True
     writer.execute([AcquireSeat("east", "later", "ACD"), ReleaseSeat("east", "e2")])
     writer.tick()
-    records = writer.take_saved()
-    assert len(records) >= 2 and writer.take_saved() == []
+    records = writer.take_fed()
+    assert len(records) >= 2 and writer.take_fed() == []
     copy.absorb(records)
     assert state(copy.licence) == state(writer.licence)
     version = copy.licence.version
