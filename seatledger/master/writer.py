@@ -1,10 +1,13 @@
 """The master's single ledger writer: group commit for every connection, and the operator's
 commands in the same queue, so that one process and one task write the store.
 
-Requests from all connections are drained into batches and committed through
-:meth:`ledger.LedgerApp.execute` (in a worker thread, so the event loop keeps serving);
-each request is answered only after its batch is durable. An operator's command (from the
-admin socket) runs alone between batches, in the same task.
+Requests from all connections are drained into batches and committed in worker threads,
+so the event loop keeps serving; commits overlap (:class:`~seatledger.master.committer.
+Committer`): while one batch is made durable in the committer's thread, the next is decided
+and encoded, as long as requests keep coming. Each request is answered only after its batch
+is durable, in order. An operator's command (from the admin socket) runs alone between
+batches, in the same task. (With ``[master] writer = "process"`` the same happens in the
+writer process: :mod:`.ledger_process`.)
 
 When the store cannot be written (a full disk, a database gone: the ledger raises
 :class:`~ledger.StoreError` and records nothing of the batch), the writer does not stop: it
@@ -22,9 +25,11 @@ requests it holds were not recorded and are never acknowledged.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, NoReturn
@@ -35,25 +40,10 @@ import trio
 from ledger import LedgerApp, LedgerError, ManualClock, StoreError, Tick
 from ledger.application import FedRow
 from ledger.persistence.fencing import FencedError
+from seatledger.master.committer import Committer, OperatorCall, OperatorFailed, execute_batch
 from seatledger.master.ledger_process import LedgerProcess, RemoteCall, WriterDiedError
 
 log = logging.getLogger("seatledger.master")
-
-
-@attrs.frozen
-class OperatorCall:
-    """An operator's command: ``run(app)`` executes it against the ledger; its result, or the
-    LedgerError it raised, is the request's outcome. ``args``: the command by name and
-    arguments, for a writer process (which is sent ``name`` and ``args``, not ``run``)."""
-
-    name: str
-    run: Callable[[LedgerApp], Any]
-    args: dict[str, Any] | None = None
-
-
-@attrs.frozen
-class OperatorFailed:
-    error: LedgerError
 
 
 @attrs.frozen
@@ -214,6 +204,9 @@ class Writer:
         if self.process is not None:
             await self._write_batches_elsewhere(self.process)
             return
+        if self.worker_thread:
+            await self._write_overlapped()
+            return
         while True:
             batch = await self._gather()
             outcomes: list[Any] = []
@@ -223,6 +216,85 @@ class Writer:
                     outcomes += await self._commit([r.command for r in segment])
                 took = time.perf_counter() - began
             self._answer(batch, outcomes, took)
+
+    # ------------------------------------------------------------ overlapped, in threads
+    async def _write_overlapped(self) -> None:
+        """The worker threads' batches: each batch of seat commands is decided and encoded
+        in a worker thread while the batch before it is written in the committer's thread
+        (:class:`~seatledger.master.committer.Committer`), back to back while requests keep
+        coming. Each is answered once durable, in order. An operator's call, and any batch
+        while the store is known unavailable, wait for the write in flight and run alone."""
+        with Committer(self.app, None) as committer:
+            while True:
+                batch = await self._gather()
+                async with self._lock:
+                    waiting: deque[tuple[list[Request], float]] = deque()
+                    while True:
+                        began = time.perf_counter()
+                        if self.store_error is None and not any(
+                                isinstance(r.command, OperatorCall) for r in batch):
+                            waiting.append((batch, began))
+                            stamp = self._stamp()
+                            commands = [r.command for r in batch]
+                            for reply in await trio.to_thread.run_sync(committer.batch,
+                                                                       commands, stamp):
+                                await self._answer_reply(waiting.popleft(), reply)
+                        else:
+                            if committer.writing:
+                                await self._answer_reply(
+                                    waiting.popleft(),
+                                    await trio.to_thread.run_sync(committer.finish))
+                            outcomes: list[Any] = []
+                            for segment in _segments(batch):
+                                outcomes += await self._commit([r.command for r in segment])
+                            self._answer(batch, outcomes, time.perf_counter() - began)
+                        if committer.writing and (not self.queued or self._lock_wanted()):
+                            await self._answer_reply(
+                                waiting.popleft(), await trio.to_thread.run_sync(committer.finish))
+                        if not committer.writing:
+                            break
+                        batch = self._gather_nowait()
+
+    def _lock_wanted(self) -> bool:
+        """Whether a task waits for :meth:`exclusive` (it gets its turn between batches)."""
+        return self._lock.statistics().tasks_waiting > 0
+
+    def _gather_nowait(self) -> list[Request]:
+        """The next batch from what is queued (at least one request is)."""
+        rx, batch = self._rx, list[Request]()
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(rx.receive_nowait())
+            except trio.WouldBlock:
+                break
+        return batch
+
+    def _stamp(self) -> Callable[[], None]:
+        """Set the ledger's time for the next batch; a call that sets it again (the
+        committer runs a batch again in its own time after a failed write)."""
+        now = self.now()
+        self.ledger_clock.set(now)
+        return functools.partial(self.ledger_clock.set, now)
+
+    async def _answer_reply(self, sent: tuple[list[Request], float], reply: tuple[Any, ...]
+                            ) -> None:
+        """Answer a batch the committer ran, from its reply."""
+        batch, began = sent
+        commands = [r.command for r in batch]
+        match reply:
+            case ("done", outcomes, fed, _):
+                if self._feed is not None:
+                    self._feed(fed)
+                if self.store_error is not None:
+                    self._store_recovered()
+                answers = list(outcomes)
+            case ("failed", error):
+                failure = StoreError(error)
+                self._store_failed(failure)
+                answers = self._unavailable(commands, failure)
+            case ("fenced", error):
+                await self._stop_fenced(FencedError(error))
+        self._answer(batch, answers, time.perf_counter() - began)
 
     # ------------------------------------------------------------ in a writer process
     async def _write_batches_elsewhere(self, process: LedgerProcess) -> None:
@@ -380,42 +452,6 @@ class Writer:
         finally:  # what was committed, even when a later step failed
             if self._feed is not None:
                 self._feed(self.app.take_fed())
-
-
-def execute_batch(app: LedgerApp, commands: list[Any],
-                  operations: Callable[[LedgerApp, str, dict[str, Any]], Any] | None = None
-                  ) -> list[Any]:
-    """Decide and commit one segment of a batch (a run of seat commands, or one operator's
-    call) in this process: the writer thread's work, and the writer process's.
-    ``operations`` runs a :class:`RemoteCall` (in the writer process)."""
-    if len(commands) == 1 and isinstance(commands[0], OperatorCall | RemoteCall):
-        call = commands[0]
-        try:
-            if isinstance(call, RemoteCall):
-                if operations is None:
-                    raise LedgerError(f"no operation {call.name!r} here")
-                return [operations(app, call.name, call.args)]
-            return [call.run(app)]
-        except FencedError:
-            raise  # not the operator's failure: this master may no longer write
-        except LedgerError as e:  # refused before anything was recorded
-            return [OperatorFailed(e)]
-    if not app.has_licence:
-        # A failed commit could not even reload the licence (the store is unreadable
-        # too): nothing can be decided until a later batch finds the store again.
-        raise StoreError("the store could not be read back after a failed commit")
-    app.refresh()
-    try:
-        return app.execute(commands)
-    except FencedError:
-        raise  # not a race with another process of ours: the lease is gone
-    except StoreError:
-        # Another process committed between our refresh and our commit (a store shared
-        # with an older tool). Nothing of this batch was recorded and the ledger has
-        # reloaded: decide the batch again on the new state. A second failure is real:
-        # the store cannot be written (see _commit).
-        app.refresh()
-        return app.execute(commands)
 
 
 def _segments(batch: list[Request]) -> list[list[Request]]:
