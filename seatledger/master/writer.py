@@ -1,13 +1,14 @@
 """The master's single ledger writer: group commit for every connection, and the operator's
 commands in the same queue, so that one process and one task write the store.
 
-Requests from all connections are drained into batches and committed in worker threads,
-so the event loop keeps serving; commits overlap (:class:`~seatledger.master.committer.
-Committer`): while one batch is made durable in the committer's thread, the next is decided
-and encoded, as long as requests keep coming. Each request is answered only after its batch
-is durable, in order. An operator's command (from the admin socket) runs alone between
-batches, in the same task. (With ``[master] writer = "process"`` the same happens in the
-writer process: :mod:`.ledger_process`.)
+Requests from all connections are drained into batches and committed through
+:meth:`ledger.LedgerApp.execute` (in a worker thread, so the event loop keeps serving);
+each request is answered only after its batch is durable. An operator's command (from the
+admin socket) runs alone between batches, in the same task. Commits do not overlap here:
+in this process the event loop already runs while a commit waits for the disk, and
+deciding the next batch in a third thread only took the interpreter lock from it
+(measured). The writer process overlaps them (:mod:`.committer`, ``[master] writer =
+"process"``).
 
 When the store cannot be written (a full disk, a database gone: the ledger raises
 :class:`~ledger.StoreError` and records nothing of the batch), the writer does not stop: it
@@ -25,11 +26,9 @@ requests it holds were not recorded and are never acknowledged.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, NoReturn
@@ -40,7 +39,7 @@ import trio
 from ledger import LedgerApp, LedgerError, ManualClock, StoreError, Tick
 from ledger.application import FedRow
 from ledger.persistence.fencing import FencedError
-from seatledger.master.committer import Committer, OperatorCall, OperatorFailed, execute_batch
+from seatledger.master.committer import OperatorCall, OperatorFailed, execute_batch
 from seatledger.master.ledger_process import LedgerProcess, RemoteCall, WriterDiedError
 
 log = logging.getLogger("seatledger.master")
@@ -204,9 +203,6 @@ class Writer:
         if self.process is not None:
             await self._write_batches_elsewhere(self.process)
             return
-        if self.worker_thread:
-            await self._write_overlapped()
-            return
         while True:
             batch = await self._gather()
             outcomes: list[Any] = []
@@ -216,85 +212,6 @@ class Writer:
                     outcomes += await self._commit([r.command for r in segment])
                 took = time.perf_counter() - began
             self._answer(batch, outcomes, took)
-
-    # ------------------------------------------------------------ overlapped, in threads
-    async def _write_overlapped(self) -> None:
-        """The worker threads' batches: each batch of seat commands is decided and encoded
-        in a worker thread while the batch before it is written in the committer's thread
-        (:class:`~seatledger.master.committer.Committer`), back to back while requests keep
-        coming. Each is answered once durable, in order. An operator's call, and any batch
-        while the store is known unavailable, wait for the write in flight and run alone."""
-        with Committer(self.app, None) as committer:
-            while True:
-                batch = await self._gather()
-                async with self._lock:
-                    waiting: deque[tuple[list[Request], float]] = deque()
-                    while True:
-                        began = time.perf_counter()
-                        if self.store_error is None and not any(
-                                isinstance(r.command, OperatorCall) for r in batch):
-                            waiting.append((batch, began))
-                            stamp = self._stamp()
-                            commands = [r.command for r in batch]
-                            for reply in await trio.to_thread.run_sync(committer.batch,
-                                                                       commands, stamp):
-                                await self._answer_reply(waiting.popleft(), reply)
-                        else:
-                            if committer.writing:
-                                await self._answer_reply(
-                                    waiting.popleft(),
-                                    await trio.to_thread.run_sync(committer.finish))
-                            outcomes: list[Any] = []
-                            for segment in _segments(batch):
-                                outcomes += await self._commit([r.command for r in segment])
-                            self._answer(batch, outcomes, time.perf_counter() - began)
-                        if committer.writing and (not self.queued or self._lock_wanted()):
-                            await self._answer_reply(
-                                waiting.popleft(), await trio.to_thread.run_sync(committer.finish))
-                        if not committer.writing:
-                            break
-                        batch = self._gather_nowait()
-
-    def _lock_wanted(self) -> bool:
-        """Whether a task waits for :meth:`exclusive` (it gets its turn between batches)."""
-        return self._lock.statistics().tasks_waiting > 0
-
-    def _gather_nowait(self) -> list[Request]:
-        """The next batch from what is queued (at least one request is)."""
-        rx, batch = self._rx, list[Request]()
-        while len(batch) < self.max_batch:
-            try:
-                batch.append(rx.receive_nowait())
-            except trio.WouldBlock:
-                break
-        return batch
-
-    def _stamp(self) -> Callable[[], None]:
-        """Set the ledger's time for the next batch; a call that sets it again (the
-        committer runs a batch again in its own time after a failed write)."""
-        now = self.now()
-        self.ledger_clock.set(now)
-        return functools.partial(self.ledger_clock.set, now)
-
-    async def _answer_reply(self, sent: tuple[list[Request], float], reply: tuple[Any, ...]
-                            ) -> None:
-        """Answer a batch the committer ran, from its reply."""
-        batch, began = sent
-        commands = [r.command for r in batch]
-        match reply:
-            case ("done", outcomes, fed, _):
-                if self._feed is not None:
-                    self._feed(fed)
-                if self.store_error is not None:
-                    self._store_recovered()
-                answers = list(outcomes)
-            case ("failed", error):
-                failure = StoreError(error)
-                self._store_failed(failure)
-                answers = self._unavailable(commands, failure)
-            case ("fenced", error):
-                await self._stop_fenced(FencedError(error))
-        self._answer(batch, answers, time.perf_counter() - began)
 
     # ------------------------------------------------------------ in a writer process
     async def _write_batches_elsewhere(self, process: LedgerProcess) -> None:

@@ -1,23 +1,21 @@
-"""Overlapped commits (seatledger.master.committer.Committer, in the writer process and in the
-master's writer thread) on a real SQLite store: the next batch is decided while the one
-before is written, answers leave in order and only once durable, and a failed write runs
-both batches again, in order, each recorded once."""
+"""Overlapped commits (seatledger.master.committer.Committer, the writer process's) on a real
+SQLite store: the next batch is decided while the one before is written, answers leave in
+order and only once durable, and a failed write runs both batches again, in order, each
+recorded once."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 from eventsourcing.persistence import OperationalError
 
-from ledger import AcquireSeat, Grant, LedgerApp, ManualClock, Release, ReleaseSeat
+from ledger import AcquireSeat, Grant, LedgerApp, ManualClock, ReleaseSeat
 from seatledger.master.committer import Committer
 from seatledger.master.ledger_process import RemoteCall
-from seatledger.master.writer import Request, Writer
 
 
 def no_time() -> None:
@@ -161,59 +159,3 @@ def test_an_operator_call_waits_for_the_write_in_flight_and_runs_alone(
         assert calls == [1]  # it saw the seat granted before it, committed
         assert not committer.writing
 
-
-# --- the master's writer thread (seatledger.master.writer.Writer, worker_thread=True) -----
-
-
-async def run_thread_writer(app: LedgerApp, clock: ManualClock,
-                            batches: list[list[Any]]) -> list[tuple[str, Any]]:
-    """Queue ``batches`` (one request each: max_batch=1) before the writer starts; the
-    answers, in the order they were given."""
-    answers: list[tuple[str, Any]] = []
-    writer = Writer(app, clock, lambda: clock.now(), max_batch=1, queue_size=100,
-                    worker_thread=True, after_batch=lambda outcomes: None)
-    done = trio.Event()
-
-    def reply(label: str) -> Callable[[Any], None]:
-        def answered(outcome: Any) -> None:
-            answers.append((label, outcome))
-            if len(answers) == sum(map(len, batches)):
-                done.set()
-        return answered
-
-    for commands in batches:
-        for command in commands:
-            await writer.enqueue(Request(command, reply(getattr(command, "user", "?"))))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(writer.run)
-        with trio.fail_after(20):
-            await done.wait()
-        nursery.cancel_scope.cancel()
-    return answers
-
-
-async def test_the_writer_thread_decides_the_next_batch_while_one_is_written(
-        app: LedgerApp, clock: ManualClock) -> None:
-    gate = Gate(app)
-    answers = await run_thread_writer(app, clock, [acquires("a1"), acquires("b1")])
-    assert [(user, type(o)) for user, o in answers] == [("a1", Grant), ("b1", Grant)]
-    assert gate.log.index("stage b1") < gate.log.index("write 1 ends")
-    assert stored_users(app) == ["a1", "b1"]
-    replayed = app.replay()
-    assert replayed is not None and vars(replayed) == vars(app.licence)
-
-
-async def test_the_writer_thread_runs_both_batches_again_after_a_failed_write(
-        app: LedgerApp, clock: ManualClock) -> None:
-    gate = Gate(app, fail_first=True)
-    answers = await run_thread_writer(
-        app, clock, [acquires("a1"), acquires("b1"), [ReleaseSeat("north", "a1")]])
-    assert [(user, type(o)) for user, o in answers] == [
-        ("a1", Grant), ("b1", Grant), ("a1", Release)]
-    assert "write 1 fails" in gate.log
-    assert gate.log.index("stage b1") < gate.log.index("write 1 fails")
-    assert stored_users(app) == ["a1", "b1"]  # each once
-    assert sorted(app.licence.sites["north"].seats) == ["b1"]
-    replayed = app.replay()
-    assert replayed is not None and vars(replayed) == vars(app.licence)
-    assert not app.ahead
