@@ -71,6 +71,8 @@ PROJECTIONS: dict[str, type[Projection]] = {
 # commits in a few tenths of a second). A live runner, nudged after each commit, sees only
 # the records since the last one, so this bounds backlogs (rebuilds, catching up) only.
 DEFAULT_BATCH = 50_000
+# How long a fed follower lets commits gather after applying some (see follow).
+FEED_GATHER_SECONDS = 0.1
 
 Progress = Callable[[int], None]
 BatchHook = Callable[[str, int], None]
@@ -359,7 +361,8 @@ class ProjectionRunner:
         self._nudged.clear()
         return nudged
 
-    def follow(self, poll_seconds: float = 1.0, feed: FeedReceiver | None = None) -> None:
+    def follow(self, poll_seconds: float = 1.0, feed: FeedReceiver | None = None,
+               gather_seconds: float = FEED_GATHER_SECONDS) -> None:
         """Catch up after every nudge, and every ``poll_seconds`` regardless, until
         :meth:`stop_following` is called. Meant for a worker thread of a daemon; errors
         propagate, except a lost race with another runner, which is simply retried.
@@ -367,7 +370,9 @@ class ProjectionRunner:
         With a ``feed`` (the master's writer sending each commit: :mod:`.feed`), records
         that follow on from the read models' positions are applied as fed, without
         reading the store; the store is read after a gap, an unusable message, or
-        ``poll_seconds`` of silence."""
+        ``poll_seconds`` of silence. Fed commits that come within ``gather_seconds`` of
+        the last applied are applied together (a views transaction per master commit would
+        cost the follower more than all the rest)."""
         self._stopping = False
         fed: tuple[bool, list[tuple[int, bytes, int, str, bytes]]] | None = None
         while not self._stopping:
@@ -379,16 +384,21 @@ class ProjectionRunner:
                 fed = None
                 continue
             fed = None
+            applied = time.monotonic()
             if feed is None or feed.closed:
                 self._nudged.wait(poll_seconds)
             elif feed.wait(poll_seconds) and not self._stopping:
+                pause = applied + gather_seconds - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
                 fed = feed.drain()
 
     def apply_fed(self, contiguous: bool,
                   rows: Sequence[tuple[int, bytes, int, str, bytes]]) -> bool:
-        """Apply records a writer fed (:meth:`LedgerApp.decode_fed`), if they follow on from
-        every read model's position with none missing; False (nothing applied) if they do
-        not: then :meth:`run_once` reads the store. Raises as :meth:`run_once`."""
+        """Apply records a writer fed (:meth:`LedgerApp.decode_fed`) as far as they follow on
+        from every read model's position with none missing. True if that was all of them;
+        False if some did not follow (a message was lost, or ids have gaps): then
+        :meth:`run_once` reads the rest from the store. Raises as :meth:`run_once`."""
         self._ensure_loaded()
         low = min(self._positions.values())
         if not contiguous:
@@ -396,8 +406,11 @@ class ProjectionRunner:
         fresh = [r for r in rows if r[0] > low]
         if not fresh:
             return bool(rows)  # all applied already (read from the store meanwhile)
-        if not follows(fresh, low):
-            return False
+        whole = follows(fresh, low)
+        if not whole:
+            fresh = fresh[:next((n for n, r in enumerate(fresh) if r[0] != low + 1 + n))]
+            if not fresh:
+                return False
         started = time.perf_counter()
         try:
             with collector_paused():
@@ -409,7 +422,7 @@ class ProjectionRunner:
         finally:
             self._last_run_seconds = time.perf_counter() - started
         self._fed += len(fresh)
-        return True
+        return whole
 
     def stop_following(self) -> None:
         self._stopping = True

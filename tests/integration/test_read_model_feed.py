@@ -224,3 +224,23 @@ async def test_the_writer_process_feeds_what_its_child_committed(tmp_path: Path)
     assert [nid for nid, _ in decoded] == [nid for nid, _ in stored]
     assert all(same(a[1], b[1]) for a, b in zip(decoded, stored, strict=True))
     assert [e.user for _, e in decoded if hasattr(e, "user")] == ["u1", "u2", "u2"]
+
+
+def test_records_before_a_gap_are_applied_and_the_store_gives_the_rest(
+        fed_ledger: LedgerApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    fed_ledger.keep_fed = True
+    with ProjectionRunner(fed_ledger) as runner:
+        runner.run_once()
+        fed_ledger.take_fed()
+        fed_ledger.execute([AcquireSeat("north", "a", "PRED")])
+        first = fed_ledger.take_fed()
+        fed_ledger.execute([AcquireSeat("north", "b", "PRED")])
+        fed_ledger.take_fed()  # lost
+        fed_ledger.execute([AcquireSeat("north", "c", "PRED")])
+        third = fed_ledger.take_fed()
+        assert not runner.apply_fed(*as_fed(first + third))
+        assert set(runner.positions().values()) == {first[-1][0]}
+        assert runner.statistics()["fed_events"] == len(first)
+        assert runner.run_once() == fed_ledger.max_id() - first[-1][0]
+        status = runner.status()
+    assert status is not None and {s.site: s.seats for s in status.sites}["north"] == 3
