@@ -18,17 +18,14 @@ A message: msgpack ``[contiguous, [[id, originator (16 bytes), version, topic, p
 
 from __future__ import annotations
 
-import os
 import select
 import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
-from uuid import UUID
 
 import msgspec
 
-Row = tuple[int, UUID, int, str, bytes]
-"""A committed record: (notification id, originator id, version, topic, plaintext payload)."""
+from ledger.application import FedRow
 
 MESSAGE_BYTES = 64 * 1024
 """Rows per message, at most about this many bytes (the socket buffers several)."""
@@ -39,7 +36,7 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(tuple[bool, list[tuple[int, bytes, int, str, bytes]]]).decode
 
 
-def messages(rows: Sequence[Row], contiguous: bool) -> list[bytes]:
+def messages(rows: Sequence[FedRow], contiguous: bool) -> list[bytes]:
     """The feed's messages for one commit's rows, in order."""
     out: list[bytes] = []
     chunk: list[tuple[int, bytes, int, str, bytes]] = []
@@ -81,7 +78,7 @@ class FeedSender:
             old.close()
         return theirs.detach()
 
-    def send(self, rows: Sequence[Row]) -> None:
+    def send(self, rows: Sequence[FedRow]) -> None:
         """Offer one commit's rows to the follower; dropped if it has no room."""
         sock = self._sock
         if not rows or sock is None:
@@ -154,13 +151,4 @@ def follows(rows: Iterable[tuple[int, Any, Any, Any, Any]], after: int) -> bool:
     return True
 
 
-def close_fd(fd: int) -> None:
-    """Close the follower's end in the master once the follower has it."""
-    try:
-        os.close(fd)
-    except OSError:
-        pass
-
-
-__all__ = ["BUFFER_BYTES", "MESSAGE_BYTES", "FeedReceiver", "FeedSender", "Row", "close_fd",
-           "follows", "messages"]
+__all__ = ["BUFFER_BYTES", "MESSAGE_BYTES", "FeedReceiver", "FeedSender", "follows", "messages"]
