@@ -42,10 +42,12 @@ from ledger.persistence.codec import (
 )
 from ledger.persistence.fencing import Fence, attach_fence, fenced_env
 from ledger.persistence.store import CompactSQLiteRecorder, collector_paused, persistence_env
+from ledger.seal.ahead import SPLIT_ABOVE, ForkedAhead, can_fork
 from ledger.seal.merkle import Frontier
 from ledger.seal.seal import (
     DEFAULT_SIGN_EVERY_RECORDS,
     DEFAULT_SIGN_EVERY_SECONDS,
+    PAGE,
     Problem,
     Sealer,
     VerifyReport,
@@ -797,6 +799,9 @@ class LedgerApp:
         keyed = isinstance(self.recorder, CompactSQLiteRecorder)
         records = (chain.from_iterable(self.recorder.iter_keyed_pages()) if keyed
                    else self.recorder.iter_rows())
+        ahead = self._verify_ahead() if keyed else None
+        if ahead is not None:
+            records = chain.from_iterable(self.recorder.iter_keyed_pages(upto=ahead.split))
         with collector_paused():
             report = verify_records(
                 records,
@@ -812,8 +817,21 @@ class LedgerApp:
                 progress=progress,
                 originator_of=self.recorder.originator_of if keyed else None,
                 topic_of=self.recorder.topic_of if keyed else None,
+                ahead=ahead,
             )
         return self._check_external_checkpoint(report)
+
+    def _verify_ahead(self) -> ForkedAhead | None:
+        """The second core's part of verifying a large compact store (ledger.seal.ahead):
+        the later half of its records, where this process may fork."""
+        file = self.recorder.file
+        top = self.max_id()
+        if file is None or not self.contiguous_ids or top < SPLIT_ABOVE or not can_fork():
+            return None
+        recorder = self.recorder
+        return ForkedAhead(file, top // 2 // PAGE * PAGE,
+                           self.cipher._aead.decrypt if self.cipher is not None else None,
+                           lambda after: chain.from_iterable(recorder.iter_keyed_pages(after=after)))
 
     def _check_external_checkpoint(self, report: VerifyReport) -> VerifyReport:
         """A missing (or once lost) checkpoint file fails verification: without it a

@@ -16,7 +16,7 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -189,6 +189,39 @@ starts the log afresh) is spread over that many commits, as SQLite's own is, not
 every idle tick of a lightly loaded master."""
 
 
+KeyedRow = tuple[int, int, int, int, bytes]  # id, originator key, version, topic key, state
+_TOP_ID = (1 << 63) - 1
+
+
+def read_lookups(c: Any) -> tuple[dict[int, UUID], dict[int, str]]:
+    """The compact store's originators and topics by key, read with cursor ``c``."""
+    c.execute("SELECT id, uuid FROM originators")
+    originators = {r[0]: UUID(bytes=r[1]) for r in c.fetchall()}
+    c.execute("SELECT id, topic FROM topics")
+    return originators, {r[0]: r[1] for r in c.fetchall()}
+
+
+def keyed_page(c: Any, after: int, page: int, upto: int = _TOP_ID) -> list[KeyedRow]:
+    """Up to ``page`` records of the compact store with ids in (``after``, ``upto``], read
+    with cursor ``c``."""
+    c.execute("SELECT id, originator, version, topic, state FROM events "
+              "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?", (after, upto, page))
+    rows: list[KeyedRow] = c.fetchall()
+    return rows
+
+
+def keyed_pages(fetch: Callable[[int], list[KeyedRow]], after: int, page: int
+                ) -> Iterator[list[KeyedRow]]:
+    """Pages of ``page`` records, each fetched by ``fetch(last id before it)``, from id
+    ``after`` on until a short page."""
+    while True:
+        rows = fetch(after)
+        yield rows
+        if len(rows) < page:
+            return
+        after = rows[-1][0]
+
+
 class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
     """SQLite application recorder with a compact schema and in-transaction sealing."""
 
@@ -218,11 +251,8 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
 
     # lookups ------------------------------------------------------------------
     def _load_lookups(self, c: Any) -> None:
-        c.execute("SELECT id, uuid FROM originators")
-        self._originators = {r[0]: UUID(bytes=r[1]) for r in c.fetchall()}
+        self._originators, self._topics = read_lookups(c)
         self._originator_ids = {u: i for i, u in self._originators.items()}
-        c.execute("SELECT id, topic FROM topics")
-        self._topics = {r[0]: r[1] for r in c.fetchall()}
         self._topic_ids = {t: i for i, t in self._topics.items()}
 
     def _lookup_id(self, c: Any, table: str, column: str, value: Any, cache: dict[Any, int],
@@ -443,21 +473,24 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
             for r in rows:
                 yield r[0], origin[r[1]], r[2], topic[r[3]], r[4]
 
-    def iter_keyed_pages(self, page: int = 50000, after: int = 0
-                         ) -> Iterator[list[tuple[int, int, int, int, bytes]]]:
-        """Every stored record after id ``after`` as (id, originator key, version, topic
-        key, state), in order, a page at a time; :meth:`originator_of` and
-        :meth:`topic_of` resolve the keys."""
-        start = after
-        while True:
+    def iter_keyed_pages(self, page: int = 50000, after: int = 0, upto: int = _TOP_ID
+                         ) -> Iterator[list[KeyedRow]]:
+        """Every stored record after id ``after`` and up to id ``upto`` as (id, originator
+        key, version, topic key, state), in order, a page at a time; :meth:`originator_of`
+        and :meth:`topic_of` resolve the keys."""
+        def fetch(start: int) -> list[KeyedRow]:
             with self.datastore.transaction(commit=False) as c:
-                c.execute("SELECT id, originator, version, topic, state FROM events "
-                          "WHERE id > ? ORDER BY id LIMIT ?", (start, page))
-                rows: list[tuple[int, int, int, int, bytes]] = c.fetchall()
-            yield rows
-            if len(rows) < page:
-                return
-            start = rows[-1][0]
+                return keyed_page(c, start, page, upto)
+        return keyed_pages(fetch, after, page)
+
+    @property
+    def file(self) -> Path | None:
+        """The SQLite file this recorder stores in (None in memory)."""
+        pool = self.datastore.pool
+        name = str(pool.db_name)
+        if pool.is_sqlite_memory_mode or name.startswith("file:"):
+            return None
+        return Path(name).resolve()  # (a URL's "sqlite:////x" names "//x")
 
     def iter_originator_pages(self, originator_id: UUID, page: int = 50000
                               ) -> Iterator[list[tuple[int, int, bytes]]]:

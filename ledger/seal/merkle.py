@@ -23,6 +23,7 @@ import operator
 from collections import deque
 from collections.abc import Iterable, Sequence
 from itertools import repeat
+from typing import Protocol
 
 __all__ = [
     "EMPTY_ROOT",
@@ -35,6 +36,7 @@ __all__ = [
     "node_hash",
     "root_from_leaf_hashes",
     "subtree_levels",
+    "subtrees_for",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -96,6 +98,28 @@ def subtree_levels(leaf_hashes: Sequence[bytes]) -> list[list[bytes]]:
     return levels
 
 
+class Level(Protocol):
+    """One height of :func:`subtree_levels`: the subtree hashes by index (all of them, or
+    some, as :func:`subtrees_for` keeps them)."""
+
+    def __getitem__(self, index: int, /) -> bytes: ...
+
+
+Levels = Sequence[Level]
+
+
+def subtrees_for(levels: Sequence[Sequence[bytes]], counts: Iterable[int]) -> list[dict[int, bytes]]:
+    """Of ``levels`` (from :func:`subtree_levels`), the subtrees :meth:`Frontier.extend`
+    takes to add the first ``count`` leaves, for each of ``counts``, by height and index."""
+    kept: list[dict[int, bytes]] = [{} for _ in levels]
+    for count in counts:
+        for height in range(count.bit_length()):
+            if count >> height & 1:
+                index = (count >> height) - 1
+                kept[height][index] = levels[height][index]
+    return kept
+
+
 def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
     """The Merkle tree hash (MTH) of a list of leaf hashes; ``EMPTY_ROOT`` for none.
 
@@ -148,7 +172,7 @@ class Frontier:
             raise ValueError(f"a leaf hash is {HASH_SIZE} bytes, not {len(leaf_hash)}")
         self._push(leaf_hash, 0)
 
-    def extend(self, levels: Sequence[Sequence[bytes]], count: int) -> None:
+    def extend(self, levels: Levels, count: int) -> None:
         """Add the first ``count`` leaves of ``levels`` (from :func:`subtree_levels`).
 
         They join as the perfect subtrees that make up their range, one per set bit of

@@ -33,7 +33,9 @@ by map() into perfect subtrees (``merkle.subtree_levels``), from which the roots
 inside the page are taken. Any other page, or one where a state fails authentication, is gone
 through record by record to find its first bad record; the checks at checkpoint sizes and of
 recorded checkpoints then run in record order up to that record, so what is found first is
-named, as record by record.
+named, as record by record. A large SQLite store is verified on two cores: a forked child
+reads, decrypts and hashes the later half (ledger.seal.ahead), and the pages it opened are
+checked where they join the records before them, with the same report.
 
 What an unsigned tail leaves open. Anyone who can write the store can also rewrite its
 unsigned rows. Changing one makes verification fail: the root recomputed from the records is
@@ -54,10 +56,10 @@ import os
 import struct
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice, repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -68,7 +70,14 @@ from ledger.errors import CheckpointError, StoreError
 from ledger.persistence.codec import RowCipher, unpack_payload
 from ledger.persistence.store import SealHook
 from ledger.seal.checkpoint import Checkpoint, note_with_signature, open_checkpoint, sign_checkpoint
-from ledger.seal.merkle import EMPTY_ROOT, Frontier, leaf_hash, leaf_hashes, subtree_levels
+from ledger.seal.merkle import (
+    EMPTY_ROOT,
+    Frontier,
+    Levels,
+    leaf_hash,
+    leaf_hashes,
+    subtree_levels,
+)
 
 CHECKPOINT_TOPIC_SUFFIX = "Licence.AuditCheckpointSigned"
 DEFAULT_SIGN_EVERY_RECORDS = 1000
@@ -87,8 +96,41 @@ def leaf_bytes(record_id: int, originator_id: Any, version: int, topic: str,
     that the at-rest cipher protects). Sealing the plaintext rather than the ciphertext lets
     a recipient of the export, who never holds the at-rest key, recompute every leaf.
     """
-    oid = originator_id.bytes if hasattr(originator_id, "bytes") else str(originator_id).encode()
-    return _pack(record_id) + oid + _pack(version) + topic.encode() + b"\n" + payload
+    return (_pack(record_id) + originator_bytes(originator_id) + _pack(version)
+            + topic.encode() + b"\n" + payload)
+
+
+def originator_bytes(originator_id: Any) -> bytes:
+    """An originator id as a record's leaf and associated data hold it."""
+    return originator_id.bytes if hasattr(originator_id, "bytes") else str(originator_id).encode()
+
+
+def record_heads(originators: Iterable[bytes], versions: Iterable[int], topics: Iterable[Any],
+                 topic_bytes: Mapping[Any, bytes]) -> list[bytes]:
+    """Each record's head, ``originator || version || topic`` (of ``topic_bytes[topic key]``):
+    its associated data, and its leaf but for the id and the payload."""
+    return [ob + _pack(version) + topic_bytes[tkey]
+            for ob, version, tkey in zip(originators, versions, topics, strict=False)]
+
+
+def open_states(decrypt: Callable[[bytes, bytes, bytes], bytes] | None, states: Sequence[bytes],
+                heads: Sequence[bytes]) -> list[bytes] | None:
+    """The plaintexts of stored ``states`` (with their ``heads``, the associated data), or
+    None if one fails authentication; the states themselves with no cipher."""
+    if decrypt is None:
+        return list(states)
+    try:
+        return [decrypt(stored[:_NONCE], stored[_NONCE:], head)
+                for stored, head in zip(states, heads, strict=True)]
+    except (InvalidTag, ValueError):
+        return None
+
+
+def leaves(ids: Iterable[int], heads: Iterable[bytes], plaintexts: Iterable[bytes]
+           ) -> list[bytes]:
+    """leaf_bytes() of each record, from its id, head and plaintext."""
+    return list(map(b"".join, zip(map(_pack, ids), heads, repeat(b"\n"), plaintexts,
+                                  strict=False)))
 
 
 def open_payload(cipher: RowCipher | None, n: Notification) -> bytes:
@@ -305,6 +347,44 @@ Row = tuple[int, Any, int, Any, bytes]  # id, originator, version, topic, stored
 PAGE = 1024  # records verified together (a power of two: a perfect subtree of the tree)
 
 
+@attrs.frozen
+class OpenedPage:
+    """A page of records opened without the records before it (see :class:`Ahead`): its
+    ids ``first_id`` onwards without a gap, each originator's versions in order from
+    ``firsts`` to ``lasts`` (by originator key), every state authentic. ``levels`` holds
+    the subtrees over its leaves that the tree needs at its end and at the checkpoint sizes
+    inside it (``levels[height][index]``, as :func:`merkle.subtree_levels` gives them), and
+    ``notes`` the plaintexts of its recorded checkpoints by position in the page."""
+
+    first_id: int
+    count: int
+    firsts: dict[Any, int]
+    lasts: dict[Any, int]
+    levels: list[dict[int, bytes]]
+    notes: dict[int, bytes]
+
+
+class Ahead(Protocol):
+    """Records after ``split`` opened elsewhere (another core) while the first ``split`` are
+    verified: verify_records checks each page's seams, checkpoints and notes as it would the
+    records', and verifies from the records themselves where a page does not follow on."""
+
+    split: int
+
+    def start(self, stops: list[int]) -> None:
+        """Begin opening (the tree sizes checks are due at: their subtrees are kept)."""
+
+    def pages(self) -> Iterable[OpenedPage]:
+        """The pages after ``split``, in order: all of them, or those before the first one
+        that did not open (or none if opening failed)."""
+
+    def rows_after(self, record_id: int) -> Iterable[Row]:
+        """The records after id ``record_id``, as they are stored."""
+
+    def close(self) -> None:
+        """Stop opening, if it still is."""
+
+
 def verify_records(
     rows: Iterable[Row],
     seal_rows: Sequence[tuple[int, bytes, bytes, float]],
@@ -320,6 +400,7 @@ def verify_records(
     progress: Callable[[int], None] | None = None,
     originator_of: Callable[[Any], Any] | None = None,
     topic_of: Callable[[Any], str] | None = None,
+    ahead: Ahead | None = None,
 ) -> VerifyReport:
     """Check every record against the seal. Never raises for a bad store: it reports.
 
@@ -327,6 +408,8 @@ def verify_records(
     A row's originator and topic may be keys that ``originator_of`` and ``topic_of`` turn
     into the originator id and topic (a store's lookup tables); by default they are those.
     ``progress`` is called with the number of records verified after each page of them.
+    With ``ahead``, ``rows`` are the first ``ahead.split`` records and ``ahead`` has the rest
+    (the report is the same).
     """
     signed: dict[int, list[tuple[bytes, bytes]]] = {}
     unsigned: dict[int, bytes] = {}
@@ -347,12 +430,22 @@ def verify_records(
     check = _Checker(signed, unsigned, file_cp, roots, public_key, origin)
     pages = _Pages(check, stops, roots, note_key or public_key, origin, cipher, decode_state,
                    contiguous_ids, originator_of, topic_of)
-    rest = iter(rows)
     try:
-        while page := list(islice(rest, PAGE)):
-            pages.verify(page)
-            if progress is not None:
-                progress(pages.frontier.size)
+        try:
+            if ahead is not None:
+                ahead.start(stops)
+            _verify_pages(pages, rows, progress)
+            if ahead is not None:
+                if pages.frontier.size == ahead.split:
+                    for opened in ahead.pages():
+                        if not pages.accept(opened):
+                            break
+                        if progress is not None:
+                            progress(pages.frontier.size)
+                _verify_pages(pages, ahead.rows_after(pages.expected - 1), progress)
+        finally:
+            if ahead is not None:
+                ahead.close()
         size = pages.frontier.size
         root = pages.frontier.root()
         check.finish()
@@ -385,6 +478,15 @@ def verify_records(
         return VerifyReport(pages.frontier.size, check.checkpoints, pages.notes,
                             pages.frontier.root(), found.problem)
     return VerifyReport(size, check.checkpoints, pages.notes, root, None)
+
+
+def _verify_pages(pages: _Pages, rows: Iterable[Row], progress: Callable[[int], None] | None
+                  ) -> None:
+    rest = iter(rows)
+    while page := list(islice(rest, PAGE)):
+        pages.verify(page)
+        if progress is not None:
+            progress(pages.frontier.size)
 
 
 class _Pages:
@@ -428,14 +530,36 @@ class _Pages:
                   if present.issubset(self.topics) else None)
         heads, plaintexts, problem = opened or self._open_each(page)
         good = len(heads)  # the records before the first bad one
-        # The leaves are leaf_bytes() inlined; a head is also the cipher's associated data.
-        levels = subtree_levels(leaf_hashes(list(map(
-            b"".join, zip(map(_pack, ids), heads, repeat(b"\n"), plaintexts, strict=False)))))
+        notes = ([i for i, tkey in enumerate(tkeys[:good]) if tkey in self.note_topics]
+                 if not present.isdisjoint(self.note_topics) else [])
+        self._settle(subtree_levels(leaf_hashes(leaves(ids, heads, plaintexts))), good, ids,
+                     notes, plaintexts)
+        if problem is not None:
+            raise problem
+
+    def accept(self, opened: OpenedPage) -> bool:
+        """Check a page opened ahead (see :class:`Ahead`) as :meth:`verify` would its
+        records; False, having checked nothing, where it does not follow on from the records
+        before it (it is then to be verified from its records)."""
+        last_version = self.last_version
+        if opened.first_id != self.expected or any(
+                first != last_version.get(okey, 0) + 1 for okey, first in opened.firsts.items()):
+            return False
+        last_version.update(opened.lasts)
+        self.expected = opened.first_id + opened.count
+        self._settle(opened.levels, opened.count,
+                     range(opened.first_id, opened.first_id + opened.count),
+                     sorted(opened.notes), opened.notes)
+        return True
+
+    def _settle(self, levels: Levels, good: int, ids: Sequence[int], notes: list[int],
+                plaintexts: Mapping[int, bytes] | Sequence[bytes]) -> None:
+        """The checks of a page whose first ``good`` records opened, given the subtrees over
+        their leaves (``levels``), the positions of their recorded checkpoints (``notes``),
+        and the plaintexts there; then the tree grows by them."""
         start = self.frontier.size
         stops = self.stops[self.next_stop:bisect_right(self.stops, start + good)]
         self.next_stop += len(stops)
-        notes = ([i for i, tkey in enumerate(tkeys[:good]) if tkey in self.note_topics]
-                 if not present.isdisjoint(self.note_topics) else [])
         # In record order, each at the number of the page's leaves in the tree then: a
         # record's note is checked before its leaf joins the tree, a stop as soon as the tree
         # reaches its size (so a stop comes first where both are at the same count).
@@ -452,10 +576,8 @@ class _Pages:
             self.frontier.extend(levels, at)
             raise
         self.frontier.extend(levels, good)
-        if problem is not None:
-            raise problem
 
-    def _stop(self, levels: list[list[bytes]], count: int, record_id: int) -> None:
+    def _stop(self, levels: Levels, count: int, record_id: int) -> None:
         """The checks where the tree reaches a stored checkpoint's size (the page's first
         ``count`` records in it)."""
         tree = self.frontier.copy()
@@ -466,8 +588,7 @@ class _Pages:
         known = self.originators.get(okey)
         if known is None:
             oid = self.originator_of(okey) if self.originator_of is not None else okey
-            known = self.originators[okey] = (oid.bytes if hasattr(oid, "bytes")
-                                              else str(oid).encode())
+            known = self.originators[okey] = originator_bytes(oid)
         return known
 
     def _topic(self, tkey: Any) -> bytes:
@@ -491,17 +612,10 @@ class _Pages:
         if (okeys.count(okey) != len(okeys) or versions != tuple(range(first, first + len(ids)))
                 or self.contiguous_ids and ids != tuple(range(expected, expected + len(ids)))):
             return None
-        ob, topics = self._originator(okey), self.topics
-        heads = [ob + _pack(version) + topics[tkey]
-                 for version, tkey in zip(versions, tkeys, strict=True)]
-        plaintexts = list(states)
-        if self.decrypt is not None:
-            decrypt = self.decrypt
-            try:
-                plaintexts = [decrypt(stored[:_NONCE], stored[_NONCE:], head)
-                              for stored, head in zip(states, heads, strict=True)]
-            except (InvalidTag, ValueError):
-                return None
+        heads = record_heads(repeat(self._originator(okey)), versions, tkeys, self.topics)
+        plaintexts = open_states(self.decrypt, states, heads)
+        if plaintexts is None:
+            return None
         self.last_version[okey] = versions[-1]
         self.expected = ids[-1] + 1
         return heads, plaintexts, None

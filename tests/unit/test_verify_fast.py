@@ -81,18 +81,19 @@ def test_extend_refuses_a_subtree_that_would_not_start_on_its_boundary() -> None
 
 # ---------------------------------------------------------------------- verify_records
 def store(count: int = N, *, notes: dict[int, int] | None = None,
-          originator_of: dict[int, UUID] | None = None
+          originator_of: dict[int, UUID] | None = None, skip_versions: dict[UUID, int] | None = None
           ) -> tuple[list[Row], list[tuple[int, bytes, bytes, float]], Frontier]:
     """``count`` encrypted records of originator A (but where ``originator_of`` says), an
     unsigned checkpoint row every 100 records and a signed one every 500 and at the end.
-    ``notes`` maps a record to the tree size its recorded checkpoint covers."""
+    ``notes`` maps a record to the tree size its recorded checkpoint covers; an originator's
+    first version is 1 but for ``skip_versions`` (the number of versions it skips)."""
     notes = notes or {}
     originator_of = originator_of or {}
     rows: list[Row] = []
     seal_rows: list[tuple[int, bytes, bytes, float]] = []
     frontier = Frontier()
     roots: dict[int, bytes] = {}
-    versions: dict[UUID, int] = {}
+    versions: dict[UUID, int] = dict(skip_versions or {})
     for record_id in range(1, count + 1):
         originator = originator_of.get(record_id, A)
         version = versions[originator] = versions.get(originator, 0) + 1
