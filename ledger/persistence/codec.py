@@ -17,7 +17,7 @@ import operator
 import os
 import struct
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -225,12 +225,37 @@ class RowCipher:
         return oid + struct.pack(">q", version) + topic.encode()
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
-        nonce = os.urandom(self.NONCE)
+        nonce = next(_nonces, None) or _fresh_nonces()
         return nonce + self._aead.encrypt(nonce, plaintext, aad)
 
     def open(self, stored: bytes, aad: bytes) -> bytes:
         """Raises InvalidTag when the state was altered or belongs to another row."""
         return self._aead.decrypt(stored[: self.NONCE], stored[self.NONCE :], aad)
+
+
+# Random nonces, drawn from the operating system a few hundred at a time: os.urandom lets go
+# of the interpreter lock, and in the master's writer thread every such release can wait for
+# the event loop to give it back. One list iterator hands each out once, whatever the
+# threads; a forked child forgets its parent's.
+_NONCES_DRAWN = 341
+_nonces: Iterator[bytes] = iter(())
+
+
+def _fresh_nonces() -> bytes:
+    """Draw the next nonces; the first of them."""
+    global _nonces
+    size = RowCipher.NONCE
+    drawn = os.urandom(size * _NONCES_DRAWN)
+    _nonces = iter([drawn[i:i + size] for i in range(size, len(drawn), size)])
+    return drawn[:size]
+
+
+def _forget_nonces() -> None:
+    global _nonces
+    _nonces = iter(())
+
+
+os.register_at_fork(after_in_child=_forget_nonces)
 
 
 def pack_payload(payload: bytes, compress: bool = True) -> bytes:

@@ -18,6 +18,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -189,6 +190,7 @@ starts the log afresh) is spread over that many commits, as SQLite's own is, not
 every idle tick of a lightly loaded master."""
 
 
+INSERT_ROWS = 64  # records inserted by one statement (SQLite takes 32,766 parameters)
 KeyedRow = tuple[int, int, int, int, bytes]  # id, originator key, version, topic key, state
 _TOP_ID = (1 << 63) - 1
 
@@ -236,7 +238,8 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
         self._commits_unchecked = 0  # commits since checkpoint_wal (a lower bound of the log)
         super().__init__(datastore, events_table_name="events")
         t = self.events_table_name
-        self._insert = f"INSERT INTO {t} (id, originator, version, topic, state) VALUES (?,?,?,?,?)"
+        self._inserts = [f"INSERT INTO {t} (id, originator, version, topic, state) VALUES "
+                         + ",".join(["(?,?,?,?,?)"] * count) for count in range(INSERT_ROWS + 1)]
         self.select_max_notification_id_statement = f"SELECT MAX(id) FROM {t}"
 
     def construct_create_table_statements(self) -> list[str]:
@@ -400,7 +403,12 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
             if t is None:
                 t = self._lookup_id(c, "topics", "topic", s.topic, topics, staged_t)
             rows.append((first + n, o, s.originator_version, t, s.state))
-        c.executemany(self._insert, rows)
+        # A statement of up to INSERT_ROWS rows at a time rather than executemany's one per
+        # row: SQLite's every step lets go of the interpreter lock, and in the master's
+        # writer thread each release can wait for the event loop to give it back.
+        for at in range(0, len(rows), INSERT_ROWS):
+            chunk = rows[at:at + INSERT_ROWS]
+            c.execute(self._inserts[len(chunk)], list(chain.from_iterable(chunk)))
         return [first + n for n in range(len(rows))]
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
