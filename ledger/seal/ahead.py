@@ -21,10 +21,11 @@ from __future__ import annotations
 import ctypes
 import os
 import pickle
+import select
 import signal
 import sqlite3
 import sys
-import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain, islice
 from pathlib import Path
@@ -47,12 +48,20 @@ from ledger.seal.seal import (
 Decrypt = Callable[[bytes, bytes, bytes], bytes]
 SPLIT_ABOVE = 40 * PAGE  # fewer records verify in less time than forking and joining take
 _FETCH = 16 * PAGE
+MIN_PATIENCE = 30.0  # seconds the parent waits for the child's pages at least
 _PR_SET_PDEATHSIG = 1
 
 
 def can_fork() -> bool:
-    """Whether this process may fork a child to open records (Linux, one thread)."""
-    return sys.platform.startswith("linux") and threading.active_count() == 1
+    """Whether this process may fork a child to open records: on Linux, with no thread but
+    this one, counted by the kernel (threads not started by ``threading`` count too: a lock
+    one of them held would stay held in the child)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 def open_pages(rows: Iterable[KeyedRow], originators: Mapping[Any, bytes],
@@ -119,6 +128,7 @@ class ForkedAhead:
         self._read_rows = read_rows
         self._pid = 0
         self._from_child = -1
+        self._started = 0.0
 
     def start(self, stops: list[int]) -> None:
         read, write = os.pipe()
@@ -137,6 +147,7 @@ class ForkedAhead:
                 os._exit(code)
         os.close(write)
         self._pid, self._from_child = pid, read
+        self._started = time.monotonic()
 
     def _open(self, stops: list[int]) -> list[OpenedPage]:
         """In the child: the pages after ``split``, through a connection of its own."""
@@ -152,6 +163,11 @@ class ForkedAhead:
 
     def pages(self) -> Iterator[OpenedPage]:
         if self._from_child < 0:
+            return iter(())
+        # The child has as many records to open as this process had to verify: one that
+        # takes far longer is stuck (it is killed, and the records verified from the store).
+        patience = max(MIN_PATIENCE, 4 * (time.monotonic() - self._started))
+        if not select.select([self._from_child], [], [], patience)[0]:
             return iter(())
         with open(self._from_child, "rb") as data:
             self._from_child = -1

@@ -65,8 +65,9 @@ if mode == "one":
     application.can_fork = lambda: False
 elif mode == "fail":
     ahead.ForkedAhead._open = fail
-elif mode == "hang":
+elif mode in ("hang", "stuck"):
     ahead.ForkedAhead._open = hang
+    ahead.MIN_PATIENCE = 0.5
 app = LedgerApp(f"sqlite:///{db}", key=bytes.fromhex(key),
                 signing_key=Ed25519PrivateKey.from_private_bytes(bytes.fromhex(signing)),
                 clock=ManualClock(), checkpoint_file=Path(db).with_suffix(".cp"), read_only=True)
@@ -182,6 +183,19 @@ def test_a_child_that_fails_leaves_the_report_as_it_was(
     assert report_of(failed) == report_of(one)
     assert one["problem"][0] == 4 * PAGE + 3
     assert (failed["forked"], failed["handed"], failed["reaped"]) == (True, 0, True)
+
+
+def test_a_stuck_child_is_killed_and_the_records_verified_without_it(
+        made: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    db = copy_of(made, tmp_path)
+    alter(db, 5 * PAGE + 77, lambda state: state[:-1] + bytes([state[-1] ^ 1]))
+    one = probe(db, made[1], "one")
+    began = time.monotonic()
+    stuck = probe(db, made[1], "stuck")
+    assert time.monotonic() - began < 20  # the child sleeps a minute
+    assert report_of(stuck) == report_of(one)
+    assert one["problem"][0] == 5 * PAGE + 77
+    assert (stuck["forked"], stuck["handed"], stuck["reaped"]) == (True, 0, True)
 
 
 def test_the_child_dies_with_a_sigkilled_parent(

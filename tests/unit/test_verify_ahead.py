@@ -8,6 +8,7 @@ a real store is in tests/integration/test_verify_two_cores.py.
 
 from __future__ import annotations
 
+import _thread
 import os
 from collections.abc import Callable, Iterable
 from uuid import UUID
@@ -15,7 +16,7 @@ from uuid import UUID
 import pytest
 
 from ledger.persistence.codec import RowCipher
-from ledger.seal.ahead import open_pages
+from ledger.seal.ahead import can_fork, open_pages
 from ledger.seal.checkpoint import Checkpoint, sign_checkpoint
 from ledger.seal.seal import (
     CHECKPOINT_TOPIC_SUFFIX,
@@ -197,3 +198,21 @@ def test_an_originators_first_version_is_checked_where_its_page_joins() -> None:
     assert (one.problem.record, one.problem.reason) == (
         4 * PAGE + 1, f"version 2 of {B} follows version 0: reordered, removed or re-used")
     assert ahead.handed == 3  # two accepted, the third did not follow on
+
+
+def test_no_child_is_forked_while_another_thread_runs() -> None:
+    """Even one not started by ``threading`` (as trio's thread cache starts its own)."""
+    held, started = _thread.allocate_lock(), _thread.allocate_lock()
+    held.acquire()
+    started.acquire()
+
+    def wait() -> None:
+        started.release()
+        held.acquire()
+
+    _thread.start_new_thread(wait, ())
+    started.acquire()
+    try:
+        assert not can_fork()
+    finally:
+        held.release()
