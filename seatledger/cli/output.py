@@ -134,6 +134,8 @@ def progress(args: Any, total: int, desc: str) -> Iterator[Callable[[int], None]
         return
     from tqdm import tqdm
 
+    # No monitor thread: a verification forks a child only from a process of one thread.
+    tqdm.monitor_interval = 0
     bar = tqdm(total=total, desc=desc, unit="rec", file=sys.stderr, leave=False)
     last = 0
 
