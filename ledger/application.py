@@ -720,22 +720,13 @@ class LedgerApp:
     def _replay_pages(self, recorder: CompactSQLiteRecorder) -> Licence | None:
         """replay() on the compact store: the licence's rows as SQLite reads them (without
         the other originators' rows or the columns not needed), each topic resolved once,
-        each row decoded straight into its event (SealedMapper.decode_event), and applied
+        each row decoded straight into its event (SealedMapper.decode_rows), and applied
         by :func:`apply_events`."""
-        mapper = self.mapper
-        decode = mapper.decode_event
+        decode_rows, topic_of = self.mapper.decode_rows, recorder.topic_of
         kinds: dict[int, EventKind] = {}
-        oid = LICENCE_ID.bytes
-
-        def events() -> Iterator[Any]:
-            for rows in recorder.iter_originator_pages(LICENCE_ID):
-                for row_version, tkey, stored in rows:
-                    kind = kinds.get(tkey)
-                    if kind is None:
-                        kind = kinds[tkey] = mapper.event_kind(recorder.topic_of(tkey))
-                    yield decode(kind, oid, LICENCE_ID, row_version, stored)
-
-        return apply_events(None, events())
+        return apply_events(None, chain.from_iterable(
+            decode_rows(LICENCE_ID, rows, topic_of, kinds)
+            for rows in recorder.iter_originator_pages(LICENCE_ID)))
 
     def records(self, start: int = 1, stop: int | None = None
                 ) -> Iterator[tuple[Notification, bytes]]:
@@ -859,7 +850,8 @@ def apply_events(licence: Licence | None, events: Iterable[Any]) -> Licence | No
     (the version follows; the caller's events are all the licence's) and the same
     bookkeeping (version and modified_on). Seat events' counts in the pools are kept aside
     between other events (Licence.count_later): most of a log is seat events, and a pool
-    made anew for each is most of their cost.
+    made anew for each is most of their cost. So is the bookkeeping of a run of seat events
+    (no apply() reads it), done once for its last (see settle).
 
     Raises eventsourcing's OriginatorVersionError for an event out of order."""
     plain_mutate = CanMutateAggregate.mutate
@@ -867,6 +859,16 @@ def apply_events(licence: Licence | None, events: Iterable[Any]) -> Licence | No
     # class's own, as for the first event), and whether its seat counts may wait.
     classes: dict[type, tuple[Callable[[Any, Licence], None] | None, bool]] = {}
     version = 0
+    last_seat_event: Any = None  # applied, but not yet in the licence's bookkeeping
+
+    def settle(licence: Licence, last_seat_event: Any) -> None:
+        """What is left waiting: the seat counts kept aside, and the version and
+        modified_on of the last seat event applied (if any since the licence had them)."""
+        licence.count_now()
+        if last_seat_event is not None:
+            licence.version = last_seat_event.originator_version
+            licence.modified_on = last_seat_event.timestamp
+
     if licence is not None:
         version = licence.version
         licence.count_later()
@@ -880,7 +882,8 @@ def apply_events(licence: Licence | None, events: Iterable[Any]) -> Licence | No
             apply, seats_only = known
             if apply is None or licence is None:
                 if licence is not None:
-                    licence.count_now()
+                    settle(licence, last_seat_event)
+                    last_seat_event = None
                 licence = event.mutate(licence)
                 if licence is not None:
                     licence.count_later()
@@ -889,16 +892,20 @@ def apply_events(licence: Licence | None, events: Iterable[Any]) -> Licence | No
             event_version = event.originator_version
             if event_version != version + 1:
                 raise OriginatorVersionError(event_version, version + 1)
-            if not seats_only:
-                licence.count_now()
+            version = event_version
+            if seats_only:
+                apply(event, licence)
+                last_seat_event = event
+                continue
+            settle(licence, last_seat_event)
+            last_seat_event = None
             apply(event, licence)
-            if not seats_only:
-                licence.count_later()
-            version = licence.version = event_version
+            licence.count_later()
+            licence.version = event_version
             licence.modified_on = event.timestamp
     finally:
         if licence is not None:
-            licence.count_now()
+            settle(licence, last_seat_event)
     return licence
 
 

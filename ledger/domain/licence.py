@@ -163,6 +163,10 @@ class Site:
 
 
 _RELEASE_REASONS = frozenset(ReleaseReason)
+# The seat events' pool event kinds, looked up once: a member read from its enum class
+# costs a call to EnumType.__getattr__'s hook, and a replay reads one per seat event.
+_SEAT_GRANTED = PoolEventKind.SEAT_GRANTED
+_SEAT_RELEASED = PoolEventKind.SEAT_RELEASED
 # Hours notices' severities, by the percentage left.
 _HOURS_SEVERITY: Mapping[int, Severity] = {
     20: Severity.OPENED, 10: Severity.DAY_LEFT, 5: Severity.HOURS_LEFT}
@@ -383,8 +387,9 @@ class Licence(Aggregate):
             ))
             if self.seq is not None and self.seq > site.last_seq:
                 site.last_seq = self.seq
-            licence.next_seat = max(licence.next_seat, self.seat + 1)
-            licence._count(self.agent_class, PoolEventKind.SEAT_GRANTED, self.occurred_at)
+            if self.seat >= licence.next_seat:
+                licence.next_seat = self.seat + 1
+            licence._count(self.agent_class, _SEAT_GRANTED, self.occurred_at)
             if licence.hours_state:
                 licence._count_hours(self.agent_class, HoursEventKind.GRANTED, self.timestamp)
 
@@ -413,7 +418,7 @@ class Licence(Aggregate):
             licence._count_campaign(site.remove_seat(self.user).campaign, -1)
             if self.seq is not None and self.seq > site.last_seq:
                 site.last_seq = self.seq
-            licence._count(self.agent_class, PoolEventKind.SEAT_RELEASED, self.occurred_at)
+            licence._count(self.agent_class, _SEAT_RELEASED, self.occurred_at)
             if licence.hours_state:
                 licence._count_hours(self.agent_class, HoursEventKind.RELEASED, self.timestamp)
 
@@ -663,7 +668,7 @@ class Licence(Aggregate):
         later = self._uncounted
         if later is not None:
             later[agent_class] = later.get(agent_class, 0) + (
-                1 if kind is PoolEventKind.SEAT_GRANTED else -1)
+                1 if kind is _SEAT_GRANTED else -1)
             return
         pools = self.pools
         for name in self._pool_names_for(agent_class):
@@ -756,7 +761,9 @@ class Licence(Aggregate):
         return counts
 
     def _count_campaign(self, campaign: str, delta: int) -> None:
-        counts = self._campaigns()
+        counts = self.campaign_seats
+        if counts is None:  # (not a call to _campaigns() for each seat event of a replay)
+            counts = self._campaigns()
         left = counts.get(campaign, 0) + delta
         if left > 0:
             counts[campaign] = left
