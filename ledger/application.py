@@ -38,11 +38,19 @@ from ledger.persistence.codec import (
     EventKind,
     RowCipher,
     SealedMapper,
+    open_rows,
     originator_bytes,
 )
 from ledger.persistence.fencing import Fence, attach_fence, fenced_env
-from ledger.persistence.store import CompactSQLiteRecorder, collector_paused, persistence_env
-from ledger.seal.ahead import SPLIT_ABOVE, ForkedAhead, can_fork
+from ledger.persistence.forked import SPLIT_ABOVE, Child, can_fork, read_only
+from ledger.persistence.store import (
+    CompactSQLiteRecorder,
+    collector_paused,
+    originator_page,
+    persistence_env,
+    read_lookups,
+)
+from ledger.seal.ahead import ForkedAhead
 from ledger.seal.merkle import Frontier
 from ledger.seal.seal import (
     DEFAULT_SIGN_EVERY_RECORDS,
@@ -56,6 +64,7 @@ from ledger.seal.seal import (
 )
 
 _T = TypeVar("_T")
+DECRYPTED_PAGE = 8192  # ids a replay's child decrypts at a time (the first wait is one's)
 
 FedRow = tuple[int, Any, int, str, bytes]
 """A committed record as the seal hashed it: (record id, originator id, version, topic,
@@ -722,11 +731,52 @@ class LedgerApp:
         the other originators' rows or the columns not needed), each topic resolved once,
         each row decoded straight into its event (SealedMapper.decode_rows), and applied
         by :func:`apply_events`."""
-        decode_rows, topic_of = self.mapper.decode_rows, recorder.topic_of
+        topic_of = recorder.topic_of
         kinds: dict[int, EventKind] = {}
         return apply_events(None, chain.from_iterable(
-            decode_rows(LICENCE_ID, rows, topic_of, kinds)
-            for rows in recorder.iter_originator_pages(LICENCE_ID)))
+            decode(LICENCE_ID, rows, topic_of, kinds)
+            for decode, rows in self._replay_sources(recorder)))
+
+    def _replay_sources(self, recorder: CompactSQLiteRecorder
+                        ) -> Iterator[tuple[Callable[..., Iterator[Any]], list[Any]]]:
+        """The licence's pages of rows, each with the decoder for it. Of a large store, where
+        this process may fork, a child (ledger.persistence.forked) reads and decrypts them
+        ahead while this process decodes and applies: decryption is a quarter of a replay.
+        From the first page it did not send (it stops before one that fails authentication),
+        they are read and decrypted here."""
+        sent = 0
+        child = self._decrypting_child(recorder)
+        try:
+            if child is not None:
+                for rows in child.chunks():
+                    yield self._plain.decode_rows, rows
+                    sent += 1
+            for rows in recorder.iter_originator_pages(LICENCE_ID, DECRYPTED_PAGE, sent):
+                yield self.mapper.decode_rows, rows
+        finally:
+            if child is not None:
+                child.close()
+
+    def _decrypting_child(self, recorder: CompactSQLiteRecorder) -> Child | None:
+        file, cipher = recorder.file, self.cipher
+        key, top = recorder.originator_key_and_top(LICENCE_ID)
+        if (file is None or cipher is None or key is None or top < SPLIT_ABOVE
+                or not can_fork()):
+            return None
+        oid = LICENCE_ID.bytes
+
+        def work() -> Iterator[list[tuple[int, int, bytes]]]:
+            with read_only(file) as conn:
+                c = conn.cursor()
+                topics = {k: t.encode() for k, t in read_lookups(c)[1].items()}
+                for start in range(0, top, DECRYPTED_PAGE):
+                    opened = open_rows(cipher, oid, originator_page(c, key, start,
+                                                                    DECRYPTED_PAGE), topics)
+                    if opened is None:
+                        return
+                    yield opened
+
+        return Child(work)
 
     def records(self, start: int = 1, stop: int | None = None
                 ) -> Iterator[tuple[Notification, bytes]]:

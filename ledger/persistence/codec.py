@@ -258,6 +258,20 @@ def _forget_nonces() -> None:
 os.register_at_fork(after_in_child=_forget_nonces)
 
 
+def open_rows(cipher: RowCipher, originator: bytes, rows: Iterable[tuple[int, Any, bytes]],
+              topics: Mapping[Any, bytes]) -> list[tuple[int, Any, bytes]] | None:
+    """One originator's (version, topic key, stored state) rows with their plaintexts for
+    states, given its id's bytes and each topic key's topic bytes; None if one fails
+    authentication (or names an unknown topic)."""
+    decrypt = cipher._aead.decrypt
+    try:
+        return [(version, tkey, decrypt(stored[:_NONCE], stored[_NONCE:],
+                                        originator + _VERSION(version) + topics[tkey]))
+                for version, tkey, stored in rows]
+    except (InvalidTag, KeyError, ValueError):
+        return None
+
+
 def pack_payload(payload: bytes, compress: bool = True) -> bytes:
     if compress and len(payload) > _COMPRESS_ABOVE:
         # Level 1: what is compressed is mostly snapshots, taken between commits; for a

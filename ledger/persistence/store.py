@@ -192,6 +192,8 @@ every idle tick of a lightly loaded master."""
 
 INSERT_ROWS = 64  # records inserted by one statement (SQLite takes 32,766 parameters)
 KeyedRow = tuple[int, int, int, int, bytes]  # id, originator key, version, topic key, state
+OriginatorRow = tuple[int, int, bytes]  # version, topic key, state
+ORIGINATOR_PAGE = 50000  # ids read at a time for one originator's records
 _TOP_ID = (1 << 63) - 1
 
 
@@ -209,6 +211,16 @@ def keyed_page(c: Any, after: int, page: int, upto: int = _TOP_ID) -> list[Keyed
     c.execute("SELECT id, originator, version, topic, state FROM events "
               "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?", (after, upto, page))
     rows: list[KeyedRow] = c.fetchall()
+    return rows
+
+
+def originator_page(c: Any, key: int, after: int, page: int) -> list[OriginatorRow]:
+    """The records of the originator stored under ``key`` among ids (``after``, ``after +
+    page``], as (version, topic key, state), read with cursor ``c``."""
+    # "+originator": filter while scanning by id, not through the index.
+    c.execute("SELECT version, topic, state FROM events WHERE id > ? AND id <= ? "
+              "AND +originator = ? ORDER BY id", (after, after + page, key))
+    rows: list[OriginatorRow] = c.fetchall()
     return rows
 
 
@@ -500,25 +512,29 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
             return None
         return Path(name).resolve()  # (a URL's "sqlite:////x" names "//x")
 
-    def iter_originator_pages(self, originator_id: UUID, page: int = 50000
-                              ) -> Iterator[list[tuple[int, int, bytes]]]:
+    def iter_originator_pages(self, originator_id: UUID, page: int = ORIGINATOR_PAGE,
+                              first_page: int = 0) -> Iterator[list[OriginatorRow]]:
         """One originator's records as (version, topic key, state), in order, read a page of
-        ids at a time up to the store's top when called: what a replay needs, without the
-        columns it does not use or the other originators' rows (fetching rows is a tenth of
-        a replay's time; two columns fewer make it a quarter cheaper)."""
+        ids at a time up to the store's top when called (from the ``first_page``-th page of
+        ``page`` ids): what a replay needs, without the columns it does not use or the other
+        originators' rows (fetching rows is a tenth of a replay's time; two columns fewer
+        make it a quarter cheaper)."""
+        key, top = self.originator_key_and_top(originator_id)
+        if key is None:
+            return
+        for start in range(first_page * page, top, page):
+            with self.datastore.transaction(commit=False) as c:
+                yield originator_page(c, key, start, page)
+
+    def originator_key_and_top(self, originator_id: UUID) -> tuple[int | None, int]:
+        """The key ``originator_id`` is stored under (None: it has no record), and the
+        store's top id."""
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT id FROM originators WHERE uuid = ?", (originator_id.bytes,))
             found = c.fetchone()
             c.execute(self.select_max_notification_id_statement)
             top = c.fetchone()[0] or 0
-        if found is None:
-            return
-        for start in range(0, top, page):
-            with self.datastore.transaction(commit=False) as c:
-                # "+originator": filter while scanning by id, not through the index.
-                c.execute("SELECT version, topic, state FROM events WHERE id > ? AND id <= ? "
-                          "AND +originator = ? ORDER BY id", (start, start + page, found[0]))
-                yield c.fetchall()
+        return (None if found is None else int(found[0])), int(top)
 
     def originator_of(self, key: int) -> UUID:
         """The originator id stored under ``key``."""

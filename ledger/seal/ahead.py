@@ -11,27 +11,19 @@ all in record order as for records (``seal._Pages.accept``). From the first page
 open or does not follow on, it verifies the records themselves: the report names the same
 record for the same reason as a verification on one core.
 
-The child is forked only from a process with no other thread (a fork copies one thread, and
-the others' locks with it), reads the store through its own connection, and dies with its
-parent (``PR_SET_PDEATHSIG``). If it fails, its pages are simply not there.
+The child is a ledger.persistence.forked.Child: if it fails, its pages are simply not there.
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
-import pickle
-import select
-import signal
-import sqlite3
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
+from ledger.persistence import forked
+from ledger.persistence.forked import Child, read_only
 from ledger.persistence.store import KeyedRow, keyed_page, keyed_pages, read_lookups
 from ledger.seal.merkle import leaf_hashes, subtree_levels, subtrees_for
 from ledger.seal.seal import (
@@ -46,22 +38,7 @@ from ledger.seal.seal import (
 )
 
 Decrypt = Callable[[bytes, bytes, bytes], bytes]
-SPLIT_ABOVE = 40 * PAGE  # fewer records verify in less time than forking and joining take
 _FETCH = 16 * PAGE
-MIN_PATIENCE = 30.0  # seconds the parent waits for the child's pages at least
-_PR_SET_PDEATHSIG = 1
-
-
-def can_fork() -> bool:
-    """Whether this process may fork a child to open records: on Linux, with no thread but
-    this one, counted by the kernel (threads not started by ``threading`` count too: a lock
-    one of them held would stay held in the child)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        return len(os.listdir("/proc/self/task")) == 1
-    except OSError:
-        return False
 
 
 def open_pages(rows: Iterable[KeyedRow], originators: Mapping[Any, bytes],
@@ -126,32 +103,16 @@ class ForkedAhead:
         self._file = file
         self._decrypt = decrypt
         self._read_rows = read_rows
-        self._pid = 0
-        self._from_child = -1
+        self._child: Child | None = None
         self._started = 0.0
 
     def start(self, stops: list[int]) -> None:
-        read, write = os.pipe()
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the child: it must never return into the parent's code
-            code = 1
-            try:
-                os.close(read)
-                _die_with(parent)
-                data = pickle.dumps(self._open(stops), protocol=pickle.HIGHEST_PROTOCOL)
-                with open(write, "wb") as out:
-                    out.write(data)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(write)
-        self._pid, self._from_child = pid, read
+        self._child = Child(lambda: [self._open(stops)])
         self._started = time.monotonic()
 
     def _open(self, stops: list[int]) -> list[OpenedPage]:
         """In the child: the pages after ``split``, through a connection of its own."""
-        with sqlite3.connect(f"file:{quote(str(self._file))}?mode=ro", uri=True) as conn:
+        with read_only(self._file) as conn:
             cursor = conn.cursor()
             originators, topics = read_lookups(cursor)
             rows = chain.from_iterable(keyed_pages(
@@ -162,45 +123,20 @@ class ForkedAhead:
                               self._decrypt, stops, self.split)
 
     def pages(self) -> Iterator[OpenedPage]:
-        if self._from_child < 0:
+        if self._child is None:
             return iter(())
         # The child has as many records to open as this process had to verify: one that
         # takes far longer is stuck (it is killed, and the records verified from the store).
-        patience = max(MIN_PATIENCE, 4 * (time.monotonic() - self._started))
-        if not select.select([self._from_child], [], [], patience)[0]:
-            return iter(())
-        with open(self._from_child, "rb") as data:
-            self._from_child = -1
-            received = data.read()
-        self._reap()
-        try:
-            opened: list[OpenedPage] = pickle.loads(received)
-        except (pickle.UnpicklingError, EOFError):  # the child failed: verify the records
-            return iter(())
+        patience = max(forked.MIN_PATIENCE, 4 * (time.monotonic() - self._started))
+        opened: list[OpenedPage] = next(self._child.chunks(patience), [])
         return iter(opened)
 
     def rows_after(self, record_id: int) -> Iterable[Row]:
         return self._read_rows(record_id)
 
     def close(self) -> None:
-        if self._from_child >= 0:
-            os.close(self._from_child)
-            self._from_child = -1
-        if self._pid:
-            os.kill(self._pid, signal.SIGKILL)
-            self._reap()
-
-    def _reap(self) -> None:
-        if self._pid:
-            os.waitpid(self._pid, 0)
-            self._pid = 0
+        if self._child is not None:
+            self._child.close()
 
 
-def _die_with(parent: int) -> None:
-    """Have the kernel kill this (child) process when its parent dies."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before that took effect
-        os._exit(1)
-
-
-__all__ = ["SPLIT_ABOVE", "ForkedAhead", "can_fork", "open_pages"]
+__all__ = ["ForkedAhead", "open_pages"]

@@ -1,9 +1,11 @@
-"""Verifying a real SQLite store on two cores (ledger.seal.ahead): a forked child opens the
-later half of the records, the report is the one a single core gives, a child that fails
-costs nothing but time, and the child dies with its parent, even a SIGKILLed one.
+"""Verifying and replaying a real SQLite store on two cores (ledger.seal.ahead,
+ledger.persistence.forked): a forked child opens the later half of the records for a
+verification, or decrypts the licence's records ahead of a replay; the report or the licence
+is the one a single core gives, a child that fails or gets stuck costs nothing but time, and
+the child dies with its parent, even a SIGKILLed one.
 
-Verification runs in a process of its own here (a probe): the child is forked only from a
-process with no other thread, and the test process may have some (servers of other tests).
+Each runs in a process of its own here (a probe): a child is forked only from a process with
+no other thread, and the test process may have some (servers of other tests).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import ledger.application as application
 from ledger import LedgerApp, ManualClock
+from ledger.persistence import forked
 from ledger.seal import ahead
 from ledger.seal.seal import PAGE
 
@@ -45,9 +48,9 @@ start, pages = ahead.ForkedAhead.start, ahead.ForkedAhead.pages
 def spied_start(self, stops):
     start(self, stops)
     seen["forked"] = True
-    seen["child"] = self._pid
+    seen["child"] = self._child._pid
     if mode == "hang":
-        print(json.dumps({"child": self._pid}), flush=True)
+        print(json.dumps({"child": self._child._pid}), flush=True)
 
 def spied_pages(self):
     for page in pages(self):
@@ -67,7 +70,7 @@ elif mode == "fail":
     ahead.ForkedAhead._open = fail
 elif mode in ("hang", "stuck"):
     ahead.ForkedAhead._open = hang
-    ahead.MIN_PATIENCE = 0.5
+    forked.MIN_PATIENCE = 0.5
 app = LedgerApp(f"sqlite:///{db}", key=bytes.fromhex(key),
                 signing_key=Ed25519PrivateKey.from_private_bytes(bytes.fromhex(signing)),
                 clock=ManualClock(), checkpoint_file=Path(db).with_suffix(".cp"), read_only=True)
@@ -220,3 +223,90 @@ def test_the_child_dies_with_a_sigkilled_parent(
         if parent.poll() is None:
             parent.send_signal(signal.SIGKILL)
             parent.wait()
+
+
+# ------------------------------------------------------------------------------ replay
+REPLAY_PROBE = r"""
+import json, sys
+from pathlib import Path
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+import ledger.application as application
+from ledger import LedgerApp, ManualClock
+from ledger.persistence import forked
+
+db, key, signing, mode = sys.argv[1:5]
+application.SPLIT_ABOVE, application.DECRYPTED_PAGE = 4096, 1024
+seen = {"forked": False, "sent": 0}
+chunks, open_rows = forked.Child.chunks, application.open_rows
+
+def spied_chunks(self, patience=forked.MIN_PATIENCE):
+    seen["forked"] = True
+    for chunk in chunks(self, patience):
+        seen["sent"] += 1
+        yield chunk
+
+calls = []
+def failing_open_rows(*args):
+    calls.append(1)
+    if len(calls) > 2:
+        raise RuntimeError("the child fails")
+    return open_rows(*args)
+
+forked.Child.chunks = spied_chunks
+if mode == "one":
+    application.can_fork = lambda: False
+elif mode == "fail":
+    application.open_rows = failing_open_rows
+app = LedgerApp(f"sqlite:///{db}", key=bytes.fromhex(key),
+                signing_key=Ed25519PrivateKey.from_private_bytes(bytes.fromhex(signing)),
+                clock=ManualClock(), checkpoint_file=Path(db).with_suffix(".cp"), read_only=True)
+try:
+    licence = app.replay()
+    result = {"version": licence.version, "pools": repr(licence.pools),
+              "seats": sorted(licence.sites["north"].seats), "error": None}
+except Exception as e:
+    result = {"error": f"{type(e).__name__}: {e}"}
+print(json.dumps({**result, **seen}))
+"""
+
+
+def replay_probe(db: Path, keys: dict[str, Any], mode: str) -> dict[str, Any]:
+    args = probe_args(db, keys, mode)
+    args[2] = REPLAY_PROBE
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def without_spies(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k not in ("forked", "sent")}
+
+
+def test_a_replay_on_two_cores_rebuilds_the_licence_one_core_does(
+        made: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    db = copy_of(made, tmp_path)
+    one, two = replay_probe(db, made[1], "one"), replay_probe(db, made[1], "two")
+    assert one["error"] is None and without_spies(two) == without_spies(one)
+    assert one["version"] >= RECORDS - 10 and len(one["seats"]) > 0
+    assert (one["forked"], two["forked"]) == (False, True)
+    assert two["sent"] == -(-(RECORDS + 40) // 1024)  # every page of ids, by the child
+
+
+def test_a_record_that_fails_authentication_stops_both_replays_alike(
+        made: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    db = copy_of(made, tmp_path)
+    alter(db, 3 * 1024 + 200, lambda state: state[:-1] + bytes([state[-1] ^ 1]))
+    one, two = replay_probe(db, made[1], "one"), replay_probe(db, made[1], "two")
+    assert two["error"] == one["error"]
+    assert one["error"].startswith("MapperDeserialisationError: event ")
+    assert "state fails authentication" in one["error"]
+    assert two["sent"] == 3  # the pages before it
+
+
+def test_a_decrypting_child_that_fails_leaves_the_replay_as_it_was(
+        made: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    db = copy_of(made, tmp_path)
+    one, failed = replay_probe(db, made[1], "one"), replay_probe(db, made[1], "fail")
+    assert one["error"] is None and without_spies(failed) == without_spies(one)
+    assert (failed["forked"], failed["sent"]) == (True, 2)

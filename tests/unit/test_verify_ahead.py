@@ -16,7 +16,8 @@ from uuid import UUID
 import pytest
 
 from ledger.persistence.codec import RowCipher
-from ledger.seal.ahead import can_fork, open_pages
+from ledger.persistence.forked import can_fork
+from ledger.seal.ahead import open_pages
 from ledger.seal.checkpoint import Checkpoint, sign_checkpoint
 from ledger.seal.seal import (
     CHECKPOINT_TOPIC_SUFFIX,
