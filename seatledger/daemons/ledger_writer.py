@@ -24,6 +24,7 @@ from ledger.clock import DictatedTime
 from seatledger.bootstrap import export_schedule
 from seatledger.config.settings import Config, ConfigError, load_config
 from seatledger.config.store import open_ledger
+from seatledger.daemons.heap import settle_heap
 from seatledger.daemons.orphans import die_with_parent, watch_parent
 from seatledger.master.admin import run_operation
 from seatledger.master.committer import Committer
@@ -63,6 +64,7 @@ def serve(app: LedgerApp, sock: socket.socket, run: Any) -> None:
     time = DictatedTime()
     app.timekeeper = time
     app.keep_fed = True
+    settle_heap()
     # The master's copy of the licence is this one's: it need not read the store itself.
     sock.sendall(encode_frame(("ready", app.licence if app.has_licence else None)))
     frames = FrameReader(sock)

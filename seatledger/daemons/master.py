@@ -43,6 +43,7 @@ from seatledger.config.bundle import parse_address
 from seatledger.config.keys import write_replacing
 from seatledger.config.lock import DataDirBusyError, DataDirLock
 from seatledger.config.settings import Config, ConfigError
+from seatledger.daemons.heap import settle_heap
 from seatledger.daemons.ledger_writer import EXPORT
 from seatledger.daemons.supervisor import ChildStatus, Supervisor
 from seatledger.master.admin import AdminRoles, describe_process, serve_admin
@@ -114,6 +115,7 @@ async def run_master(config: Config, listen: str, *,
                 nursery.start_soon(functools.partial(daily_exports, master, schedule,
                                                      alerts=alerts))
             bound = listeners[0].socket.getsockname()
+            settle_heap()
             if ready is not None:
                 ready(f"{bound[0]}:{bound[1]}")
             await master.stopped.wait()
@@ -418,6 +420,7 @@ class HaMaster:
                                                  alerts=self.alerts))
         if self.stopping.is_set():
             master.stop()
+        settle_heap()
         if self.ready is not None:
             self.ready(_bound(listeners))
         async with trio.open_nursery() as first:
