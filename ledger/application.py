@@ -44,6 +44,7 @@ from ledger.persistence.codec import (
 from ledger.persistence.fencing import Fence, attach_fence, fenced_env
 from ledger.persistence.forked import SPLIT_ABOVE, Child, can_fork, read_only
 from ledger.persistence.store import (
+    TOP_ID,
     CompactSQLiteRecorder,
     collector_paused,
     originator_page,
@@ -838,11 +839,11 @@ class LedgerApp:
         if self.checkpoint_file is not None and self.checkpoint_file.exists():
             note = self.checkpoint_file.read_text()
         keyed = isinstance(self.recorder, CompactSQLiteRecorder)
-        records = (chain.from_iterable(self.recorder.iter_keyed_pages()) if keyed
-                   else self.recorder.iter_rows())
         ahead = self._verify_ahead() if keyed else None
-        if ahead is not None:
-            records = chain.from_iterable(self.recorder.iter_keyed_pages(upto=ahead.split))
+        # With a child opening the records after ahead.split, this process reads up to there.
+        records = (chain.from_iterable(self.recorder.iter_keyed_pages(
+                       upto=ahead.split if ahead is not None else TOP_ID)) if keyed
+                   else self.recorder.iter_rows())
         with collector_paused():
             report = verify_records(
                 records,

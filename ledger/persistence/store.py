@@ -194,7 +194,7 @@ INSERT_ROWS = 64  # records inserted by one statement (SQLite takes 32,766 param
 KeyedRow = tuple[int, int, int, int, bytes]  # id, originator key, version, topic key, state
 OriginatorRow = tuple[int, int, bytes]  # version, topic key, state
 ORIGINATOR_PAGE = 50000  # ids read at a time for one originator's records
-_TOP_ID = (1 << 63) - 1
+TOP_ID = (1 << 63) - 1  # above every record id (SQLite integers are 64-bit)
 
 
 def read_lookups(c: Any) -> tuple[dict[int, UUID], dict[int, str]]:
@@ -205,7 +205,7 @@ def read_lookups(c: Any) -> tuple[dict[int, UUID], dict[int, str]]:
     return originators, {r[0]: r[1] for r in c.fetchall()}
 
 
-def keyed_page(c: Any, after: int, page: int, upto: int = _TOP_ID) -> list[KeyedRow]:
+def keyed_page(c: Any, after: int, page: int, upto: int = TOP_ID) -> list[KeyedRow]:
     """Up to ``page`` records of the compact store with ids in (``after``, ``upto``], read
     with cursor ``c``."""
     c.execute("SELECT id, originator, version, topic, state FROM events "
@@ -493,7 +493,7 @@ class CompactSQLiteRecorder(NotificationPaging, SQLiteApplicationRecorder):
             for r in rows:
                 yield r[0], origin[r[1]], r[2], topic[r[3]], r[4]
 
-    def iter_keyed_pages(self, page: int = 50000, after: int = 0, upto: int = _TOP_ID
+    def iter_keyed_pages(self, page: int = 50000, after: int = 0, upto: int = TOP_ID
                          ) -> Iterator[list[KeyedRow]]:
         """Every stored record after id ``after`` and up to id ``upto`` as (id, originator
         key, version, topic key, state), in order, a page at a time; :meth:`originator_of`
