@@ -43,6 +43,7 @@ from ledger.persistence.codec import (
 )
 from ledger.persistence.fencing import Fence, attach_fence, fenced_env
 from ledger.persistence.forked import SPLIT_ABOVE, Child, can_fork, read_only
+from ledger.persistence.schema_lock import holding_schema_lock
 from ledger.persistence.store import (
     TOP_ID,
     CompactSQLiteRecorder,
@@ -185,7 +186,8 @@ class LedgerApp:
         self._data_version: int | None = None
         self._clock_steps: list[tuple[datetime, datetime]] = []
         try:
-            self._app = _EventSourcedLedger(env, self.cipher, compress)
+            with holding_schema_lock(env):  # another process may be creating it too
+                self._app = _EventSourcedLedger(env, self.cipher, compress)
         except sqlite3.OperationalError as e:
             raise StoreError(f"cannot open store {_redact(url)}: {e}{_disk_full_hint(env)}") from e
         except sqlite3.DatabaseError as e:

@@ -36,6 +36,7 @@ from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 from ledger.application import LedgerApp
+from ledger.persistence.schema_lock import lock_schema
 from ledger.persistence.store import collector_paused
 
 from . import tracking
@@ -149,6 +150,7 @@ class ProjectionRunner:
         zeroed, as tables written by an older version may hold labels in clear, and the
         caller truncates the SQLite write-ahead log, which may hold copies of them too.
         """
+        lock_schema(conn)  # two followers preparing one fresh database queue here
         if self._schema is not None:
             conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
         found = inspect(conn)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -32,6 +33,7 @@ import psycopg
 
 from ledger import LedgerError
 from ledger.persistence.fencing import FencedError
+from ledger.persistence.schema_lock import PG_SCHEMA_LOCK
 from seatledger.config.settings import CONFIG_NAME, Config, ConfigError
 
 log = logging.getLogger("seatledger.master")
@@ -196,16 +198,19 @@ class Lease:
                                          options=f"-c statement_timeout={timeout_ms}")
         return self._conn
 
-    def _run(self, sql: str, params: dict[str, Any] | None = None) -> Any:
-        """Execute one statement on the lease's connection; its first row, or None.
+    def _run(self, sql: str, *more: str, params: dict[str, Any] | None = None) -> Any:
+        """Execute a statement on the lease's connection (with ``more``, all of them in one
+        transaction); the last one's first row, or None.
 
         Raises:
             LeaseError: the database cannot be reached or refused the statement.
         """
         with self._guard:
             try:
-                with self._connection().cursor() as cur:
-                    cur.execute(sql, params)
+                conn = self._connection()
+                with conn.transaction() if more else nullcontext(), conn.cursor() as cur:
+                    for statement in (sql, *more):
+                        cur.execute(statement, params)
                     return cur.fetchone() if cur.description else None
             except psycopg.Error as e:
                 self._drop_connection()
@@ -227,9 +232,9 @@ class Lease:
 
     # ------------------------------------------------------------------ the row
     def prepare(self) -> None:
-        """Create the lease row if the database has none yet."""
-        self._run(_CREATE)
-        self._run(_SEED)
+        """Create the lease row if the database has none yet (in one transaction under the
+        schema lock: masters started together on a fresh database queue here)."""
+        self._run(PG_SCHEMA_LOCK, _CREATE, _SEED)
 
     def read(self) -> LeaseState | None:
         row = self._run(_READ)
@@ -239,7 +244,8 @@ class Lease:
     def try_acquire(self) -> LeaseState | None:
         """Take the lease if it is free (expired, or its holder's session is gone); our new
         state, or None if another master holds it."""
-        row = self._run(_ACQUIRE, {"holder": self.holder, "seconds": self.lease_seconds})
+        row = self._run(_ACQUIRE,
+                        params={"holder": self.holder, "seconds": self.lease_seconds})
         if row is None:
             return None
         self.term = int(row[0])
@@ -253,8 +259,8 @@ class Lease:
         """
         if self.term is None:
             return False
-        row = self._run(_RENEW, {"holder": self.holder, "term": self.term,
-                                 "seconds": self.lease_seconds})
+        row = self._run(_RENEW, params={"holder": self.holder, "term": self.term,
+                                        "seconds": self.lease_seconds})
         if row is None:
             self.term = None
             return False
@@ -264,7 +270,7 @@ class Lease:
         """Give the lease up now (a clean stop): a standby may take it at once."""
         term, self.term = self.term, None
         if term is not None:
-            self._run(_RELEASE, {"holder": self.holder, "term": term})
+            self._run(_RELEASE, params={"holder": self.holder, "term": term})
 
     def step_down(self) -> None:
         """Forget our term and end our session, without touching the row (it may be

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from exporters.envelope import public_key_line
+from ledger.persistence.schema_lock import lock_schema
 from seatledger.config.licence_file import SignedLicence
 from seatledger.vendor.home import VendorConfig
 
@@ -110,7 +111,9 @@ class VendorStore:
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         try:
             engine = sa.create_engine(url)
-            metadata.create_all(engine)
+            with engine.begin() as conn:  # an import and the web server may start together
+                lock_schema(conn)
+                metadata.create_all(conn)
         except sa.exc.SQLAlchemyError as e:
             raise RegistryError(f"cannot open the vendor's store: {str(e).splitlines()[0]}") from None
         return cls(config, engine)
