@@ -410,7 +410,8 @@ async def test_masters_started_at_once_elect_exactly_one(tmp_path: Path, pg_url:
         await trio.sleep(6)  # longer than a lease: the other never takes it
         serving = [m for m in masters if m.count("serving")]
         assert len(serving) == 1, [m.lines for m in masters]
-        assert all(m.count("standby") == 1 and m.proc.poll() is None for m in masters)
+        assert all(m.count("standby") == 1 and m.proc.poll() is None for m in masters), \
+            [(m.lines, m.proc.poll(), m.stderr()) for m in masters]
         lease = read_lease(pair.url)
         assert lease is not None and lease.term == 1 and serving[0].address in lease.holder
         proc = await trio.run_process(
