@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import attrs
+import psycopg
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -193,7 +194,7 @@ class LedgerApp:
         except sqlite3.DatabaseError as e:
             raise StoreError(f"the store {_redact(url)} is damaged ({e}): nothing was changed; "
                              "restore it from a backup") from e
-        except (PersistenceError, OSError) as e:
+        except (PersistenceError, OSError, psycopg.Error) as e:
             raise StoreError(f"cannot open store {_redact(url)}: {_first_line(e)}") from e
         self.recorder: Any = self._app.recorder
         if fence is not None:

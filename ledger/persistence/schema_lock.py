@@ -19,8 +19,6 @@ from typing import Any
 
 import psycopg
 
-from ledger.errors import StoreError
-
 SCHEMA_LOCK_KEY = 0x5EA7_1ED6
 """The advisory-lock key (one for all of seatledger's tables: creation is rare and short)."""
 
@@ -42,22 +40,16 @@ def holding_schema_lock(env: Mapping[str, str]) -> Iterator[None]:
     no-op for SQLite.
 
     Raises:
-        StoreError: the database cannot be reached.
+        psycopg.Error: the database cannot be reached (the opener reports it as it reports
+            eventsourcing's own failure to connect).
     """
     if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
         yield
         return
-    try:
-        conn = psycopg.connect(
+    with psycopg.connect(
             host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"], dbname=env["POSTGRES_DBNAME"],
             user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"],
-            connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "5")), autocommit=True)
+            connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "5")),
+            autocommit=True) as conn:  # closing it ends the session: the lock goes with it
         conn.execute(f"SELECT pg_advisory_lock({SCHEMA_LOCK_KEY})")
-    except psycopg.Error as e:
-        raise StoreError(f"cannot open store on {env['POSTGRES_HOST']}:"
-                         f"{env['POSTGRES_PORT']}/{env['POSTGRES_DBNAME']}: "
-                         f"{str(e).strip().splitlines()[0]}") from None
-    try:
         yield
-    finally:
-        conn.close()  # ending the session releases the lock
