@@ -206,6 +206,7 @@ class Link:
         self._has_room = trio.lowlevel.ParkingLot()  # send() waits here for room
         self._drained = trio.lowlevel.ParkingLot()  # closing waits here for the sender
         self._retimed = trio.lowlevel.ParkingLot()  # the watchdog waits here
+        self._timing_write = False  # ... towards a write's stall deadline
 
         self._scope: trio.CancelScope | None = None
         self._lifetime: AbstractAsyncContextManager[Link] | None = None
@@ -442,9 +443,12 @@ class Link:
                 return
             self._writing = False
             self._last_sent = trio.current_time()
-            # The watchdog may be sleeping towards this write's stall deadline: wake it so
-            # that it times the next heartbeat from now.
-            self._retimed.unpark_all()
+            if self._timing_write:
+                # The watchdog sleeps towards this write's stall deadline: wake it so that
+                # it times the next heartbeat from now. Otherwise it sleeps towards a
+                # heartbeat or silence deadline this write can only move later, and finds
+                # that out when it wakes (a wake-up per heartbeat, not one per write).
+                self._retimed.unpark_all()
             self._writes += 1
             self._messages_sent += len(chunks)
             self._bytes_sent += size
@@ -564,6 +568,7 @@ class Link:
                     self._last_sent = now
                     beat_at = now + interval
                 wake = min(dead_at, beat_at)
+            self._timing_write = self._writing
             with trio.move_on_at(wake):
                 await self._retimed.park()
 
