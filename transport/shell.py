@@ -81,6 +81,7 @@ __all__ = [
     "DEFAULT_RECEIVE_SIZE",
     "DEFAULT_WRITE_SIZE",
     "CloseReason",
+    "Flusher",
     "Link",
     "LinkStatistics",
 ]
@@ -181,6 +182,7 @@ class Link:
         write_size: int = DEFAULT_WRITE_SIZE,
         receive_size: int = DEFAULT_RECEIVE_SIZE,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        flusher: Flusher | None = None,
     ) -> None:
         if missed < 1:
             raise ValueError("missed must be at least 1")
@@ -206,6 +208,9 @@ class Link:
         self._has_room = trio.lowlevel.ParkingLot()  # send() waits here for room
         self._drained = trio.lowlevel.ParkingLot()  # closing waits here for the sender
         self._retimed = trio.lowlevel.ParkingLot()  # the watchdog waits here
+        # Written by the flusher, not the sender task, when the stream can write without
+        # waiting (see Flusher).
+        self._flusher = flusher if hasattr(stream, "send_nowait") else None
         self._timing_write = False  # ... towards a write's stall deadline
 
         self._scope: trio.CancelScope | None = None
@@ -340,7 +345,8 @@ class Link:
         if self._scope is None or self._closed:
             await trio.lowlevel.checkpoint()
             return
-        while (self._outbox or self._writing) and not self._scope.cancel_called:
+        while (self._outbox or self._writing or self._stream_unsent()) and (
+                not self._scope.cancel_called):
             await self._drained.park()
 
     async def _close_stream(self) -> None:
@@ -405,18 +411,65 @@ class Link:
     def _queue(self, message: Message) -> None:
         data = self.conn.send(message)  # LocalProtocolError leaves everything unchanged
         self._outbox.append(data)
-        self._has_outbox.unpark()
+        flusher = self._flusher
+        if flusher is not None and flusher.running and not isinstance(message, Goodbye | Error):
+            flusher.mark(self)
+        else:
+            self._has_outbox.unpark()
         if isinstance(message, Goodbye | Error):
             self._end(
                 CloseReason.GOODBYE_SENT if isinstance(message, Goodbye) else CloseReason.ERROR_SENT
             )
             self._farewell_queued = True
 
+    def _stream_unsent(self) -> bool:
+        """Whether the stream holds bytes a write without waiting left (see Flusher)."""
+        return self._flusher is not None and bool(self.stream.unsent)  # type: ignore[attr-defined]
+
+    def _take_chunks(self) -> tuple[bytes, int]:
+        """What is queued, up to ``write_size`` bytes (at least one message), as one piece;
+        and how many messages."""
+        outbox = self._outbox
+        chunks = [outbox.popleft()]
+        size = len(chunks[0])
+        while outbox and size + len(outbox[0]) <= self._write_size:
+            chunk = outbox.popleft()
+            chunks.append(chunk)
+            size += len(chunk)
+        self._has_room.unpark(count=len(chunks))
+        return (b"".join(chunks) if len(chunks) > 1 else chunks[0]), len(chunks)
+
+    def _write_now(self) -> None:
+        """The flusher's turn: write what is queued without waiting; what the stream cannot
+        take now is left to the sender task."""
+        if (self._writing or not self._outbox or self._farewell_queued or self._closed
+                or (self._scope is not None and self._scope.cancel_called)):
+            if self._outbox:
+                self._has_outbox.unpark()
+            return
+        while self._outbox:
+            data, count = self._take_chunks()
+            try:
+                written = self.stream.send_nowait(data)  # type: ignore[attr-defined]
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._fail(CloseReason.PEER_LOST)
+                return
+            self._writes += 1
+            self._messages_sent += count
+            self._bytes_sent += len(data)
+            if not written:
+                break
+        self._last_sent = trio.current_time()
+        if self._outbox or self._stream_unsent():
+            self._has_outbox.unpark()  # the sender waits for the socket to take the rest
+        else:
+            self._drained.unpark_all()
+
     async def _send_loop(self) -> None:
         outbox = self._outbox
         stream = self.stream
         while True:
-            while not outbox:
+            while not outbox and not self._stream_unsent():
                 if self._farewell_queued:
                     # Our Goodbye/Error is written: we send nothing more, and need not read.
                     self._fail(self._close_reason or CloseReason.GOODBYE_SENT)
@@ -425,14 +478,8 @@ class Link:
                 await self._has_outbox.park()
             if self._scope is not None and self._scope.cancel_called:
                 return  # ended while we were being woken: write nothing more
-            chunks = [outbox.popleft()]
-            size = len(chunks[0])
-            while outbox and size + len(outbox[0]) <= self._write_size:
-                chunk = outbox.popleft()
-                chunks.append(chunk)
-                size += len(chunk)
-            self._has_room.unpark(count=len(chunks))
-            data = b"".join(chunks) if len(chunks) > 1 else chunks[0]
+            data, count = self._take_chunks() if outbox else (b"", 0)
+            size = len(data)
             self._writing = True
             self._write_started = trio.current_time()
             try:
@@ -449,9 +496,10 @@ class Link:
                 # heartbeat or silence deadline this write can only move later, and finds
                 # that out when it wakes (a wake-up per heartbeat, not one per write).
                 self._retimed.unpark_all()
-            self._writes += 1
-            self._messages_sent += len(chunks)
-            self._bytes_sent += size
+            if count:
+                self._writes += 1
+                self._messages_sent += count
+                self._bytes_sent += size
 
     # --- receiving ------------------------------------------------------------------------
 
@@ -571,6 +619,44 @@ class Link:
             self._timing_write = self._writing
             with trio.move_on_at(wake):
                 await self._retimed.park()
+
+
+class Flusher:
+    """Writes the queued messages of many links from one task: a link whose stream can
+    write without waiting (``send_nowait``, as :class:`~transport.tls_stream.TLSStream`)
+    and that was given this flusher is marked when a message is queued, and the flusher,
+    woken once for all that were marked, writes each link's messages at once. So answering
+    a batch that touched fifty links wakes one task, not fifty, and each link's answers
+    still leave as one write. What a socket does not take at once is left to that link's
+    sender task, as are a link's last message (Goodbye, Error) and everything a link
+    queues while the flusher is not running. Run :meth:`run` in a nursery."""
+
+    def __init__(self) -> None:
+        self._marked: dict[Link, None] = {}
+        self._woken = trio.lowlevel.ParkingLot()
+        self.running = False
+        self.wakeups = 0
+
+    def mark(self, link: Link) -> None:
+        if not self._marked:
+            self._woken.unpark()
+        self._marked[link] = None
+
+    async def run(self) -> None:
+        self.running = True
+        try:
+            while True:
+                while not self._marked:
+                    await self._woken.park()
+                self.wakeups += 1
+                marked, self._marked = self._marked, {}
+                for link in marked:
+                    link._write_now()
+        finally:
+            self.running = False
+            for link in self._marked:  # left to their senders
+                link._has_outbox.unpark()
+            self._marked = {}
 
 
 def _check_interval(interval: float | None) -> None:

@@ -50,6 +50,8 @@ from .pki import SiteIdentity
 if TYPE_CHECKING:
     import trio
 
+    from .tls_stream import TLSStream
+
 __all__ = [
     "CertificateRevokedError",
     "PemSource",
@@ -251,7 +253,7 @@ def client_context(ca_pem: PemSource, cert_pem: PemSource, key_pem: PemSource) -
 
 
 def peer_identity(
-    stream: trio.SSLStream[Any] | ssl.SSLObject | ssl.SSLSocket,
+    stream: trio.SSLStream[Any] | TLSStream | ssl.SSLObject | ssl.SSLSocket,
 ) -> SiteIdentity:
     """The peer's identity (certificate CN and fingerprint), after the handshake.
 

@@ -64,6 +64,7 @@ from transport import CertificateError, Connection, Error, Role
 from transport._messages import STANDBY
 from transport.pki import SiteIdentity
 from transport.tls import peer_identity
+from transport.tls_stream import TLSStream
 
 log = logging.getLogger("seatledger.master")
 
@@ -218,6 +219,7 @@ class Master:
         async with trio.open_nursery() as core:
             core.start_soon(self.writer.run)
             core.start_soon(self.timer.run)
+            core.start_soon(self.sessions.flusher.run)
             core.start_soon(self._after_store_outages)
             if self.upstream is not None:
                 await core.start(self.upstream.run)
@@ -280,7 +282,7 @@ class Master:
         try:
             if self.refresh_context is not None:
                 self.context = self.refresh_context() or self.context
-            tls = trio.SSLStream(tcp, self.context, server_side=True)
+            tls = TLSStream(tcp, self.context, server_side=True)
             identity = await handshake(tls, place, self.handshakes,
                                        self.settings.handshake_timeout)
             if identity is None:
@@ -454,7 +456,7 @@ def _place_for(stream: trio.SocketStream, handshakes: PendingHandshakes) -> Plac
     return handshakes.admit(address)
 
 
-async def handshake(tls: trio.SSLStream[trio.SocketStream], place: Place,
+async def handshake(tls: TLSStream | trio.SSLStream[trio.SocketStream], place: Place,
                     handshakes: PendingHandshakes, timeout: float) -> SiteIdentity | None:
     """The TLS handshake, within the connection's place; the peer's identity, or None if
     the handshake failed, took too long, or its place was given to another connection."""
@@ -471,7 +473,7 @@ async def handshake(tls: trio.SSLStream[trio.SocketStream], place: Place,
         handshakes.release(place)
 
 
-async def _refuse(tls: trio.SSLStream[trio.SocketStream], error: Error) -> None:
+async def _refuse(tls: TLSStream | trio.SSLStream[trio.SocketStream], error: Error) -> None:
     """Tell an authenticated peer why it is refused, then close the TLS stream cleanly (a
     close_notify, not a bare EOF)."""
     with trio.move_on_after(2):

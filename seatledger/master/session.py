@@ -72,7 +72,7 @@ from transport import (
     Welcome,
 )
 from transport._messages import RECLAIM
-from transport.shell import CloseReason, Link
+from transport.shell import CloseReason, Flusher, Link
 
 # How a session's end is recorded (SiteDisconnected.reason); anything else is a lost link.
 _DISCONNECT_REASONS = {CloseReason.PEER_GOODBYE: "goodbye", CloseReason.OVERLOADED: "overloaded"}
@@ -131,6 +131,8 @@ class Sessions:
         self.standing: list[Notice] = []
         self._numbers = itertools.count(1)
         self._changed = trio.lowlevel.ParkingLot()
+        self.flusher = Flusher()
+        """Writes every session's answers from one task (the master runs it)."""
         self.upstream: Upstream | None = None
         """Set on a chained master: acquires are asked upstream too."""
 
@@ -188,7 +190,7 @@ class Sessions:
         missed = settings.missed_heartbeats
         link = Link(stream, Connection(Role.SERVER, peer_site=site),
                     heartbeat=settings.heartbeat_interval + SILENCE_MARGIN / missed,
-                    missed=missed, outbox_size=settings.outbox_size)
+                    missed=missed, outbox_size=settings.outbox_size, flusher=self.flusher)
         session = Session(site, f"{site}-{next(self._numbers)}", link)
         previous = self._sessions.get(site)
         if previous is not None:  # a site reconnecting replaces its stale session

@@ -2,7 +2,9 @@
 
 Each test runs one handshake through ``trio.serve_listeners`` and reports both sides: the
 master's view (the site identity, or why the handshake broke) and the slave's (the greeting
-the master sends after a good handshake, or the broken stream).
+the master sends after a good handshake, or the broken stream). The master's side is run
+both with ``trio.SSLStream`` and with the stream the master serves with
+(:class:`transport.tls_stream.TLSStream`): the contexts' checks hold for either.
 """
 
 from __future__ import annotations
@@ -26,8 +28,18 @@ from transport.tls import (
     peer_identity,
     server_context,
 )
+from transport.tls_stream import TLSStream
 
 NOW = dt.datetime.now(dt.UTC)
+
+_MASTER_STREAM: list[type] = [trio.SSLStream]
+
+
+@pytest.fixture(autouse=True, params=["trio.SSLStream", "TLSStream"])
+def master_stream(request: pytest.FixtureRequest) -> type:
+    """The stream class connect_once serves the master's side with."""
+    _MASTER_STREAM[0] = trio.SSLStream if request.param == "trio.SSLStream" else TLSStream
+    return _MASTER_STREAM[0]
 
 
 @attrs.frozen
@@ -115,7 +127,7 @@ async def connect_once(
     done = trio.Event()
 
     async def handle(stream: trio.SocketStream) -> None:
-        tls = trio.SSLStream(stream, server, server_side=True, https_compatible=False)
+        tls = _MASTER_STREAM[0](stream, server, server_side=True)
         try:
             await tls.do_handshake()
             identity = peer_identity(tls)
