@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 from ledger import AcquireSeat, Grant, LedgerApp, ManualClock
 from projections import VIEWS_SCHEMA, ProjectionError, ProjectionRunner, views_url
 from seatledger.cli.main import main
+from seatledger.daemons.follower import FOLLOWER_NICENESS
 from tests.conftest import START
 from tests.licensing import licensed_data_dir
 from tests.processes import die_with_parent
@@ -232,3 +233,33 @@ def test_views_ahead_of_a_restored_store_start_afresh(
         assert status is not None
         assert status.seats_in_use == written_after == len(app.licence.sites["north"].seats)
     app.close()
+
+
+@pytest.mark.parametrize("as_masters_child", [True, False])
+def test_the_masters_follower_defers_to_it_for_the_cpu(tmp_path: Path,
+                                                       as_masters_child: bool) -> None:
+    """Run as the master's child (``--parent-pid``) the follower lowers its priority by
+    FOLLOWER_NICENESS, so that its bursts do not take a core from the master; an
+    operator's own ``projections follow`` keeps the priority it was started with."""
+    root, _vendor = licensed_data_dir(tmp_path, "PRED=100")
+    extra = ["--parent-pid", str(os.getpid())] if as_masters_child else []
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "seatledger.cli", "projections", "follow", "--poll", "0.1",
+         "--data-dir", str(root), *extra], preexec_fn=die_with_parent)
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    expected = min(ours + FOLLOWER_NICENESS, 19) if as_masters_child else ours
+    views = root / "ledger.views.db"
+
+    def following() -> bool:  # its first pass is done: it has long since set its priority
+        return views.exists() and "view_tracking" in sqlite_tables(views)
+
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not following():
+            assert follower.poll() is None, "the follower stopped"
+            time.sleep(0.05)
+        assert following()
+        assert os.getpriority(os.PRIO_PROCESS, follower.pid) == expected
+    finally:
+        follower.terminate()
+        follower.wait(timeout=30)
