@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import attrs
@@ -157,6 +158,19 @@ async def test_an_end_without_close_notify_is_a_broken_stream(
     assert isinstance(caught.value.__cause__, ssl.SSLError)
     with pytest.raises(trio.BrokenResourceError):  # and it stays broken
         await pair.master.send_all(b"x")
+
+
+async def test_writing_to_a_peer_that_reset_the_connection_is_a_broken_stream(
+        connect: Callable[..., Awaitable[Pair]]) -> None:
+    pair = await connect()
+    sock = pair.site.transport_stream.socket
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # a reset, not a close: the master's next writes fail (EPIPE/ECONNRESET)
+    with trio.fail_after(10), pytest.raises(trio.BrokenResourceError) as caught:
+        while True:
+            pair.master.send_nowait(b"x" * 65536)
+            await trio.sleep(0.01)
+    assert isinstance(caught.value.__cause__, OSError)
 
 
 async def test_garbage_instead_of_tls_records_is_a_broken_stream(
