@@ -6,25 +6,22 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from seatledger.cli.common import (
     Add,
     duration_arg,
 )
 from seatledger.cli.exits import EXIT_OK
-from seatledger.cli.seat import socket_path
-from seatledger.config.bundle import Bundle
-from seatledger.config.settings import data_dir_from, load_config
+
+# Standard library only (the daemons import the rest when they run, not to show --help).
 from seatledger.daemons.logs import LOG_FORMATS, configure_logging
-from seatledger.daemons.master import run_master
-from seatledger.daemons.slave import run_slave
-from seatledger.slave.connector import SlaveSettings
 
 
 def cmd_master(args: argparse.Namespace) -> int:
+    import attrs
     import trio
 
+    from seatledger.config.settings import data_dir_from, load_config
+    from seatledger.daemons.master import run_master
 
     configure_logging(args.log_format)
     config = load_config(data_dir_from(args.data_dir))
@@ -41,6 +38,10 @@ def cmd_master(args: argparse.Namespace) -> int:
 def cmd_slave(args: argparse.Namespace) -> int:
     import trio
 
+    from seatledger.cli.seat import socket_path
+    from seatledger.config.bundle import Bundle
+    from seatledger.daemons.slave import run_slave
+    from seatledger.slave.connector import SlaveSettings
 
     configure_logging(args.log_format)
     bundle = Bundle.read(Path(args.bundle))

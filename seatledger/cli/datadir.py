@@ -11,13 +11,12 @@ from seatledger.cli.common import (
     Add,
 )
 from seatledger.cli.exits import EXIT_OK
-from seatledger.config.settings import data_dir_from, load_config
-from seatledger.config.store import open_ledger
-from seatledger.services.datadir import init_data_dir
-from seatledger.services.storage import measure
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from seatledger.config.settings import data_dir_from
+    from seatledger.services.datadir import init_data_dir
+
     root = data_dir_from(args.data_dir)
     config = init_data_dir(root, origin=args.origin, store_url=args.store_url,
                            vendor_key=Path(args.vendor_key) if args.vendor_key else None,
@@ -30,6 +29,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_storage(args: argparse.Namespace) -> int:
+    from seatledger.config.settings import data_dir_from, load_config
+    from seatledger.config.store import open_ledger
+    from seatledger.services.storage import measure
+
     config = load_config(data_dir_from(args.data_dir))
     with open_ledger(config) as app:
         report = measure(config, app)

@@ -9,14 +9,15 @@ from typing import Any
 
 from seatledger.cli.common import Add
 from seatledger.cli.exits import EXIT_FAILED, EXIT_OK
-from seatledger.config.settings import data_dir_from
-from seatledger.services.doctor import run_checks
 
 HELP = ("check a data directory: config, key and file modes, disk, seal, export, licence, "
         "clock")
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from seatledger.config.settings import data_dir_from
+    from seatledger.services.doctor import run_checks
+
     checks = run_checks(data_dir_from(args.data_dir))
     problems = [c for c in checks if not c.ok]
     if args.json:

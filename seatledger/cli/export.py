@@ -15,31 +15,14 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from exporters import (
-    DayResult,
-    DayStatus,
-    ExportError,
-    Verifier,
-    decode_manifest,
-    locate,
-)
-from ledger.seal.checkpoint import verifier_key
 from seatledger.cli import output
 from seatledger.cli.exits import EXIT_OK
-from seatledger.config.keys import EXPORT_PUB, export_public_key_text, load_public_key
-from seatledger.config.settings import Layout, data_dir_from, load_config
-from seatledger.config.store import open_ledger
 from seatledger.services.errors import Refused, UsageError
-from seatledger.services.export import (
-    PINNED_KEY,
-    decrypt_day,
-    import_exports,
-    key_line,
-    load_export_settings,
-    run_exports,
-)
+
+if TYPE_CHECKING:
+    from exporters import DayResult
 
 
 # ------------------------------------------------------------------ commands
@@ -48,6 +31,8 @@ def _translated(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
 
     @functools.wraps(fn)
     def run(args: argparse.Namespace) -> int:
+        from exporters import ExportError
+
         try:
             return fn(args)
         except ExportError as err:
@@ -103,6 +88,10 @@ def _read_text(path: Path, what: str) -> str:
 
 @_translated
 def cmd_export_run(args: argparse.Namespace) -> int:
+    from seatledger.config.settings import data_dir_from, load_config
+    from seatledger.config.store import open_ledger
+    from seatledger.services.export import load_export_settings, run_exports
+
     config = load_config(data_dir_from(args.data_dir))
     if "export" in config.raw:
         load_export_settings(config)  # a configuration error before the ledger is opened
@@ -134,6 +123,8 @@ def cmd_export_run(args: argparse.Namespace) -> int:
 
 
 def _day_line(result: DayResult) -> str:
+    from exporters import DayStatus
+
     if result.status is DayStatus.ALREADY_EXPORTED:
         return f"{result.day}  already exported (sha256 {result.sha256[:16]})"
     sent = f"{len(result.uploaded)} file(s) uploaded" if result.uploaded else "already delivered"
@@ -142,6 +133,10 @@ def _day_line(result: DayResult) -> str:
 
 
 def _public_key(args: argparse.Namespace) -> str:
+    from seatledger.config.keys import EXPORT_PUB
+    from seatledger.config.settings import Layout, data_dir_from
+    from seatledger.services.export import PINNED_KEY
+
     if args.public_key is not None:
         return _read_text(Path(args.public_key), "public key")
     keys = Layout(data_dir_from(args.data_dir)).keys
@@ -153,6 +148,8 @@ def _public_key(args: argparse.Namespace) -> str:
 
 @_translated
 def cmd_export_verify(args: argparse.Namespace) -> int:
+    from exporters import ExportError, Verifier
+
     identity = _read_text(Path(args.identity), "identity") if args.identity else None
     total = _planned_records(args.files)
     with _bar(args, "verifying", total) as bar:
@@ -176,6 +173,8 @@ def cmd_export_verify(args: argparse.Namespace) -> int:
 
 def _planned_records(paths: Sequence[Path]) -> int | None:
     """Records the manifests announce (for the progress bar); None if they cannot be read."""
+    from exporters import ExportError, decode_manifest, locate
+
     try:
         return sum(decode_manifest(d.manifest.read_bytes()).records.count for d in locate(paths))
     except (ExportError, OSError, ValueError):
@@ -184,6 +183,8 @@ def _planned_records(paths: Sequence[Path]) -> int | None:
 
 @_translated
 def cmd_export_decrypt(args: argparse.Namespace) -> int:
+    from seatledger.services.export import decrypt_day
+
     public = _read_text(Path(args.public_key), "public key") if args.public_key else None
     jsonl = decrypt_day(args.file, _read_text(Path(args.identity), "identity"),
                         public_key_text=public)
@@ -200,6 +201,10 @@ def cmd_export_decrypt(args: argparse.Namespace) -> int:
 
 @_translated
 def cmd_export_import(args: argparse.Namespace) -> int:
+    from exporters import ExportError
+    from seatledger.config.settings import data_dir_from
+    from seatledger.services.export import import_exports
+
     root = data_dir_from(args.data_dir)
     public = _read_text(Path(args.public_key), "public key") if args.public_key else None
     planned = _planned_records(args.files)
@@ -228,6 +233,11 @@ def cmd_export_import(args: argparse.Namespace) -> int:
 
 @_translated
 def cmd_export_key(args: argparse.Namespace) -> int:
+    from ledger.seal.checkpoint import verifier_key
+    from seatledger.config.keys import EXPORT_PUB, export_public_key_text, load_public_key
+    from seatledger.config.settings import data_dir_from, load_config
+    from seatledger.services.export import key_line
+
     config = load_config(data_dir_from(args.data_dir))
     layout = config.layout
     public = export_public_key_text(layout)

@@ -11,11 +11,11 @@ from typing import Any
 from seatledger.cli import output
 from seatledger.cli.common import Add, config_for
 from seatledger.cli.exits import EXIT_OK
-from seatledger.services import operator as licences
-from seatledger.services.operator import operator_port
 
 
 def cmd_licence_request(args: argparse.Namespace) -> int:
+    from seatledger.services import operator as licences
+
     request = licences.licence_request(config_for(args))
     if args.output:
         Path(args.output).write_text(request.to_json(), encoding="utf-8")
@@ -27,6 +27,9 @@ def cmd_licence_request(args: argparse.Namespace) -> int:
 
 
 def cmd_licence_install(args: argparse.Namespace) -> int:
+    from seatledger.services import operator as licences
+    from seatledger.services.operator import operator_port
+
     config = config_for(args)
     with operator_port(config) as port:
         answer = licences.install_licence(port, config, Path(args.file))
@@ -45,6 +48,9 @@ def cmd_licence_install(args: argparse.Namespace) -> int:
 
 
 def cmd_licence_show(args: argparse.Namespace) -> int:
+    from seatledger.services import operator as licences
+    from seatledger.services.operator import operator_port
+
     with operator_port(config_for(args)) as port:
         summary = licences.show_licence(port)
     output.licence(args, summary)

@@ -14,32 +14,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ledger import LedgerApp, UnknownSiteError
-from projections import (
-    DIMENSIONS,
-    PROJECTIONS,
-    ConcurrentRunnerError,
-    ProjectionRunner,
-    render_history_table,
-    render_html_report,
-    render_state_table,
-    render_status_table,
-    render_why_refused,
-    to_json,
-    usage_csv,
-    usage_json,
-    usage_table,
-)
 from seatledger.cli import output
+from seatledger.cli._names import DIMENSIONS, PROJECTION_NAMES
 from seatledger.cli.exits import EXIT_OK
-from seatledger.config.settings import data_dir_from, load_config
-from seatledger.config.store import open_ledger
-from seatledger.daemons.follower import run_follower
-from seatledger.daemons.master import read_children
 from seatledger.services.errors import UsageError
-from seatledger.services.operator import active_master
+
+if TYPE_CHECKING:
+    from ledger import LedgerApp
+    from projections import ProjectionRunner
+
+# The ledger, the read models and the daemons are imported by the commands that use them:
+# building this module's parser (``seatledger status --help``) must not load them.
 
 Add = Callable[[Any, str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 FORMATS = ("table", "csv", "json", "html")
@@ -69,6 +56,10 @@ def _bound(text: str) -> tuple[datetime, bool]:
 @contextmanager
 def _views(args: argparse.Namespace, desc: str = "projecting") -> Iterator[tuple[LedgerApp, ProjectionRunner]]:
     """The data directory's ledger and its read models, brought up to date."""
+    from projections import ProjectionRunner
+    from seatledger.config.settings import data_dir_from, load_config
+    from seatledger.config.store import open_ledger
+
     app = open_ledger(load_config(data_dir_from(args.data_dir)))
     try:
         runner = ProjectionRunner(app)
@@ -84,6 +75,8 @@ def _views(args: argparse.Namespace, desc: str = "projecting") -> Iterator[tuple
 def _catch_up(args: argparse.Namespace, runner: ProjectionRunner, desc: str) -> int:
     """Apply what the read models have not seen yet. If another runner (a running master's)
     is applying the same records, let it: this command then reads what it wrote."""
+    from projections import ConcurrentRunnerError
+
     with output.progress(args, runner.pending(), desc) as advance:
         try:
             return runner.run_once(progress=advance)
@@ -101,6 +94,8 @@ def _emit(args: argparse.Namespace, text: str, target: Path | None = None) -> No
 
 
 def _check_site(app: LedgerApp, site: str | None) -> None:
+    from ledger import UnknownSiteError
+
     if site is not None and app.has_licence and site not in app.licence.sites:
         raise UnknownSiteError(f"site {site!r} was never enrolled here")
 
@@ -108,6 +103,11 @@ def _check_site(app: LedgerApp, site: str | None) -> None:
 # ------------------------------------------------------------------ commands
 def cmd_status(args: argparse.Namespace) -> int:
     """Live concurrency and grace status; ``--watch`` refreshes it every second."""
+    from projections import render_status_table, to_json
+    from seatledger.config.settings import data_dir_from, load_config
+    from seatledger.daemons.master import read_children
+    from seatledger.services.operator import active_master
+
     with _views(args) as (app, runner):
         while True:
             status = runner.status()
@@ -150,6 +150,8 @@ def cmd_report_usage(args: argparse.Namespace) -> int:
     if end <= start:
         raise UsageError("--to must not be before --from")
     fmt = "json" if args.json and args.format == "table" else args.format
+    from projections import render_html_report, usage_csv, usage_json, usage_table
+
     with _views(args) as (app, runner):
         as_of = min(app.now(), end)
         if fmt == "html":
@@ -169,6 +171,9 @@ def cmd_projections_follow(args: argparse.Namespace) -> int:
     """Keep the read models current until SIGINT/SIGTERM or until the parent master is gone
     (the master runs this as a child process, so that the views are updated on the second
     core, not under its interpreter lock)."""
+    from seatledger.config.settings import data_dir_from, load_config
+    from seatledger.daemons.follower import run_follower
+
     run_follower(load_config(data_dir_from(args.data_dir)), poll_seconds=args.poll,
                  parent_pid=args.parent_pid or None, feed_fd=args.feed_fd)
     return EXIT_OK
@@ -176,6 +181,10 @@ def cmd_projections_follow(args: argparse.Namespace) -> int:
 
 def cmd_projections_rebuild(args: argparse.Namespace) -> int:
     """Drop read models and rebuild them from the whole log."""
+    from projections import PROJECTIONS, ProjectionRunner
+    from seatledger.config.settings import data_dir_from, load_config
+    from seatledger.config.store import open_ledger
+
     names = [args.name] if args.name else None
     app = open_ledger(load_config(data_dir_from(args.data_dir)))
     try:
@@ -195,6 +204,8 @@ def cmd_projections_rebuild(args: argparse.Namespace) -> int:
 
 def cmd_audit_replay(args: argparse.Namespace) -> int:
     """Who held which seat at an instant, and each pool's state then."""
+    from projections import render_state_table, to_json
+
     with _views(args, "replaying") as (app, runner):
         _check_site(app, args.site)
         state = runner.state_at(args.as_of, args.site)
@@ -207,6 +218,8 @@ def cmd_audit_replay(args: argparse.Namespace) -> int:
 
 def cmd_audit_history(args: argparse.Namespace) -> int:
     """Everything recorded about one user's seats, with reasons."""
+    from projections import render_history_table, to_json
+
     with _views(args, "replaying") as (app, runner):
         _check_site(app, args.site)
         entries = runner.history(args.user, args.site)
@@ -219,6 +232,8 @@ def cmd_audit_history(args: argparse.Namespace) -> int:
 
 def cmd_audit_why_refused(args: argparse.Namespace) -> int:
     """Why a user's requests were refused (all, or the last one at or before --at)."""
+    from projections import render_why_refused, to_json
+
     with _views(args, "replaying") as (app, runner):
         _check_site(app, args.site)
         answers = runner.why_refused(args.user, at=args.at, site=args.site)
@@ -265,8 +280,8 @@ def register(sub: Any, add: Add, audit_sub: Any) -> None:
     p.add_argument("--feed-fd", type=int, default=None, help=argparse.SUPPRESS)
     p = add(psub, "rebuild", cmd_projections_rebuild,
             "drop read models and rebuild them from the whole log")
-    p.add_argument("name", nargs="?", choices=list(PROJECTIONS), metavar="NAME",
-                   help=f"one of {', '.join(PROJECTIONS)} (default: all)")
+    p.add_argument("name", nargs="?", choices=list(PROJECTION_NAMES), metavar="NAME",
+                   help=f"one of {', '.join(PROJECTION_NAMES)} (default: all)")
 
     p = add(audit_sub, "replay", cmd_audit_replay,
             "the seats held at an instant, and each pool's state then")

@@ -14,12 +14,13 @@ from seatledger.cli.common import (
     limits_arg,
 )
 from seatledger.cli.exits import EXIT_OK
-from seatledger.services import operator
-from seatledger.services.operator import operator_port
-from seatledger.services.sites import enrol_site, revoke_site
 
 
 def cmd_site_enrol(args: argparse.Namespace) -> int:
+    from seatledger.services import operator
+    from seatledger.services.operator import operator_port
+    from seatledger.services.sites import enrol_site
+
     config = config_for(args)
     with operator_port(config) as port:
         operator.show_licence(port)  # a clear error when no licence is issued yet
@@ -38,6 +39,9 @@ def cmd_site_enrol(args: argparse.Namespace) -> int:
 
 
 def cmd_site_revoke(args: argparse.Namespace) -> int:
+    from seatledger.services.operator import operator_port
+    from seatledger.services.sites import revoke_site
+
     config = config_for(args)
     with operator_port(config) as port:
         released = revoke_site(config, port, args.name)
@@ -47,18 +51,27 @@ def cmd_site_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_site_list(args: argparse.Namespace) -> int:
+    from seatledger.services import operator
+    from seatledger.services.operator import operator_port
+
     with operator_port(config_for(args)) as port:
         output.sites(args, operator.list_sites(port))
     return EXIT_OK
 
 
 def cmd_site_seats(args: argparse.Namespace) -> int:
+    from seatledger.services import operator
+    from seatledger.services.operator import operator_port
+
     with operator_port(config_for(args)) as port:
         output.seats(args, operator.site_seats(port, args.name))
     return EXIT_OK
 
 
 def cmd_site_release(args: argparse.Namespace) -> int:
+    from seatledger.services import operator
+    from seatledger.services.operator import operator_port
+
     with operator_port(config_for(args)) as port:
         released = operator.release_seats(port, args.name, None if args.all else args.user)
     seats = ", ".join(f"{s['user']} (seat {s['seat']}, {s['agent_class']})" for s in released)

@@ -8,23 +8,29 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ledger import GracePolicy
 from seatledger.cli import output, vendor_import, vendor_reports
+from seatledger.cli._names import DEFAULT_GRACE_SECONDS, DEFAULT_REARM_SECONDS
 from seatledger.cli.common import Add, date_arg, duration_arg, limits_arg, optional_int_arg
 from seatledger.cli.exits import EXIT_OK
-from seatledger.config.licence_file import read_request
-from seatledger.vendor.home import init_vendor_home, load_vendor_config, vendor_dir_from
-from seatledger.vendor.licensing import issue_licence
-from seatledger.vendor.registry import VendorStore
+
+if TYPE_CHECKING:
+    from seatledger.vendor.home import VendorConfig
+
+# The ledger and the vendor's store are imported by the commands that use them: building
+# this module's parser (``seatledger vendor --help``) must not load them.
 
 
-def _home(args: argparse.Namespace) -> Any:
+def _home(args: argparse.Namespace) -> VendorConfig:
+    from seatledger.vendor.home import load_vendor_config, vendor_dir_from
+
     return load_vendor_config(vendor_dir_from(args.vendor_dir))
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from seatledger.vendor.home import init_vendor_home, vendor_dir_from
+
     root = vendor_dir_from(args.vendor_dir)
     config = init_vendor_home(root, name=args.name, store_url=args.store_url,
                               destination=args.export_to, host_key=args.host_key or "")
@@ -53,6 +59,8 @@ def cmd_key(args: argparse.Namespace) -> int:
 
 
 def cmd_customer_add(args: argparse.Namespace) -> int:
+    from seatledger.vendor.registry import VendorStore
+
     with VendorStore.open(_home(args)) as store:
         store.add_customer(args.name)
     output.say(args, {"customer": args.name.strip()}, f"customer {args.name.strip()!r} added")
@@ -60,6 +68,8 @@ def cmd_customer_add(args: argparse.Namespace) -> int:
 
 
 def cmd_customer_list(args: argparse.Namespace) -> int:
+    from seatledger.vendor.registry import VendorStore
+
     with VendorStore.open(_home(args)) as store:
         names = store.customer_names()
         issued = store.issued()
@@ -76,6 +86,11 @@ def cmd_customer_list(args: argparse.Namespace) -> int:
 
 
 def cmd_licence_issue(args: argparse.Namespace) -> int:
+    from ledger import GracePolicy
+    from seatledger.config.licence_file import read_request
+    from seatledger.vendor.licensing import issue_licence
+    from seatledger.vendor.registry import VendorStore
+
     config = _home(args)
     request = read_request(Path(args.request))
     with VendorStore.open(config) as store:
@@ -105,6 +120,8 @@ def cmd_licence_issue(args: argparse.Namespace) -> int:
 
 
 def cmd_licence_list(args: argparse.Namespace) -> int:
+    from seatledger.vendor.registry import VendorStore
+
     with VendorStore.open(_home(args)) as store:
         issued = store.issued(args.customer)
     output.say(args, {"licences": [lic.as_dict() for lic in issued]}, output.table(
@@ -162,8 +179,8 @@ def register(sub: Any, add: Add, common: argparse.ArgumentParser) -> None:
     p.add_argument("--hours", type=limits_arg, default=None, metavar="PRED=5000",
                    help="agent-hours per class, counted down while its seats are held "
                         "(a class may have hours and no --seats limit)")
-    p.add_argument("--grace", type=duration_arg, default=48 * 3600, metavar="48h")
-    p.add_argument("--rearm", type=duration_arg, default=30 * 86400, metavar="30d")
+    p.add_argument("--grace", type=duration_arg, default=DEFAULT_GRACE_SECONDS, metavar="48h")
+    p.add_argument("--rearm", type=duration_arg, default=DEFAULT_REARM_SECONDS, metavar="30d")
     p.add_argument("--ceiling", type=optional_int_arg, default=None, metavar="PERCENT",
                    help="cap over-use during grace at this percentage of the limit (e.g. 125)")
     p.add_argument("--campaigns", type=optional_int_arg, default=None, metavar="N",

@@ -12,15 +12,18 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seatledger.cli import output
 from seatledger.cli.exits import EXIT_OK
-from seatledger.vendor.findings import Finding, Findings
-from seatledger.vendor.home import VendorConfig, load_vendor_config, vendor_dir_from
-from seatledger.vendor.imports import ImportSummary, VendorImport
-from seatledger.vendor.registry import VendorStore
-from seatledger.vendor.sftp_pull import SftpSource, pull
+
+if TYPE_CHECKING:
+    from seatledger.vendor.findings import Finding
+    from seatledger.vendor.home import VendorConfig
+    from seatledger.vendor.imports import ImportSummary
+
+# The vendor's store, the import and the SFTP client are imported by the commands that use
+# them: building this module's parser (``seatledger vendor --help``) must not load them.
 
 __all__ = ["register", "register_watchlist"]
 
@@ -28,6 +31,8 @@ SEVERITY_NAMES = {1: "info", 2: "warning", 3: "serious", 4: "critical"}
 
 
 def _home(args: argparse.Namespace) -> VendorConfig:
+    from seatledger.vendor.home import load_vendor_config, vendor_dir_from
+
     return load_vendor_config(vendor_dir_from(args.vendor_dir))
 
 
@@ -84,6 +89,10 @@ def _summary_text(summary: ImportSummary, pulled: list[str]) -> str:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from seatledger.vendor.imports import VendorImport
+    from seatledger.vendor.registry import VendorStore
+    from seatledger.vendor.sftp_pull import SftpSource, pull
+
     config = _home(args)
     inboxes = [Path(p).expanduser().absolute() for p in args.inbox] if args.inbox else [
         config.inbox or config.layout.inbox]
@@ -104,6 +113,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_finding_ack(args: argparse.Namespace) -> int:
+    from seatledger.vendor.findings import Findings
+    from seatledger.vendor.registry import VendorStore
+
     with VendorStore.open(_home(args)) as store:
         finding = Findings(store.engine).ack(args.id, args.note)
     output.say(args, finding.as_dict(),
@@ -112,6 +124,9 @@ def cmd_finding_ack(args: argparse.Namespace) -> int:
 
 
 def cmd_watchlist(args: argparse.Namespace) -> int:
+    from seatledger.vendor.findings import Findings
+    from seatledger.vendor.registry import VendorStore
+
     with VendorStore.open(_home(args)) as store:
         watch = Findings(store.engine).watchlist()
     if args.customer:

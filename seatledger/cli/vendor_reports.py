@@ -12,33 +12,22 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import attrs
-
-from projections.render import to_json
 from seatledger.cli import output, vendor_import
+from seatledger.cli._names import BILLING_FORMATS, EXPIRY_WINDOW_DAYS
 from seatledger.cli.exits import EXIT_OK
-from seatledger.vendor.analytics import AnalyticsRunner, ConcurrentAnalyticsError, parse_month
-from seatledger.vendor.dashboard import write_dashboard
-from seatledger.vendor.home import load_vendor_config, vendor_dir_from
-from seatledger.vendor.records import VendorRecords
-from seatledger.vendor.registry import VendorStore
-from seatledger.vendor.reports import (
-    BILLING_FORMATS,
-    EXPIRY_WINDOW_DAYS,
-    billing_csv,
-    billing_html,
-    billing_json,
-    billing_report,
-    billing_table,
-    customers_overview,
-    customers_table,
-    expiring_licences,
-)
+
+if TYPE_CHECKING:
+    from seatledger.vendor.registry import VendorStore
+
+# The analytics, the reports and the vendor's store are imported by the commands that use
+# them: building this module's parser (``seatledger vendor --help``) must not load them.
 
 
 def month_arg(text: str) -> str:
+    from seatledger.vendor.analytics import parse_month
+
     try:
         parse_month(text)
     except ValueError as e:
@@ -54,6 +43,11 @@ def _days_arg(text: str) -> int:
 
 def _store(args: argparse.Namespace) -> VendorStore:
     """The vendor's store, its analytics brought up to date."""
+    from seatledger.vendor.analytics import AnalyticsRunner, ConcurrentAnalyticsError
+    from seatledger.vendor.home import load_vendor_config, vendor_dir_from
+    from seatledger.vendor.records import VendorRecords
+    from seatledger.vendor.registry import VendorStore
+
     config = load_vendor_config(vendor_dir_from(args.vendor_dir))
     store = VendorStore.open(config)
     runner = AnalyticsRunner(VendorRecords(config, store.engine))
@@ -81,26 +75,38 @@ def _now() -> datetime:
 
 
 def cmd_customers(args: argparse.Namespace) -> int:
+    import attrs
+
+    from seatledger.vendor.reports import customers_overview, customers_table
+
     with _store(args) as store:
         rows = customers_overview(store.engine)
     output.say(args, {"customers": [attrs.asdict(r) for r in rows]}, customers_table(rows))
     return EXIT_OK
 
 
-_RENDER: dict[str, Callable[[Any], str]] = {
-    "table": billing_table, "csv": billing_csv, "json": billing_json, "html": billing_html}
+def _renderer(fmt: str) -> Callable[[Any], str]:
+    from seatledger.vendor.reports import billing_csv, billing_html, billing_json, billing_table
+
+    render: dict[str, Callable[[Any], str]] = {
+        "table": billing_table, "csv": billing_csv, "json": billing_json, "html": billing_html}
+    return render[fmt]
 
 
 def cmd_billing(args: argparse.Namespace) -> int:
+    from seatledger.vendor.reports import billing_report
+
     fmt = "json" if args.json and args.format == "table" else args.format
     with _store(args) as store:
         report = billing_report(store.engine, args.month, as_of=_now().date(),
                                 customer=args.customer)
-    _emit(_RENDER[fmt](report), args.output)
+    _emit(_renderer(fmt)(report), args.output)
     return EXIT_OK
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    from seatledger.vendor.dashboard import write_dashboard
+
     now = _now()
     month = args.month or f"{now:%Y-%m}"
     with _store(args) as store:
@@ -111,6 +117,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_expiring(args: argparse.Namespace) -> int:
+    import attrs
+
+    from projections.render import to_json
+    from seatledger.vendor.reports import expiring_licences
+
     with _store(args) as store:
         found = expiring_licences(store.engine, now=_now(), within_days=args.days)
     if args.json:
@@ -125,6 +136,11 @@ def cmd_expiring(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
+    from seatledger.vendor.analytics import AnalyticsRunner
+    from seatledger.vendor.home import load_vendor_config, vendor_dir_from
+    from seatledger.vendor.records import VendorRecords
+    from seatledger.vendor.registry import VendorStore
+
     config = load_vendor_config(vendor_dir_from(args.vendor_dir))
     with VendorStore.open(config) as store:
         runner = AnalyticsRunner(VendorRecords(config, store.engine))

@@ -139,6 +139,24 @@ def test_a_group_s_help_loads_that_group_only() -> None:
     assert [p for p in HEAVY if loaded(modules, p)] == []
 
 
+# What a command's own --help must not import: the ledger, the store's and the wire's
+# libraries (its handlers import them when they run).
+HEAVY_FOR_HELP = ("trio", "ledger", "exporters", "projections", "cryptography", "sqlalchemy",
+                  "eventsourcing", "psycopg", "paramiko", "hypercorn")
+
+
+def _commands() -> list[str]:
+    return [name for group in cli_main._GROUPS for name, _ in group.commands]
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_a_command_s_help_imports_none_of_what_its_handlers_need(command: str) -> None:
+    """``seatledger COMMAND --help`` builds the command's parser only: quick to answer."""
+    code, modules, printed = modules_after([command, "--help"])
+    assert code == 0 and f"usage: seatledger {command}" in printed, printed
+    assert [p for p in HEAVY_FOR_HELP if loaded(modules, p)] == []
+
+
 def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     [action] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return dict(action.choices)
