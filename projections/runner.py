@@ -426,9 +426,14 @@ class ProjectionRunner:
         self._fed += len(fresh)
         return whole
 
-    def stop_following(self) -> None:
+    def stop_following(self, *, wake: bool = True) -> None:
+        """Make :meth:`follow` return. Thread-safe. From a signal handler pass
+        ``wake=False``: waking the loop takes a lock the interrupted thread may hold (the
+        handler would wait for itself); the loop then sees the flag within its
+        ``poll_seconds``."""
         self._stopping = True
-        self._nudged.set()
+        if wake:
+            self._nudged.set()
 
     def statistics(self) -> dict[str, Any]:
         return {"positions": dict(self._positions), "batches": self._batches,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 
 from projections import ProjectionRunner
 from projections.feed import FeedReceiver
@@ -36,17 +35,21 @@ def run_follower(config: Config, *, poll_seconds: float = 0.2,
     app = open_ledger(config, read_only=True)
     try:
         with ProjectionRunner(app) as runner:
-            stopping = threading.Event()
+            stopping = False
 
-            def stop(*_: object) -> None:
-                stopping.set()
-                runner.stop_following()
+            def stop(wake: bool) -> None:
+                nonlocal stopping
+                stopping = True
+                runner.stop_following(wake=wake)
 
-            signal.signal(signal.SIGTERM, stop)
-            signal.signal(signal.SIGINT, stop)
+            # A signal handler takes no lock: a second signal landing while the first
+            # one's handler held one would wait for itself (SIGTERM from the kernel when
+            # the master dies, then from its supervisor), and the follower would never end.
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop(wake=False))
             if parent_pid is not None:
-                watch_parent(parent_pid, stop)
-            while not stopping.is_set():
+                watch_parent(parent_pid, lambda: stop(wake=True))
+            while not stopping:
                 # follow() clears the runner's stop flag when it starts; a stop that came
                 # before that is kept in ``stopping`` and checked again here.
                 runner.follow(poll_seconds=poll_seconds, feed=feed)

@@ -5,6 +5,7 @@ opens the ledger read-only, never holds the store's write lock while it applies 
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -263,3 +264,28 @@ def test_the_masters_follower_defers_to_it_for_the_cpu(tmp_path: Path,
     finally:
         follower.terminate()
         follower.wait(timeout=30)
+
+
+def test_the_follower_ends_on_a_burst_of_sigterms(tmp_path: Path) -> None:
+    """Its SIGTERM handler takes no lock: a second signal that lands while the first one's
+    handler runs (the kernel's parent-death signal, then the supervisor's) once deadlocked
+    it on its own threading.Event, and it outlived the master it followed."""
+    root, _vendor = licensed_data_dir(tmp_path, "PRED=100")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "seatledger.cli", "projections", "follow", "--poll", "0.1",
+         "--data-dir", str(root)], preexec_fn=die_with_parent)
+    views = root / "ledger.views.db"
+    try:
+        deadline = time.monotonic() + 30
+        while not (views.exists() and "view_tracking" in sqlite_tables(views)):
+            assert follower.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        for _ in range(300):
+            if follower.poll() is not None:
+                break
+            os.kill(follower.pid, signal.SIGTERM)
+        assert follower.wait(timeout=10) == 0
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
