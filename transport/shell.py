@@ -411,12 +411,13 @@ class Link:
     def _queue(self, message: Message) -> None:
         data = self.conn.send(message)  # LocalProtocolError leaves everything unchanged
         self._outbox.append(data)
+        farewell = isinstance(message, Goodbye | Error)
         flusher = self._flusher
-        if flusher is not None and flusher.running and not isinstance(message, Goodbye | Error):
+        if flusher is not None and flusher.running and not farewell:
             flusher.mark(self)
         else:
             self._has_outbox.unpark()
-        if isinstance(message, Goodbye | Error):
+        if farewell:
             self._end(
                 CloseReason.GOODBYE_SENT if isinstance(message, Goodbye) else CloseReason.ERROR_SENT
             )

@@ -214,8 +214,8 @@ class TLSStream(trio.abc.Stream):
             if self._handshaken and self._broken is None:
                 try:
                     self._tls.unwrap()
-                except (ssl.SSLWantReadError, ssl.SSLError):
-                    pass  # the peer's close_notify is not waited for
+                except ssl.SSLError:  # (SSLWantReadError: the peer's is not waited for)
+                    pass
                 self._take_outgoing()
                 try:
                     self._write_some()

@@ -32,14 +32,13 @@ from transport.tls_stream import TLSStream
 
 NOW = dt.datetime.now(dt.UTC)
 
-_MASTER_STREAM: list[type] = [trio.SSLStream]
+MasterStream = type[trio.SSLStream[trio.SocketStream]] | type[TLSStream]
 
 
-@pytest.fixture(autouse=True, params=["trio.SSLStream", "TLSStream"])
-def master_stream(request: pytest.FixtureRequest) -> type:
+@pytest.fixture(params=["trio.SSLStream", "TLSStream"])
+def master_stream(request: pytest.FixtureRequest) -> MasterStream:
     """The stream class connect_once serves the master's side with."""
-    _MASTER_STREAM[0] = trio.SSLStream if request.param == "trio.SSLStream" else TLSStream
-    return _MASTER_STREAM[0]
+    return trio.SSLStream if request.param == "trio.SSLStream" else TLSStream
 
 
 @attrs.frozen
@@ -118,6 +117,7 @@ class Outcome:
 
 
 async def connect_once(
+    master_stream: MasterStream,
     server: ssl.SSLContext, client: ssl.SSLContext, server_hostname: str = "127.0.0.1"
 ) -> Outcome:
     """Serve one connection on a fresh port and dial it once."""
@@ -127,7 +127,7 @@ async def connect_once(
     done = trio.Event()
 
     async def handle(stream: trio.SocketStream) -> None:
-        tls = _MASTER_STREAM[0](stream, server, server_side=True)
+        tls = master_stream(stream, server, server_side=True)
         try:
             await tls.do_handshake()
             identity = peer_identity(tls)
@@ -169,9 +169,11 @@ def refusal(outcome: Outcome) -> BaseException:
 # --- the good case --------------------------------------------------------------------------
 
 
-async def test_a_site_with_a_valid_certificate_is_identified_by_it(pki_files: Pki) -> None:
+async def test_a_site_with_a_valid_certificate_is_identified_by_it(
+    pki_files: Pki, master_stream: MasterStream
+) -> None:
     outcome = await connect_once(
-        master_context(pki_files), slave_context(pki_files, pki_files.paris)
+        master_stream, master_context(pki_files), slave_context(pki_files, pki_files.paris)
     )
     assert outcome.master == SiteIdentity("paris", pki_files.paris_fingerprint)
     assert outcome.slave == b"welcome paris"
@@ -206,58 +208,73 @@ async def test_the_connection_is_tls_1_3(pki_files: Pki) -> None:
 # --- the master refuses ---------------------------------------------------------------------
 
 
-async def test_a_slave_without_a_certificate_is_refused(pki_files: Pki) -> None:
+async def test_a_slave_without_a_certificate_is_refused(
+    pki_files: Pki, master_stream: MasterStream
+) -> None:
     anonymous = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     anonymous.load_verify_locations(pki_files.ca)
-    cause = refusal(await connect_once(master_context(pki_files), anonymous))
+    cause = refusal(await connect_once(master_stream, master_context(pki_files), anonymous))
     assert cause.reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE"
 
 
-async def test_a_certificate_from_another_ca_is_refused(pki_files: Pki) -> None:
+async def test_a_certificate_from_another_ca_is_refused(
+    pki_files: Pki, master_stream: MasterStream
+) -> None:
     client = slave_context(pki_files, pki_files.foreign_site)
-    cause = refusal(await connect_once(master_context(pki_files), client))
+    cause = refusal(await connect_once(master_stream, master_context(pki_files), client))
     assert isinstance(cause, ssl.SSLCertVerificationError)
     assert "unable to get local issuer certificate" in cause.verify_message
 
 
-async def test_an_expired_certificate_is_refused(pki_files: Pki) -> None:
+async def test_an_expired_certificate_is_refused(
+    pki_files: Pki, master_stream: MasterStream
+) -> None:
     client = slave_context(pki_files, pki_files.expired)
-    cause = refusal(await connect_once(master_context(pki_files), client))
+    cause = refusal(await connect_once(master_stream, master_context(pki_files), client))
     assert isinstance(cause, ssl.SSLCertVerificationError)
     assert cause.verify_message == "certificate has expired"
 
 
-async def test_a_revoked_site_is_refused_in_the_handshake(pki_files: Pki) -> None:
+async def test_a_revoked_site_is_refused_in_the_handshake(
+    pki_files: Pki, master_stream: MasterStream
+) -> None:
     server = master_context(pki_files, revoked={pki_files.paris_fingerprint})
-    cause = refusal(await connect_once(server, slave_context(pki_files, pki_files.paris)))
+    client = slave_context(pki_files, pki_files.paris)
+    cause = refusal(await connect_once(master_stream, server, client))
     assert isinstance(cause, CertificateRevokedError)
     assert pki_files.paris_fingerprint in str(cause)
 
 
 async def test_revocation_applies_to_the_next_connection_without_a_new_context(
-    pki_files: Pki,
+    pki_files: Pki, master_stream: MasterStream
 ) -> None:
     revoked: set[str] = set()
     server = master_context(pki_files, revoked=revoked)
     client = slave_context(pki_files, pki_files.paris)
-    assert isinstance((await connect_once(server, client)).master, SiteIdentity)
+    assert isinstance((await connect_once(master_stream, server, client)).master, SiteIdentity)
     revoked.add(pki_files.paris_fingerprint)
-    assert isinstance(refusal(await connect_once(server, client)), CertificateRevokedError)
+    refused = refusal(await connect_once(master_stream, server, client))
+    assert isinstance(refused, CertificateRevokedError)
 
 
-async def test_revocation_may_be_a_predicate_and_spares_other_sites(pki_files: Pki) -> None:
+async def test_revocation_may_be_a_predicate_and_spares_other_sites(
+    pki_files: Pki, master_stream: MasterStream
+) -> None:
     server = master_context(pki_files, revoked=lambda fp: fp == pki_files.paris_fingerprint)
-    outcome = await connect_once(server, slave_context(pki_files, pki_files.lyon))
+    client = slave_context(pki_files, pki_files.lyon)
+    outcome = await connect_once(master_stream, server, client)
     assert isinstance(outcome.master, SiteIdentity)
     assert outcome.master.name == "lyon"
 
 
-async def test_a_tls_1_2_client_is_refused(pki_files: Pki) -> None:
+async def test_a_tls_1_2_client_is_refused(
+    pki_files: Pki, master_stream: MasterStream
+) -> None:
     old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     old.maximum_version = ssl.TLSVersion.TLSv1_2
     old.load_verify_locations(pki_files.ca)
     old.load_cert_chain(pki_files.paris.cert, pki_files.paris.key)
-    cause = refusal(await connect_once(master_context(pki_files), old))
+    cause = refusal(await connect_once(master_stream, master_context(pki_files), old))
     assert cause.reason == "UNSUPPORTED_PROTOCOL"
 
 
@@ -292,17 +309,24 @@ def test_a_revoked_site_is_refused_on_blocking_sockets_too(pki_files: Pki) -> No
 # --- the slave refuses ----------------------------------------------------------------------
 
 
-async def test_the_slave_refuses_a_master_from_another_ca(pki_files: Pki) -> None:
+async def test_the_slave_refuses_a_master_from_another_ca(
+    pki_files: Pki, master_stream: MasterStream
+) -> None:
     server = master_context(pki_files, master=pki_files.foreign_master)
-    outcome = await connect_once(server, slave_context(pki_files, pki_files.paris))
+    client = slave_context(pki_files, pki_files.paris)
+    outcome = await connect_once(master_stream, server, client)
     assert isinstance(outcome.slave, trio.BrokenResourceError)
     assert isinstance(outcome.slave.__cause__, ssl.SSLCertVerificationError)
     assert isinstance(outcome.master, trio.BrokenResourceError)
 
 
-async def test_the_slave_refuses_a_master_at_another_address(pki_files: Pki) -> None:
+async def test_the_slave_refuses_a_master_at_another_address(
+    pki_files: Pki, master_stream: MasterStream
+) -> None:
     client = slave_context(pki_files, pki_files.paris)
-    outcome = await connect_once(master_context(pki_files), client, "master.example.com")
+    outcome = await connect_once(
+        master_stream, master_context(pki_files), client, "master.example.com"
+    )
     assert isinstance(outcome.slave, trio.BrokenResourceError)
     cause = outcome.slave.__cause__
     assert isinstance(cause, ssl.SSLCertVerificationError)
