@@ -88,7 +88,9 @@ from seatledger.services.sites import enrol_site  # noqa: E402
 SITES = 100  # the sites that hold seats in 'rss' and that 'ready' grows the store over
 WIDE_SITES, WIDE_RATE = 200, 500.0  # open_loop_200_sites: links and offered requests/s
 SEATS = "PRED=20000,ACD=100"
-TARGETS = {"grants_releases_per_second": 10_000, "ratio_to_bare_tls": 0.5,
+# The goals: 16 in flight per site at 35 % of the echo's rate, one in flight at 50 %.
+TARGETS = {"grants_releases_per_second": 10_000, "ratio_to_bare_tls": 0.35,
+           "ratio_to_bare_tls_window_1": 0.5,
            "p99_ms_at_5k_per_second": 10.0, "p99_ms_at_500_per_second_200_sites": 5.0,
            "ready_seconds_over_1.8M_events": 2.0,
            "rss_mb_10k_seats_100_sites": 200, "grant_cost_ratio_10k_to_100_seats": 1.2}
@@ -468,6 +470,8 @@ def main() -> None:
             "grants_releases_per_second": result["master"]["requests_per_second"]
             >= TARGETS["grants_releases_per_second"],
             "ratio_to_bare_tls": result["ratio_to_bare_tls"] >= TARGETS["ratio_to_bare_tls"],
+            "ratio_to_bare_tls_window_1": result["ratio_to_bare_tls_window_1"]
+            >= TARGETS["ratio_to_bare_tls_window_1"],
             "p99_ms_at_5k_per_second": result["open_loop"]["p99_ms"]
             <= TARGETS["p99_ms_at_5k_per_second"],
             # Met only at the load (or more): 500 req/s offered over 200 sites.
