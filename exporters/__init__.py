@@ -3,70 +3,8 @@
 See docs/export-format.md for the files and how a recipient checks them.
 """
 
-from .build import BuiltExport, build_day
-from .chain import ChainState
-from .daily import DailyExport, DayResult, DayStatus, due_days, exported_days, first_day
-from .envelope import (
-    AgeIdentity,
-    SigningKey,
-    decrypt_export,
-    generate_age_identity,
-    generate_signing_key,
-    load_signing_key,
-    verify_signature,
-    write_age_identity,
-)
-from .errors import (
-    BuildError,
-    ExportConfigError,
-    ExportError,
-    ReplayError,
-    SinkError,
-    VerifyError,
-)
-from .manifest import FORMAT, Manifest, decode_manifest
-from .naming import ExportNames
-from .outbox import Outbox
-from .replay import ImportSummary, import_verified
-from .settings import ExportSettings, SinkSettings, make_sink, parse_export_settings
-from .verify import Verifier, VerifyReport, locate
+# Each name is imported from its submodule when first used (names and modules: __init__.pyi,
+# which type checkers read instead), so that a process loads only the parts it uses.
+import lazy_loader
 
-__all__ = [
-    "FORMAT",
-    "AgeIdentity",
-    "BuildError",
-    "BuiltExport",
-    "ChainState",
-    "DailyExport",
-    "DayResult",
-    "DayStatus",
-    "ExportConfigError",
-    "ExportError",
-    "ExportNames",
-    "ExportSettings",
-    "ImportSummary",
-    "Manifest",
-    "Outbox",
-    "ReplayError",
-    "SigningKey",
-    "SinkError",
-    "SinkSettings",
-    "Verifier",
-    "VerifyError",
-    "VerifyReport",
-    "build_day",
-    "decode_manifest",
-    "decrypt_export",
-    "due_days",
-    "exported_days",
-    "first_day",
-    "generate_age_identity",
-    "generate_signing_key",
-    "import_verified",
-    "load_signing_key",
-    "locate",
-    "make_sink",
-    "parse_export_settings",
-    "verify_signature",
-    "write_age_identity",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

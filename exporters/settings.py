@@ -36,9 +36,10 @@ from typing import Any
 
 import attrs
 
+from . import sinks  # (each adapter, and its client library, loaded when it is made)
 from .envelope import check_recipients
 from .errors import ExportConfigError, KeyMaterialError
-from .sinks import FtpSink, FtpsSink, LocalSink, RetryPolicy, SftpSink, Sink
+from .sinks.base import RetryPolicy, Sink
 
 __all__ = ["ExportSettings", "SinkSettings", "make_sink", "parse_export_settings"]
 
@@ -196,18 +197,18 @@ def make_sink(settings: SinkSettings, *, sleep: Callable[[float], None] | None =
         retry = attrs.evolve(retry, sleep=sleep)
     if settings.kind == "folder":
         assert settings.path is not None
-        return LocalSink(settings.path, retry=retry)
+        return sinks.LocalSink(settings.path, retry=retry)
     if settings.kind == "sftp":
-        return SftpSink(settings.host, settings.port, username=settings.username,
+        return sinks.SftpSink(settings.host, settings.port, username=settings.username,
                         known_hosts=None if settings.host_key else settings.known_hosts,
                         host_key=settings.host_key or None, key_file=settings.key_file,
                         password_file=settings.password_file, remote_dir=settings.remote_dir,
                         timeout=settings.timeout, retry=retry)
     assert settings.password_file is not None
     if settings.kind == "ftps":
-        return FtpsSink(settings.host, settings.port, username=settings.username,
+        return sinks.FtpsSink(settings.host, settings.port, username=settings.username,
                         password_file=settings.password_file, ca_file=settings.ca_file,
                         remote_dir=settings.remote_dir, timeout=settings.timeout, retry=retry)
-    return FtpSink(settings.host, settings.port, username=settings.username,
+    return sinks.FtpSink(settings.host, settings.port, username=settings.username,
                    password_file=settings.password_file, remote_dir=settings.remote_dir,
                    timeout=settings.timeout, retry=retry)

@@ -6,46 +6,8 @@ point-in-time answers (:mod:`.point_in_time`). :mod:`.render` and :mod:`.html_re
 their answers into tables, CSV, JSON and a self-contained HTML report.
 """
 
-from .engine import VIEWS_SCHEMA, views_url
-from .errors import (
-    ConcurrentRunnerError,
-    ProjectionError,
-    UnknownProjectionError,
-    ViewStoreError,
-)
-from .html_report import render_html_report, write_html_report
-from .live_status import PoolStatus, SiteStatus, Status, read_status
-from .point_in_time import (
-    HistoryEntry,
-    PoolAt,
-    RefusalAnswer,
-    SeatSpan,
-    StateAt,
-    pool_windows,
-    state_at,
-    user_history,
-    why_refused,
-)
-from .render import (
-    render_history_table,
-    render_state_table,
-    render_status_table,
-    render_why_refused,
-    to_json,
-    usage_csv,
-    usage_json,
-    usage_table,
-)
-from .runner import PROJECTIONS, ProjectionRunner, check_names
-from .usage import DIMENSIONS, PERIODS, HoursUsage, UsageReport, UsageRow, usage_report
+# Each name is imported from its submodule when first used (names and modules: __init__.pyi,
+# which type checkers read instead), so that a process loads only the parts it uses.
+import lazy_loader
 
-__all__ = [
-    "DIMENSIONS", "PERIODS", "PROJECTIONS", "VIEWS_SCHEMA", "ConcurrentRunnerError", "HistoryEntry",
-    "HoursUsage", "PoolAt",
-    "PoolStatus", "ProjectionError", "ProjectionRunner", "RefusalAnswer", "SeatSpan",
-    "SiteStatus", "StateAt", "Status", "UnknownProjectionError", "UsageReport", "UsageRow",
-    "ViewStoreError", "check_names", "pool_windows", "read_status", "render_history_table",
-    "render_html_report", "render_state_table", "render_status_table", "render_why_refused",
-    "state_at", "to_json", "usage_csv", "usage_json", "usage_report", "usage_table",
-    "user_history", "views_url", "why_refused", "write_html_report",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

@@ -4,23 +4,8 @@ Every sink writes under a temporary name and renames, refuses to overwrite diffe
 treats identical content as already delivered, and retries transient failures with backoff.
 """
 
-from .base import CHUNK_SIZE, RetryPolicy, Sink, SinkSession, UploadResult, UploadStatus, check_name
-from .ftp import FtpSink, FtpsSink
-from .local import LocalSink
-from .memory import MemorySink
-from .sftp import SftpSink
+# Each name is imported from its submodule when first used (names and modules: __init__.pyi,
+# which type checkers read instead), so that a process loads only the parts it uses.
+import lazy_loader
 
-__all__ = [
-    "CHUNK_SIZE",
-    "FtpSink",
-    "FtpsSink",
-    "LocalSink",
-    "MemorySink",
-    "RetryPolicy",
-    "SftpSink",
-    "Sink",
-    "SinkSession",
-    "UploadResult",
-    "UploadStatus",
-    "check_name",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

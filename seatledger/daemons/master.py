@@ -57,7 +57,7 @@ from seatledger.master.lease import (
 )
 from seatledger.master.server import Master, Observed, Standby
 from seatledger.master.writer import OperatorCall, OperatorFailed, StoreUnavailable
-from seatledger.web import master_listeners, serve_master_web
+from seatledger.web.listeners import master_listeners
 
 log = logging.getLogger("seatledger")
 
@@ -110,7 +110,7 @@ async def run_master(config: Config, listen: str, *,
             listeners = await nursery.start(master.run, host, port)
             await nursery.start(serve_admin, config.layout.admin_socket, master.submit,
                                 describe_process)
-            await nursery.start(serve_master_web, config, master, *master_listeners(config))
+            await nursery.start(_serve_web, config, master)
             if schedule is not None:
                 nursery.start_soon(functools.partial(daily_exports, master, schedule,
                                                      alerts=alerts))
@@ -250,6 +250,19 @@ async def daily_exports(master: Master, schedule: ExportSchedule, *,
             log.error("daily export failed (retried at the next run): %s", e)
             if alerts is not None:
                 alerts.submit(export_failed_alert(str(e), master.now()))
+
+
+async def _serve_web(config: Config, master: Master, *,
+                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """The dashboard and metrics, if ``[web]`` or ``[metrics]`` asks for them: only then are
+    the web servers loaded (a master without them runs in less memory)."""
+    web, metrics = master_listeners(config)
+    if web is None and metrics is None:
+        task_status.started()
+        return
+    from seatledger.web.daemon import serve_master_web
+
+    await serve_master_web(config, master, web, metrics, task_status=task_status)
 
 
 def _in_writer_process(app: object) -> object:
@@ -413,8 +426,7 @@ class HaMaster:
         await nursery.start(functools.partial(master.run, self.host, self.port,
                                               listeners=listeners))
         self.roles.become_active(self._submit)
-        await nursery.start(serve_master_web, self.config, master,
-                            *master_listeners(self.config))
+        await nursery.start(_serve_web, self.config, master)
         if self.schedule is not None:
             nursery.start_soon(functools.partial(daily_exports, master, self.schedule,
                                                  alerts=self.alerts))

@@ -17,7 +17,7 @@ from seatledger.config.settings import HttpListener
 from seatledger.slave.connector import SlaveSettings
 from seatledger.slave.local_socket import serve_socket
 from seatledger.slave.policy import Alert
-from seatledger.web import serve_slave_metrics, slave_metrics_listener
+from seatledger.web.listeners import slave_metrics_listener
 
 log = logging.getLogger("seatledger.slave")
 
@@ -54,7 +54,9 @@ async def _serve(bundle: Bundle, state_dir: Path, path: Path, settings: SlaveSet
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(serve_socket, slave, path)
-                if metrics is not None:
+                if metrics is not None:  # (only then are the web servers loaded)
+                    from seatledger.web.daemon import serve_slave_metrics
+
                     await nursery.start(serve_slave_metrics, slave, metrics)
                 if ready is not None:
                     ready(str(path))

@@ -8,16 +8,8 @@ metrics: hypercorn's trio worker serving Starlette apps inside the daemon's nurs
 * :mod:`.daemon` what the master and slave daemons start.
 """
 
-from .daemon import (
-    master_listeners,
-    serve_master_web,
-    serve_slave_metrics,
-    slave_metrics_listener,
-)
-from .metrics import MasterMetrics, slave_registry
-from .serve import serve_http
-from .telemetry import Telemetry, instrument
+# Each name is imported from its submodule when first used (names and modules: __init__.pyi,
+# which type checkers read instead), so that a process loads only the parts it uses.
+import lazy_loader
 
-__all__ = ["MasterMetrics", "Telemetry", "instrument", "master_listeners", "serve_http",
-           "serve_master_web", "serve_slave_metrics", "slave_metrics_listener",
-           "slave_registry"]
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)
