@@ -199,16 +199,19 @@ def make_sink(settings: SinkSettings, *, sleep: Callable[[float], None] | None =
         assert settings.path is not None
         return sinks.LocalSink(settings.path, retry=retry)
     if settings.kind == "sftp":
-        return sinks.SftpSink(settings.host, settings.port, username=settings.username,
-                        known_hosts=None if settings.host_key else settings.known_hosts,
-                        host_key=settings.host_key or None, key_file=settings.key_file,
-                        password_file=settings.password_file, remote_dir=settings.remote_dir,
-                        timeout=settings.timeout, retry=retry)
+        return sinks.SftpSink(
+            settings.host, settings.port, username=settings.username,
+            known_hosts=None if settings.host_key else settings.known_hosts,
+            host_key=settings.host_key or None, key_file=settings.key_file,
+            password_file=settings.password_file, remote_dir=settings.remote_dir,
+            timeout=settings.timeout, retry=retry)
     assert settings.password_file is not None
     if settings.kind == "ftps":
-        return sinks.FtpsSink(settings.host, settings.port, username=settings.username,
-                        password_file=settings.password_file, ca_file=settings.ca_file,
-                        remote_dir=settings.remote_dir, timeout=settings.timeout, retry=retry)
-    return sinks.FtpSink(settings.host, settings.port, username=settings.username,
-                   password_file=settings.password_file, remote_dir=settings.remote_dir,
-                   timeout=settings.timeout, retry=retry)
+        return sinks.FtpsSink(
+            settings.host, settings.port, username=settings.username,
+            password_file=settings.password_file, ca_file=settings.ca_file,
+            remote_dir=settings.remote_dir, timeout=settings.timeout, retry=retry)
+    return sinks.FtpSink(
+        settings.host, settings.port, username=settings.username,
+        password_file=settings.password_file, remote_dir=settings.remote_dir,
+        timeout=settings.timeout, retry=retry)

@@ -20,10 +20,8 @@ async def serve_master_web(config: Config, master: Master, web: HttpListener | N
                            metrics: HttpListener | None, *,
                            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                            ) -> None:
-    """Gather the master's telemetry and serve the dashboard and metrics until cancelled."""
-    if web is None and metrics is None:
-        task_status.started()
-        return
+    """Gather the master's telemetry and serve the dashboard and metrics (at least one of
+    them: the caller loads this module only then) until cancelled."""
     telemetry = instrument(master)
     await telemetry.refresh()
     async with trio.open_nursery() as nursery:
@@ -36,9 +34,6 @@ async def serve_master_web(config: Config, master: Master, web: HttpListener | N
                 serve_http, metrics_app(telemetry.metrics.registry), metrics,
                 ca_dir=config.layout.ca_dir))
         task_status.started()
-
-
-
 
 
 async def serve_slave_metrics(slave: SlaveConnector, listener: HttpListener, *,
